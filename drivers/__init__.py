@@ -1,0 +1,1 @@
+"""Protocol drivers: one subpackage per protocol (driver, framing, simulator side by side)."""

@@ -1,0 +1,75 @@
+"""The driver boundary: what every protocol driver offers the daemon, and nothing more.
+
+A driver owns its port, runs until cancelled and hands each Reading/Event to `emit` as the frame
+arrives. Restarts, task tracking and backoff live once, in gateway.supervise.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
+
+from gateway.model import Item, Stamp
+
+Emit = Callable[[Item], None]
+"""Hand one Reading or Event to the pipeline. Never blocks; safe to call from the event loop only."""
+
+
+class DriverState(enum.StrEnum):
+    STARTING = "starting"
+    OK = "ok"
+    DEGRADED = "degraded"  # running, but some devices are offline or the link is flaky
+    DOWN = "down"  # port gone, modem absent: retrying
+
+
+class DriverHealth(msgspec.Struct):
+    """A snapshot for `gateway status`, the retained status message and selftest."""
+
+    state: DriverState
+    last_ok: Stamp | None = None
+    counters: dict[str, int] = {}
+    detail: dict[str, Any] = {}
+
+
+class Command(msgspec.Struct, frozen=True):
+    """An actuator command: write `value` to `target` (a named output in the device's profile)."""
+
+    device_id: str
+    target: str  # e.g. "sounder", "strobe", "silence"
+    value: Any
+    reason: str = ""
+
+
+@runtime_checkable
+class Driver(Protocol):
+    name: str
+
+    async def run(self, emit: Emit) -> None:
+        """Run until cancelled; own the port; raise only on a failure the supervisor should restart."""
+
+    def health(self) -> DriverHealth: ...
+
+
+@runtime_checkable
+class Actuator(Driver, Protocol):
+    async def write(self, command: Command) -> None:
+        """Perform the command; raise a GatewayError subclass with the reason when the device refuses."""
+
+
+class DriverContext(msgspec.Struct, frozen=True):
+    """Everything a driver gets at construction: its port's typed config, its devices, their
+    profiles' protocol sections, the clock, a bound logger and the secrets meant for it.
+
+    Built by the daemon from validated config; drivers never read config files themselves.
+    """
+
+    port_name: str
+    port: Any  # the DriverSpec.port_schema instance for [ports.<port_name>]
+    devices: tuple[Any, ...]  # gateway.model.Device, every device whose `port` is this one
+    profiles: dict[str, Any]  # profile name -> DriverSpec.profile_schema instance (its [<protocol>] table)
+    clock: Any  # gateway.clock.Clock
+    log: Any  # structlog BoundLogger, already bound to driver= and port=
+    secrets: dict[str, str] = {}  # e.g. LoRa device keys from the credentials file, by device id

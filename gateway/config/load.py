@@ -1,0 +1,245 @@
+"""Read a gateway TOML file into a Config, converting section by section so every error is reported.
+
+Messages name the file, the key path, the value and what is allowed:
+    gateway.toml: devices[3].address: 300 is not a Modbus slave id (1..247)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from gateway.config import schema as s
+from gateway.errors import ConfigError
+
+# Sections owned by later stages register their schema here (explicit, no scanning).
+# name -> (schema type, is_list)
+EXTRA_SECTIONS: dict[str, tuple[type, bool]] = {}
+
+_CORE = {
+    "identity": s.Identity,
+    "clock": s.ClockSection,
+    "log": s.LogSection,
+    "uplink": s.Uplink,
+    "store": s.Store,
+    "control": s.Control,
+}
+_TOP_KEYS = {*_CORE, "ports", "devices", "contacts", "rules", "profiles_dir"}
+
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_UNKNOWN = re.compile(r"Object contains unknown field `(?P<key>[^`]+)`")
+_MISSING = re.compile(r"Object missing required field `(?P<key>[^`]+)`")
+_BOUND = re.compile(r"Expected `(?P<type>\w+)` (?P<op>>=|<=|>|<) (?P<bound>\S+)")
+
+
+def _lookup(raw: Any, path: str) -> Any:
+    cur = raw
+    for part in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path):
+        key, idx = part
+        try:
+            cur = cur[int(idx)] if idx else cur[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return cur
+
+
+def _allowed(schema: type | None, path: str) -> str:
+    """The allowed keys of the struct at `path`, for 'unknown key' messages."""
+    if schema is None or not hasattr(schema, "__struct_fields__"):
+        return ""
+    return ", ".join(schema.__struct_fields__)
+
+
+def format_validation(
+    file: str, prefix: str, exc: msgspec.ValidationError, raw: Any, schema: type | None, redact: bool = False
+) -> str:
+    """Turn a msgspec ValidationError into `file: path: value is wrong (what is allowed)`.
+
+    With `redact` (the credentials file) the offending value is never echoed.
+    """
+    m = _AT.match(str(exc))
+    msg, path = (m.group("msg"), m.group("path") or "") if m else (str(exc), "")
+    where = (prefix + path).lstrip(".") if prefix else path.lstrip(".")
+    if u := _UNKNOWN.match(msg):
+        key = f"{where}.{u.group('key')}" if where else u.group("key")
+        target = schema if not path else None
+        allowed = _allowed(target, path)
+        return f"{file}: {key}: unknown key" + (f" (allowed: {allowed})" if allowed else "")
+    if u := _MISSING.match(msg):
+        key = f"{where}.{u.group('key')}" if where else u.group("key")
+        return f"{file}: {key}: required key is missing"
+    value = "<redacted>" if redact else _lookup(raw, path)
+    if b := _BOUND.match(msg):
+        return f"{file}: {where}: {value!r} is out of range (must be {b.group('op')} {b.group('bound')})"
+    if msg.startswith("Invalid enum value"):
+        return f"{file}: {where}: {value!r} is not one of the allowed values"
+    if msg.startswith("Expected `str` matching regex"):
+        return f"{file}: {where}: {value!r} has the wrong format (must match {msg.split('regex ', 1)[1]})"
+    return f"{file}: {where}: {value!r}: {msg}"
+
+
+def convert(file: str, prefix: str, raw: Any, schema: type, errors: list[str], redact: bool = False) -> Any | None:
+    """Convert one section; on failure append a formatted message and return None."""
+    try:
+        return msgspec.convert(raw, schema)
+    except msgspec.ValidationError as exc:
+        errors.append(format_validation(file, prefix, exc, raw, schema, redact))
+        return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found"]) from None
+    except PermissionError:
+        raise ConfigError([f"{path}: permission denied"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path.name}: not valid TOML: {exc}"]) from None
+
+
+def load_profiles(directory: Path, errors: list[str]) -> dict[str, s.Profile]:
+    profiles: dict[str, s.Profile] = {}
+    if not directory.is_dir():
+        errors.append(f"profiles_dir: {str(directory)!r} is not a directory")
+        return profiles
+    for path in sorted(directory.glob("*.toml")):
+        try:
+            raw = _read_toml(path)
+        except ConfigError as exc:
+            errors.extend(exc.problems)
+            continue
+        prof = convert(f"profiles/{path.name}", "", raw, s.Profile, errors)
+        if prof is not None:
+            profiles[path.stem] = prof
+    return profiles
+
+
+def load_config(path: str | os.PathLike[str]) -> s.Config:
+    """Load and fully validate a gateway config; raise ConfigError listing every problem."""
+    from drivers.registry import DRIVERS  # the registry imports driver modules: keep it off import time
+    from gateway.config.check import cross_check
+
+    path = Path(path)
+    file = path.name
+    raw = _read_toml(path)
+    errors: list[str] = []
+
+    for key in raw:
+        if key not in _TOP_KEYS and key not in EXTRA_SECTIONS:
+            allowed = ", ".join(sorted(_TOP_KEYS | set(EXTRA_SECTIONS)))
+            errors.append(f"{file}: {key}: unknown section (allowed: {allowed})")
+
+    core: dict[str, Any] = {}
+    for name, schema in _CORE.items():
+        section = raw.get(name, {})
+        if not isinstance(section, dict):
+            errors.append(f"{file}: {name}: must be a table ([{name}])")
+            continue
+        core[name] = convert(file, name, section, schema, errors)
+
+    ports: dict[str, tuple[str, Any]] = {}
+    raw_ports = raw.get("ports", {})
+    if not isinstance(raw_ports, dict):
+        errors.append(f"{file}: ports: must be a table of [ports.<name>] sections")
+        raw_ports = {}
+    for pname, praw in raw_ports.items():
+        where = f"ports.{pname}"
+        if not isinstance(praw, dict):
+            errors.append(f"{file}: {where}: must be a table")
+            continue
+        praw = dict(praw)
+        driver = praw.pop("driver", None)
+        if driver is None:
+            errors.append(f"{file}: {where}.driver: required key is missing (one of: {', '.join(sorted(DRIVERS))})")
+            continue
+        spec = DRIVERS.get(driver)
+        if spec is None:
+            errors.append(f"{file}: {where}.driver: {driver!r} is not a known driver (one of: {', '.join(sorted(DRIVERS))})")
+            continue
+        port = convert(file, where, praw, spec.port_schema, errors)
+        if port is not None:
+            ports[pname] = (driver, port)
+
+    def _list(name: str, schema: type) -> list[Any]:
+        items = raw.get(name, [])
+        if not isinstance(items, list):
+            errors.append(f"{file}: {name}: must be an array of tables ([[{name}]])")
+            return []
+        out = []
+        for i, item in enumerate(items):
+            obj = convert(file, f"{name}[{i}]", item, schema, errors)
+            out.append(obj)
+        return out
+
+    devices = _list("devices", s.DeviceEntry)
+    contacts = _list("contacts", s.Contact)
+
+    extra: dict[str, Any] = {}
+    for name, (schema, is_list) in EXTRA_SECTIONS.items():
+        if name in raw:
+            extra[name] = tuple(_list(name, schema)) if is_list else convert(file, name, raw[name], schema, errors)
+    rules_raw = raw.get("rules", [])
+    rules: tuple[Any, ...] = ()
+    if "rules" in EXTRA_SECTIONS:
+        rules = extra.pop("rules", ())
+    elif rules_raw:
+        errors.append(f"{file}: rules: this gateway version has no rule engine")
+
+    pdir = raw.get("profiles_dir", "profiles")
+    if not isinstance(pdir, str):
+        errors.append(f"{file}: profiles_dir: {pdir!r} must be a path string")
+        pdir = "profiles"
+    profiles = load_profiles((path.parent / pdir).resolve(), errors)
+
+    if any(v is None for v in core.values()):
+        raise ConfigError(errors)
+    cfg = s.Config(
+        source=str(path),
+        identity=core["identity"],
+        clock=core["clock"],
+        log=core["log"],
+        uplink=core["uplink"],
+        store=core["store"],
+        control=core["control"],
+        ports=ports,
+        devices=tuple(d for d in devices if d is not None),
+        contacts=tuple(c for c in contacts if c is not None),
+        profiles=profiles,
+        profile_specs={},
+        rules=tuple(r for r in rules if r is not None),
+        extra=extra,
+    )
+    profile_specs = cross_check(cfg, file, devices, errors)
+    if errors:
+        raise ConfigError(errors)
+    return msgspec.structs.replace(cfg, profile_specs=profile_specs)
+
+
+def load_credentials(path: str | os.PathLike[str]) -> s.Credentials:
+    """Load the secrets file, refusing one that group or others can read (or that is a symlink to one)."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: credentials file not found"]) from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            [
+                f"{path}: credentials file is accessible by group or others "
+                f"(mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}"
+            ]
+        )
+    raw = _read_toml(path)
+    errors: list[str] = []
+    creds = convert(path.name, "", raw, s.Credentials, errors, redact=True)
+    if errors:
+        raise ConfigError(errors)
+    return creds

@@ -1,0 +1,164 @@
+"""Typed schema of the gateway's own config sections (drivers own their [ports.*] schemas).
+
+Units are in key names; every key that has a safe default has it. Ranges that need a domain
+sentence ("is not a Modbus slave id") are checked in check.py; generic ranges are Meta bounds here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from gateway.model import ContactRole, DeviceType, Location, ResidentCategory
+
+Positive = Annotated[float, Meta(gt=0)]
+NonNegative = Annotated[float, Meta(ge=0)]
+Port = Annotated[int, Meta(ge=1, le=65535)]
+Text = Annotated[str, Meta(max_length=200)]
+Ident = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+MiB = 1024 * 1024
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class Identity(_Section):
+    # gateway_id is used in MQTT topics and as the certificate CN: keep it topic-safe.
+    gateway_id: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{2,47}$")]
+    community: Text = ""
+    courtyard: Text = ""
+
+
+class ClockSection(_Section):
+    # "kernel": trust the wall clock once adjtimex reports it synchronised (timesyncd/chrony).
+    # "assume_synced": bench machines and tests without a time daemon.
+    sync: Literal["kernel", "assume_synced"] = "kernel"
+
+
+class LogSection(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Uplink(_Section):
+    broker_url: str  # mqtt://host:1883 or mqtts://host:8883
+    client_id: str = ""  # default: the gateway id
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    credentials_file: str = ""
+    keepalive_s: Annotated[int, Meta(ge=5, le=600)] = 30
+    probe_interval_s: Annotated[float, Meta(gt=0, le=2)] = 2.0
+    reconnect_base_s: Annotated[float, Meta(gt=0, le=30)] = 1.0
+    reconnect_cap_s: Annotated[float, Meta(ge=1, le=600)] = 30.0
+    session_expiry_s: Annotated[int, Meta(ge=0, le=7 * 86400)] = 3600
+    max_inflight: Annotated[int, Meta(ge=1, le=100)] = 20
+    batch_max_bytes: Annotated[int, Meta(ge=1024, le=256 * 1024)] = 16384
+    batch_max_readings: Annotated[int, Meta(ge=1, le=10000)] = 500
+    drain_readings_per_s: Annotated[float, Meta(gt=0)] = 5000.0
+    command_window_s: Annotated[float, Meta(ge=10, le=3600)] = 120.0
+    status_interval_s: Annotated[float, Meta(ge=5)] = 60.0
+
+
+class Store(_Section):
+    path: str = "/var/lib/courtyard-gateway/outbox.db"
+    # Cap on database + WAL together (reliability §0.11: the WAL grew to 4 MB beside a 4 kB file).
+    max_bytes: Annotated[int, Meta(ge=1 * MiB)] = 512 * MiB
+    telemetry_max_rows: Annotated[int, Meta(ge=1000)] = 5_000_000
+    telemetry_ttl_s: Annotated[float, Meta(ge=60)] = 14 * 86400.0
+    # Telemetry group commit: the power-cut loss window for readings (alarms commit at once, FULL).
+    commit_interval_s: Annotated[float, Meta(ge=0.01, le=10)] = 1.0
+    harden_interval_s: Annotated[float, Meta(ge=1, le=600)] = 10.0
+    # Space kept back so alarms still commit when the disk is full.
+    ballast_bytes: Annotated[int, Meta(ge=0, le=256 * MiB)] = 4 * MiB
+
+
+class Control(_Section):
+    socket: str = "/run/courtyard-gateway/control.sock"
+    group: str = ""  # group owning the socket (mode 0660); default: the daemon's own group
+
+
+class Contact(_Section):
+    id: Ident
+    name: Text
+    role: ContactRole
+    phone: Annotated[str, Meta(pattern=r"^\+?[0-9]{3,20}$")]
+
+
+class DeviceEntry(_Section):
+    id: Ident
+    profile: str
+    port: str
+    address: int | str
+    building: Text = ""
+    unit: Text = ""
+    room: Text = ""
+    resident: ResidentCategory = ResidentCategory.COMMON_AREA
+    contacts: list[str] = []
+    description: Text = ""
+
+    @property
+    def location(self) -> Location:
+        return Location(self.building, self.unit, self.room)
+
+
+class ProfileField(_Section):
+    unit: str = ""
+    description: str = ""
+    min: float | None = None
+    max: float | None = None
+
+
+class Profile(_Section):
+    """A device profile file (config/profiles/<name>.toml). The [<protocol>] table is the driver's."""
+
+    type: DeviceType
+    protocol: Literal["modbus", "lora", "nbiot"]
+    vendor: str = ""
+    model: str = ""
+    description: str = ""
+    heartbeat_s: NonNegative = 0.0  # 0: polled device, liveness comes from polls
+    fields: dict[str, ProfileField] = {}
+    events: list[str] = []
+    params: dict[str, float] = {}
+    modbus: dict[str, Any] | None = None  # raw until the driver's profile_schema converts it
+    lora: dict[str, Any] | None = None
+    nbiot: dict[str, Any] | None = None
+
+
+class Credentials(_Section):
+    """The secrets file (mode 0600, never in the main config, never logged)."""
+
+    mqtt_username: str = ""
+    mqtt_password: str = ""
+    # Downlink command signing keys: key id -> hex key (HMAC-SHA256).
+    command_keys: dict[str, str] = {}
+    # LoRa per-device AES-128 keys: device id -> 32 hex chars.
+    lora_keys: dict[str, str] = {}
+
+    def secret_values(self) -> list[str]:
+        """Every secret string, for log redaction."""
+        out = [self.mqtt_password, *self.command_keys.values(), *self.lora_keys.values()]
+        return [s for s in out if s and len(s) >= 4]
+
+
+class Config(msgspec.Struct, frozen=True, kw_only=True):
+    """The validated whole. Ports hold driver-typed structs, profiles are resolved."""
+
+    source: str  # file the config came from, for messages
+    identity: Identity
+    clock: ClockSection
+    log: LogSection
+    uplink: Uplink
+    store: Store
+    control: Control
+    ports: dict[str, tuple[str, Any]]  # port name -> (driver name, driver port struct)
+    devices: tuple[DeviceEntry, ...]
+    contacts: tuple[Contact, ...]
+    profiles: dict[str, Profile]
+    profile_specs: dict[str, Any]  # profile name -> its driver-typed [<protocol>] section
+    rules: tuple[Any, ...] = ()
+    extra: dict[str, Any] = {}  # sections owned by later stages (sms, gb26875), already typed
