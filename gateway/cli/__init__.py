@@ -1,0 +1,1 @@
+"""The `gateway` command: daemon, config check, simulators, and the maintainer/installer tools."""

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Set up and run the test suite: .venv with the package and its dev extra, Debian's mosquitto,
+# socat (pty pairs), strace (fsync audit), systemd (systemd-analyze) when missing; then pytest.
+# Usage: scripts/test.sh [pytest args...]     Works as root on a fresh Debian 12 with only python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v socat >/dev/null 2>&1 || need+=(socat)
+command -v strace >/dev/null 2>&1 || need+=(strace)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2
+        exit 1
+    fi
+    echo "installing Debian packages: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# The Debian package enables a system broker on 1883; the tests start their own on free ports.
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/python -m pip install -q -e '.[dev]'
+
+exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

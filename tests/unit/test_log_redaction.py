@@ -1,0 +1,52 @@
+"""Secrets never reach the logs: neither under secret-named keys nor inside messages or tracebacks."""
+
+import io
+import json
+
+from gateway import log as logsetup
+
+
+def _capture(level="debug", fmt="json"):
+    buf = io.StringIO()
+    logsetup.setup(level, fmt, gateway_id="gw-test-01", stream=buf)
+    return buf
+
+
+def test_every_line_carries_gateway_id_and_is_json_when_not_a_tty():
+    buf = _capture()
+    logsetup.get(driver="modbus_rtu").info("slave_offline", unit=3)
+    line = json.loads(buf.getvalue().splitlines()[-1])
+    assert line["gateway_id"] == "gw-test-01"
+    assert line["event"] == "slave_offline" and line["unit"] == 3 and line["driver"] == "modbus_rtu"
+
+
+def test_secret_values_are_redacted_everywhere():
+    canary_pw = "canary-Pw-9f3a1c"
+    canary_key = "00112233445566778899aabbccddeeff"
+    logsetup.REDACTOR.set_secrets([canary_pw, canary_key])
+    buf = _capture()
+    lg = logsetup.get()
+    lg.info("connect_failed", password=canary_pw, detail=f"auth user=gw pw={canary_pw}")
+    lg.warning("odd", args={"key": canary_key, "nested": [f"x{canary_key}y"]})
+    try:
+        raise RuntimeError(f"broker said no to {canary_pw}")
+    except RuntimeError:
+        lg.exception("uplink_error")
+    out = buf.getvalue()
+    assert canary_pw not in out and canary_key not in out
+    assert out.count(logsetup.REDACTED) >= 4
+    logsetup.REDACTOR.set_secrets([])
+
+
+def test_console_format_is_key_value():
+    buf = _capture(fmt="console")
+    logsetup.get().info("alarm_raised", device_id="smoke-2-1-401")
+    assert "alarm_raised" in buf.getvalue() and "device_id=smoke-2-1-401" in buf.getvalue()
+
+
+def test_level_filters_and_can_change_at_run_time():
+    buf = _capture(level="warning")
+    logsetup.get().info("hidden")
+    logsetup.set_level("debug")
+    logsetup.get().debug("shown")
+    assert "hidden" not in buf.getvalue() and "shown" in buf.getvalue()
