@@ -11,6 +11,7 @@ import asyncio
 from collections import deque
 from typing import Any
 
+from gateway.livestate import LiveState
 from gateway.model import Device, Event, Item, Reading, RecordClass
 
 READING_BACKLOG_MAX = 100_000  # ~50 s at 2,000 readings/s: beyond it the outbox is not keeping up
@@ -38,6 +39,7 @@ class Pipeline:
         self._wakeup = asyncio.Event()
         self.counters = {"events": 0, "readings": 0, "readings_dropped": 0, "unknown_device": 0}
         self._tasks: set[asyncio.Task] = set()
+        self.live = LiveState(devices)
 
     def emit(self, item: Item) -> None:
         """Drivers' `emit`: never blocks, never raises."""
@@ -45,6 +47,7 @@ class Pipeline:
             # Drivers only emit for configured devices; anything else is a bug upstream: count, do not store.
             self.counters["unknown_device"] += 1
             return
+        self.live.observe(item)
         if isinstance(item, Event):
             self._events.append(item)
         else:
