@@ -27,4 +27,15 @@ class DriverSpec:
     package: str  # the driver's package; its README.md documents wiring, config and faults
 
 
+def _builtin() -> dict[str, DriverSpec]:
+    # Imported here, not at module top: each driver package imports DriverSpec from this module.
+    from drivers import modbus
+
+    return {
+        "modbus_rtu": modbus.SPEC_RTU,
+        "modbus_tcp": modbus.SPEC_TCP,
+    }
+
+
 DRIVERS: dict[str, DriverSpec] = {}
+DRIVERS.update(_builtin())

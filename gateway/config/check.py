@@ -10,8 +10,13 @@ from urllib.parse import urlsplit
 from gateway.config import schema as s
 
 
-def cross_check(cfg: s.Config, file: str, devices: list[Any], errors: list[str]) -> dict[str, Any]:
-    """Append every cross-section problem to `errors`; return the profiles' driver-typed sections."""
+def cross_check(
+    cfg: s.Config, file: str, devices: list[Any], errors: list[str], broken_ports: set[str] = frozenset(), broken_contacts: set[str] = frozenset()
+) -> dict[str, Any]:
+    """Append every cross-section problem to `errors`; return the profiles' driver-typed sections.
+
+    References to ports or contacts that exist but failed validation are not reported again.
+    """
     from drivers.registry import DRIVERS
     from gateway.config.load import convert
 
@@ -52,7 +57,7 @@ def cross_check(cfg: s.Config, file: str, devices: list[Any], errors: list[str])
             known = ", ".join(sorted(cfg.profiles)) or "none found"
             errors.append(f"{where}.profile: {d.profile!r} is not a known profile (known: {known})")
         port = cfg.ports.get(d.port)
-        if port is None:
+        if port is None and d.port not in broken_ports:
             known = ", ".join(sorted(cfg.ports)) or "none configured"
             errors.append(f"{where}.port: {d.port!r} is not a configured port (configured: {known})")
         if prof is not None and port is not None:
@@ -73,7 +78,7 @@ def cross_check(cfg: s.Config, file: str, devices: list[Any], errors: list[str])
                 )
             seen_addr.setdefault((d.port, d.address), d.id)
         for j, ref in enumerate(d.contacts):
-            if ref not in contact_ids:
+            if ref not in contact_ids and ref not in broken_contacts:
                 errors.append(f"{where}.contacts[{j}]: {ref!r} is not a contact id (known: {', '.join(sorted(contact_ids)) or 'none'})")
     return profile_specs
 

@@ -49,6 +49,48 @@ def _lookup(raw: Any, path: str) -> Any:
     return cur
 
 
+def _field_type(schema: Any, path: str) -> Any:
+    """The annotated type at `path` inside `schema` (struct fields, list items, dict values)."""
+    import typing
+
+    cur = schema
+    for key, idx in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path):
+        while typing.get_origin(cur) is typing.Annotated:
+            cur = typing.get_args(cur)[0]
+        if typing.get_origin(cur) in (typing.Union, __import__("types").UnionType):
+            args = [a for a in typing.get_args(cur) if a is not type(None)]
+            cur = args[0] if len(args) == 1 else cur
+        if idx:
+            args = typing.get_args(cur)
+            cur = args[0] if args else None
+        elif hasattr(cur, "__struct_fields__"):
+            cur = typing.get_type_hints(cur, include_extras=True).get(key)
+        elif typing.get_origin(cur) is dict:
+            cur = typing.get_args(cur)[1]
+        else:
+            return None
+    while typing.get_origin(cur) is typing.Annotated:
+        cur = typing.get_args(cur)[0]
+    return cur
+
+
+def _choices(schema: Any, path: str) -> str:
+    import enum
+    import typing
+
+    t = _field_type(schema, path)
+    if typing.get_origin(t) in (typing.Union, __import__("types").UnionType):
+        t = next((a for a in typing.get_args(t) if a is not type(None)), None)
+    if typing.get_origin(t) is typing.Literal:
+        return ", ".join(repr(a) for a in typing.get_args(t))
+    if isinstance(t, type) and issubclass(t, enum.Enum):
+        return ", ".join(repr(m.value) for m in t)
+    return ""
+
+
+_EXPECTED = re.compile(r"Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`")
+
+
 def _allowed(schema: type | None, path: str) -> str:
     """The allowed keys of the struct at `path`, for 'unknown key' messages."""
     if schema is None or not hasattr(schema, "__struct_fields__"):
@@ -78,7 +120,10 @@ def format_validation(
     if b := _BOUND.match(msg):
         return f"{file}: {where}: {value!r} is out of range (must be {b.group('op')} {b.group('bound')})"
     if msg.startswith("Invalid enum value"):
-        return f"{file}: {where}: {value!r} is not one of the allowed values"
+        choices = _choices(schema, path)
+        return f"{file}: {where}: {value!r} is not allowed" + (f" (one of: {choices})" if choices else "")
+    if e := _EXPECTED.match(msg):
+        return f"{file}: {where}: {value!r} is a {e.group('got')}, expected {e.group('want')}"
     if msg.startswith("Expected `str` matching regex"):
         return f"{file}: {where}: {value!r} has the wrong format (must match {msg.split('regex ', 1)[1]})"
     return f"{file}: {where}: {value!r}: {msg}"
@@ -146,6 +191,7 @@ def load_config(path: str | os.PathLike[str]) -> s.Config:
         core[name] = convert(file, name, section, schema, errors)
 
     ports: dict[str, tuple[str, Any]] = {}
+    broken_ports: set[str] = set()  # present but invalid: already reported, so references to them are not
     raw_ports = raw.get("ports", {})
     if not isinstance(raw_ports, dict):
         errors.append(f"{file}: ports: must be a table of [ports.<name>] sections")
@@ -155,6 +201,7 @@ def load_config(path: str | os.PathLike[str]) -> s.Config:
         if not isinstance(praw, dict):
             errors.append(f"{file}: {where}: must be a table")
             continue
+        broken_ports.add(pname)
         praw = dict(praw)
         driver = praw.pop("driver", None)
         if driver is None:
@@ -167,6 +214,7 @@ def load_config(path: str | os.PathLike[str]) -> s.Config:
         port = convert(file, where, praw, spec.port_schema, errors)
         if port is not None:
             ports[pname] = (driver, port)
+            broken_ports.discard(pname)
 
     def _list(name: str, schema: type) -> list[Any]:
         items = raw.get(name, [])
@@ -199,8 +247,12 @@ def load_config(path: str | os.PathLike[str]) -> s.Config:
         pdir = "profiles"
     profiles = load_profiles((path.parent / pdir).resolve(), errors)
 
-    if any(v is None for v in core.values()):
-        raise ConfigError(errors)
+    # A section that failed is replaced by a placeholder so the cross-checks still run and report
+    # everything else in the same pass; the errors list guarantees the placeholder is never used.
+    placeholders = {"identity": {"gateway_id": "invalid"}, "uplink": {"broker_url": "mqtt://invalid"}}
+    for name, value in core.items():
+        if value is None:
+            core[name] = msgspec.convert(placeholders.get(name, {}), _CORE[name])
     cfg = s.Config(
         source=str(path),
         identity=core["identity"],
@@ -217,7 +269,8 @@ def load_config(path: str | os.PathLike[str]) -> s.Config:
         rules=tuple(r for r in rules if r is not None),
         extra=extra,
     )
-    profile_specs = cross_check(cfg, file, devices, errors)
+    broken_contacts = {c.get("id") for c, ok in zip(raw.get("contacts", []) or [], contacts) if ok is None and isinstance(c, dict)}
+    profile_specs = cross_check(cfg, file, devices, errors, broken_ports, broken_contacts)
     if errors:
         raise ConfigError(errors)
     return msgspec.structs.replace(cfg, profile_specs=profile_specs)
