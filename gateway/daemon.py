@@ -25,7 +25,10 @@ import gateway
 from gateway import log as logsetup
 from gateway.clock import Clock
 from gateway.config import Config, Credentials, load_credentials
+from gateway.errors import CommandRejected
 from gateway.model import Device, RecordClass
+from gateway.control import handlers as control_handlers
+from gateway.control.server import ControlServer
 from gateway.pipeline import Pipeline
 from gateway.supervise import Supervisor
 from gateway.systemd import Notifier
@@ -110,6 +113,26 @@ class Daemon:
             out["pipeline"] = dict(self.pipeline.counters)
         return out
 
+    def driver_of(self, device_id: str) -> Any:
+        device = self.devices.get(device_id)
+        if device is None:
+            raise CommandRejected("unknown_device", f"no device {device_id!r} in this gateway's config")
+        return self.drivers[device.port]
+
+    async def poll_device(self, device_id: str) -> list[Any]:
+        """Poll now (downlink poll_now, `gateway poll`): only drivers that poll can."""
+        drv = self.driver_of(device_id)
+        if not hasattr(drv, "poll"):
+            raise CommandRejected("not_pollable", f"{device_id} reports on its own ({type(drv).__name__}); wait for its next frame")
+        return await drv.poll(device_id)
+
+    async def actuate(self, command: Any) -> None:
+        """Route an actuator command to the driver owning the device (sounder, strobe, silence)."""
+        drv = self.driver_of(command.device_id)
+        if not hasattr(drv, "write"):
+            raise CommandRejected("not_actuator", f"{command.device_id} cannot be written to")
+        await drv.write(command)
+
     def healthy(self) -> bool:
         """What the watchdog vouches for: the loop turns and the outbox writer is alive."""
         writer_alive = getattr(self.outbox, "writer_alive", None)
@@ -145,6 +168,8 @@ class Daemon:
         self._build_drivers()
         self.pipeline = Pipeline(self.outbox, self.rules, self.devices, self.log)
         self.supervisor.start("pipeline", self.pipeline.run)
+        self.control = ControlServer(self.cfg.control.socket, control_handlers.build(self), control_handlers.MUTATING, self.log, self.cfg.control.group)
+        self.supervisor.start("control", self.control.run)
         for port_name, drv in self.drivers.items():
             self.supervisor.start(f"driver:{port_name}", lambda drv=drv: drv.run(self.pipeline.emit))
 

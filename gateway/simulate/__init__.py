@@ -1,0 +1,1 @@
+"""The simulated courtyard: every driver's simulator together, a broker-side fault proxy, scenarios."""
