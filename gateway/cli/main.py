@@ -7,16 +7,41 @@ import sys
 import click
 
 import gateway
+from gateway.cli.common import EXIT_FAIL, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE  # noqa: F401 - exit codes, docs/CLI.md
 from gateway.errors import ConfigError
 
-# Exit codes (documented in README "Exit codes").
-EXIT_OK = 0
-EXIT_FAIL = 1  # a check failed / config invalid
-EXIT_USAGE = 2  # click's own usage errors
-EXIT_UNAVAILABLE = 3  # daemon or device not reachable
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class GatewayGroup(click.Group):
+    """Turns the gateway's own errors into one line on stderr and a meaningful exit code, so a
+    maintainer never reads a traceback for "the daemon is not running"."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        from gateway.cli.common import DaemonRefused, Unreachable
+        from gateway.control.client import DaemonUnavailable
+        from gateway.errors import DeviceTimeout, GatewayError
+
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                click.echo(problem, err=True)
+            sys.exit(EXIT_FAIL)
+        except DaemonUnavailable as exc:
+            click.echo(f"{exc}: start it with `sudo systemctl start courtyard-gateway`", err=True)
+            sys.exit(EXIT_UNAVAILABLE)
+        except DaemonRefused as exc:
+            click.echo(f"refused: {exc.error}" + (f": {exc.detail}" if exc.detail else ""), err=True)
+            sys.exit(EXIT_FAIL)
+        except (Unreachable, DeviceTimeout) as exc:
+            click.echo(str(exc), err=True)
+            sys.exit(EXIT_UNAVAILABLE)
+        except GatewayError as exc:
+            click.echo(f"{type(exc).__name__}: {exc}", err=True)
+            sys.exit(EXIT_FAIL)
+
+
+@click.group(cls=GatewayGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(gateway.__version__, "--version", "-V", prog_name="courtyard-gateway")
 def cli() -> None:
     """Courtyard fire-safety gateway: run the daemon, check config, inspect and commission."""
@@ -59,6 +84,18 @@ def run(config_path: str, state_dir: str | None, runtime_dir: str | None) -> Non
         click.echo("refusing to start", err=True)
         sys.exit(EXIT_FAIL)
     sys.exit(code)
+
+
+def _register() -> None:
+    # Explicit list, like the driver registry: what `gateway --help` shows is what is here.
+    from gateway.cli import alarms, devices, probes, queue, radio, selftest, service, status
+
+    for command in (status.status, devices.devices, devices.poll, alarms.alarms, queue.queue, probes.modbus,
+                    radio.lora, radio.modem, selftest.selftest, service.provision_command(), service.logs):
+        cli.add_command(command)
+
+
+_register()
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

@@ -47,6 +47,8 @@ def build(d: Daemon) -> dict[str, Any]:
             return []
         import msgspec
 
+        if not isinstance(args.get("active", True), bool):
+            raise CommandRejected("bad_args", "active must be true or false")
         if args.get("active", True) and "since_s" not in args:
             return [msgspec.to_builtins(a) for a in d.rules.active()]
         since_s = _num_arg(args, "since_s", 86400, 0, 366 * 86400)
@@ -79,6 +81,15 @@ def build(d: Daemon) -> dict[str, Any]:
         device_id = _str_arg(args, "device_id")
         return [msgspec.to_builtins(i) for i in await d.poll_device(device_id)]
 
+    async def ports(args: dict[str, Any]) -> list[dict[str, Any]]:
+        # For the installer probes: which serial devices / hosts this daemon holds, so they can
+        # refuse politely instead of fighting the driver for the bus.
+        out = []
+        for name, (driver, port) in d.cfg.ports.items():
+            out.append({"port": name, "driver": driver, "path": getattr(port, "path", None),
+                        "host": getattr(port, "host", None), "running": name in d.drivers})
+        return out
+
     async def set_log_level(args: dict[str, Any]) -> dict[str, Any]:
         level = _str_arg(args, "level", 10)
         if level not in LOG_LEVELS:
@@ -103,6 +114,7 @@ def build(d: Daemon) -> dict[str, Any]:
         "queue": queue,
         "queue_purge": queue_purge,
         "poll": poll,
+        "ports": ports,
         "set_log_level": set_log_level,
         "actuate": actuate,
     }

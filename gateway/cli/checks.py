@@ -1,0 +1,221 @@
+"""The commissioning checklist behind `gateway selftest`: one small function per item, each returning
+PASS/FAIL lines with the reason and the fix, so a test can break exactly one item."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import ssl
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.cli import render
+
+MIN_FREE_PCT = 10.0  # below this an SD card's wear levelling and journald both suffer
+TLS_TIMEOUT_S = 5.0
+START_HINT = "sudo systemctl start courtyard-gateway; wait one heartbeat period and run selftest again"
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    reason: str
+    fix: str = ""
+
+
+@dataclass
+class Env:
+    """Everything the checks look at, gathered once (tests build one with a broken item)."""
+
+    config_path: str
+    cfg: Any = None  # gateway.config.Config, None when invalid
+    config_problems: list[str] = field(default_factory=list)
+    status: dict[str, Any] | None = None  # the daemon's `status`, None when it is not running
+    devices: list[dict[str, Any]] | None = None
+    ports: list[dict[str, Any]] | None = None
+    daemon_error: str = ""
+    kernel_synced: Callable[[], bool] | None = None
+    disk_usage: Callable[[str], Any] = shutil.disk_usage
+
+
+def check_config(env: Env) -> list[Check]:
+    if env.cfg is None:
+        more = f" (+{len(env.config_problems) - 3} more)" if len(env.config_problems) > 3 else ""
+        return [Check("config", False, "; ".join(env.config_problems[:3]) + more, f"gateway config check {env.config_path}")]
+    c = env.cfg
+    return [Check("config", True, f"{Path(env.config_path).name} valid: gateway {c.identity.gateway_id}, "
+                                  f"{len(c.ports)} ports, {len(c.devices)} devices")]
+
+
+def check_daemon(env: Env) -> list[Check]:
+    if env.status is None:
+        return [Check("daemon", False, env.daemon_error or "not running", START_HINT)]
+    return [Check("daemon", True, f"running, up {render.age(env.status.get('uptime_s'))}")]
+
+
+def check_credentials(env: Env) -> list[Check]:
+    up = env.cfg.uplink
+    files = [(k, getattr(up, k)) for k in ("credentials_file", "key_file") if getattr(up, k)]
+    if not files:
+        return [Check("credentials", True, "no credentials file or key configured (anonymous broker)")]
+    out = []
+    for key, path in files:
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            out.append(Check("credentials", False, f"uplink.{key} {path}: {exc.strerror}", "gateway provision (writes it with mode 0600)"))
+            continue
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            out.append(Check("credentials", False, f"{path} is mode {mode:04o}: group or others can read the secrets "
+                                                   "(the daemon refuses to start)", f"chmod 600 {path}"))
+        else:
+            out.append(Check("credentials", True, f"{path} mode {mode:04o}, owner uid {st.st_uid}"))
+    return out
+
+
+def _open_serial(path: str) -> None:
+    import serial
+
+    # exclusive: the same flock the drivers take, so "opens" also means "nobody else has it".
+    serial.Serial(path, timeout=0, exclusive=True).close()
+
+
+def check_ports(env: Env) -> list[Check]:
+    held = {p["port"]: p for p in env.ports or []}
+    health = (env.status or {}).get("drivers", {})
+    out = []
+    for name, (driver, port) in env.cfg.ports.items():
+        path, host = getattr(port, "path", None), getattr(port, "host", None)
+        label = f"port {name}"
+        if path:
+            real = os.path.realpath(path)
+            where = path if real == path else f"{path} -> {real}"  # the by-id/by-path mapping (protocols §6)
+            if name in held:
+                detail = (health.get(name) or {}).get("detail") or {}
+                if detail.get("port_open", True):
+                    out.append(Check(label, True, f"{where}: open in the daemon ({driver})"))
+                else:
+                    out.append(Check(label, False, f"{where}: the daemon cannot open it: {detail.get('port_error') or 'closed'}",
+                                     "check the USB adapter and cable; ls -l /dev/serial/by-id/ /dev/serial/by-path/"))
+                continue
+            try:
+                _open_serial(path)
+                out.append(Check(label, True, f"{where}: opens ({driver})"))
+            except Exception as exc:  # noqa: BLE001 - pyserial raises SerialException/OSError/ValueError
+                out.append(Check(label, False, f"{path}: {exc}",
+                                 "plug in the adapter; list the stable names with ls -l /dev/serial/by-id/ /dev/serial/by-path/"))
+        elif host:
+            tcp_port = getattr(port, "port", 502)
+            try:
+                socket.create_connection((host, tcp_port), timeout=3.0).close()
+                out.append(Check(label, True, f"{host}:{tcp_port} accepts connections ({driver})"))
+            except OSError as exc:
+                out.append(Check(label, False, f"{host}:{tcp_port}: {exc}", "check the network cable and the device's IP address"))
+    return out
+
+
+def _device_fix(env: Env, dev: dict[str, Any]) -> str:
+    driver = env.cfg.ports.get(dev.get("port"), ("?", None))[0] if env.cfg else "?"
+    if driver.startswith("modbus"):
+        port = env.cfg.ports[dev["port"]][1]
+        where = getattr(port, "path", None) or getattr(port, "host", "")
+        return f"check A/B wiring, termination, slave id and baud; with the daemon stopped: gateway modbus scan {where}"
+    if driver.startswith("lora"):
+        return "check the sensor's battery and pairing (device key), press its test button; gateway lora listen PORT"
+    return "check the device's power, SIM and registration; gateway modem info PORT"
+
+
+def check_devices(env: Env) -> list[Check]:
+    if env.devices is None:
+        return [Check("devices", False, "daemon not running: cannot tell which devices were heard", START_HINT)]
+    out = []
+    for dev in env.devices:
+        label = f"device {dev['id']}"
+        age_s, hb = dev.get("last_seen_age_s"), dev.get("heartbeat_s") or 0
+        where = f" ({dev.get('type')}{', ' + dev['location'] if dev.get('location') else ''})"
+        if age_s is None:
+            out.append(Check(label, False, f"never answered or heard{where}", _device_fix(env, dev)))
+        elif dev.get("state") == "offline":
+            out.append(Check(label, False, f"offline, last heard {render.age(age_s)} ago{where}", _device_fix(env, dev)))
+        elif hb and age_s > hb:
+            out.append(Check(label, False, f"last heard {render.age(age_s)} ago, beyond its heartbeat of {render.age(hb)}{where}",
+                             _device_fix(env, dev)))
+        else:
+            out.append(Check(label, True, f"heard {render.age(age_s)} ago{where}"))
+    return out
+
+
+def check_broker(env: Env) -> list[Check]:
+    up = env.cfg.uplink
+    url = urlsplit(up.broker_url)
+    if url.scheme != "mqtts":
+        return [Check("broker", False, f"{up.broker_url} is not TLS", "use mqtts://HOST:8883 in uplink.broker_url")]
+    host, port = url.hostname or "", url.port or 8883
+    try:
+        ctx = ssl.create_default_context(cafile=up.ca_file or None)
+        if up.cert_file:
+            ctx.load_cert_chain(up.cert_file, up.key_file or None)
+        with socket.create_connection((host, port), timeout=TLS_TIMEOUT_S) as raw:
+            with ctx.wrap_socket(raw, server_hostname=host) as tls:
+                version = tls.version()
+    except ssl.SSLCertVerificationError as exc:
+        return [Check("broker", False, f"{host}:{port}: certificate not trusted: {exc.verify_message}",
+                      "set uplink.ca_file to the platform's CA (gateway provision --ca FILE)")]
+    except (OSError, ssl.SSLError) as exc:
+        return [Check("broker", False, f"{host}:{port}: {exc}", "check the network/APN, DNS and firewall (port 8883 outbound)")]
+    uplink = ((env.status or {}).get("uplink") or {}).get("state")
+    return [Check("broker", True, f"{host}:{port} TLS ok ({version})" + (f"; daemon uplink {uplink}" if uplink else ""))]
+
+
+def check_clock(env: Env) -> list[Check]:
+    if env.status is not None:
+        synced, source = bool(env.status.get("clock_synced")), "daemon"
+    elif env.cfg.clock.sync == "assume_synced":
+        synced, source = True, "clock.sync = assume_synced"
+    else:
+        from gateway.clock import kernel_clock_synced
+
+        synced, source = (env.kernel_synced or kernel_clock_synced)(), "kernel"
+    if synced:
+        return [Check("clock", True, f"synchronised ({source})")]
+    return [Check("clock", False, f"not synchronised ({source}): alarm times are provisional until NTP syncs",
+                  "timedatectl status; enable NTP (timedatectl set-ntp true) and check the uplink")]
+
+
+def check_disk(env: Env) -> list[Check]:
+    store = env.cfg.store
+    directory = Path(store.path).parent
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    du = env.disk_usage(str(directory))
+    db = sum(os.path.getsize(p) for p in (store.path, store.path + "-wal") if os.path.exists(p))
+    need = max(0, store.max_bytes + store.ballast_bytes - db)  # room for the outbox to reach its cap
+    free_pct = 100.0 * du.free / du.total if du.total else 0.0
+    reason = f"{directory}: {render.size(du.free)} free ({free_pct:.0f}%), the outbox may grow by {render.size(need)}"
+    if du.free < need or free_pct < MIN_FREE_PCT:
+        return [Check("disk", False, reason, "free space (journalctl --vacuum-size=50M, old files) or lower store.max_bytes")]
+    return [Check("disk", True, reason)]
+
+
+CHECKS: list[Callable[[Env], list[Check]]] = [
+    check_config, check_daemon, check_credentials, check_ports, check_devices, check_broker, check_clock, check_disk,
+]
+
+
+def run_checks(env: Env) -> list[Check]:
+    out: list[Check] = []
+    for fn in CHECKS:
+        if env.cfg is None and fn not in (check_config, check_daemon):
+            continue  # everything else reads the config: one FAIL for it says it all
+        try:
+            out.extend(fn(env))
+        except Exception as exc:  # noqa: BLE001 - a check that crashes is a FAIL with its reason, not a traceback
+            out.append(Check(fn.__name__.removeprefix("check_"), False, f"check crashed: {type(exc).__name__}: {exc}"))
+    return out
