@@ -1,0 +1,233 @@
+"""The simulated courtyard: every driver's simulator in one process, described by one TOML file, plus
+the gateway config that points the real daemon at it (`gateway run --config OUT.toml` runs unmodified).
+
+    courtyard.toml --> Courtyard --> ModbusSimulator (RTU pty + TCP), LoRa module sim (pty),
+                                     NB-IoT modem sim (pty), SMS modem sim (pty), uplink FaultProxy
+                   --> OUT.toml (ports = pty paths, uplink = proxy -> --broker)
+
+Scenarios run from the file's [[scenario]] list and live from `gateway simulate trigger`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+from gateway.config.schema import Contact
+from gateway.simulate.proxy import FaultProxy, Mode
+from gateway.simulate.tomlw import dumps
+
+
+class SimDevice(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    id: str
+    profile: str
+    address: int | str
+    building: str = ""
+    unit: str = ""
+    room: str = ""
+    resident: str = "common_area"
+    contacts: list[str] = []
+
+
+class Bus(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    devices: list[SimDevice] = []
+    baud: int = 9600
+    poll_period_s: float = 2.0
+
+
+class Step(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    at_s: float  # seconds after start (real time; scenarios are for people watching)
+    trigger: str
+    device: str = ""
+    duration_s: float = 10.0
+
+
+class CourtyardFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    gateway_id: str
+    community: str = ""
+    courtyard: str = ""
+    profiles_dir: str = "../profiles"  # relative to the courtyard file
+    contacts: list[Contact] = []
+    modbus_rtu: Bus | None = None
+    modbus_tcp: Bus | None = None
+    lora: Bus | None = None
+    nbiot: Bus | None = None
+    sms: bool = True
+    rules: list[dict[str, Any]] = []  # copied into the gateway config (validated when it loads)
+    notify: dict[str, Any] = {}
+    scenario: list[Step] = []
+
+
+def load(path: Path) -> CourtyardFile:
+    with path.open("rb") as f:
+        return msgspec.convert(tomllib.load(f), CourtyardFile)
+
+
+# Which device types each trigger applies to; with no device named, one of these is picked.
+TRIGGER_TYPES: dict[str, tuple[str, ...]] = {
+    "smoke": ("smoke",),
+    "gas": ("gas",),
+    "hydrant_opened": ("hydrant",),
+    "pump_fault": ("pump_station",),
+    "manhole_tilted": ("manhole",),
+    "water_flow": ("water_flow",),
+    "battery_low": ("smoke", "gas", "manhole", "water_flow", "hydrant"),
+    "silent": ("smoke", "gas", "manhole", "water_flow", "hydrant", "pump_station"),
+    "clear": ("smoke", "gas", "hydrant", "pump_station", "manhole", "water_flow"),
+    "uplink_outage": (),
+}
+
+
+class Courtyard:
+    """Owns every simulator; start() creates the ptys and writes the gateway config."""
+
+    def __init__(self, spec: CourtyardFile, spec_path: Path, out_config: Path, broker_url: str, time_scale: float = 1.0) -> None:
+        self.spec = spec
+        self.spec_path = spec_path
+        self.out = out_config
+        self.workdir = out_config.parent / (out_config.stem + ".run")
+        self.broker = urlsplit(broker_url)
+        self.time_scale = time_scale
+        self.profiles_dir = (spec_path.parent / spec.profiles_dir).resolve()
+        self.types = {d.id: self._profile_type(d.profile) for d in self._all_devices()}
+        self.rng = random.Random()
+        self.sims: dict[str, Any] = {}
+        self.proxy: FaultProxy | None = None
+        self.events: list[dict[str, Any]] = []  # what the simulator did, for the demo's live view
+        self._tasks: set[asyncio.Task] = set()
+
+    # ---- description ------------------------------------------------------------------------
+    def _all_devices(self) -> list[SimDevice]:
+        out: list[SimDevice] = []
+        for bus in (self.spec.modbus_rtu, self.spec.modbus_tcp, self.spec.lora, self.spec.nbiot):
+            if bus is not None:
+                out.extend(bus.devices)
+        return out
+
+    def _profile_type(self, profile: str) -> str:
+        with (self.profiles_dir / f"{profile}.toml").open("rb") as f:
+            return tomllib.load(f)["type"]
+
+    def tty(self, name: str) -> str:
+        return str(self.workdir / f"tty-{name}")
+
+    # ---- run --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        from gateway.simulate import parts
+
+        await parts.start_all(self)
+        host, port = self.broker.hostname or "127.0.0.1", self.broker.port or 1883
+        self.proxy = FaultProxy(host, port)
+        await self.proxy.start()
+        self.write_gateway_config()
+        for step in self.spec.scenario:
+            self._spawn(self._scheduled(step))
+
+    async def stop(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.proxy is not None:
+            await self.proxy.stop()
+        from gateway.simulate import parts
+
+        await parts.stop_all(self)
+
+    def _spawn(self, coro: Any) -> None:
+        t = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    async def _scheduled(self, step: Step) -> None:
+        await asyncio.sleep(step.at_s)
+        try:
+            await self.trigger(step.trigger, step.device, step.duration_s)
+        except (KeyError, ValueError) as exc:
+            self.note("scenario_failed", trigger=step.trigger, error=str(exc))
+
+    def note(self, what: str, **fields: Any) -> None:
+        entry = {"what": what, **fields}
+        self.events.append(entry)
+        del self.events[:-1000]
+        print("sim:", what, " ".join(f"{k}={v}" for k, v in fields.items()), flush=True)
+
+    async def trigger(self, name: str, device: str = "", duration_s: float = 10.0) -> dict[str, Any]:
+        if name not in TRIGGER_TYPES:
+            raise ValueError(f"unknown scenario {name!r} (one of: {', '.join(sorted(TRIGGER_TYPES))})")
+        if name == "uplink_outage":
+            assert self.proxy is not None
+            self.proxy.set_mode(Mode.CUT)
+            self.note("uplink_outage_started", duration_s=duration_s)
+            self._spawn(self._restore_uplink(duration_s))
+            return {"trigger": name, "duration_s": duration_s}
+        if not device:
+            candidates = [d for d, t in self.types.items() if t in TRIGGER_TYPES[name]]
+            if not candidates:
+                raise ValueError(f"no device of type {'/'.join(TRIGGER_TYPES[name])} in this courtyard")
+            device = self.rng.choice(sorted(candidates))
+        if device not in self.types:
+            raise KeyError(f"unknown device {device!r}")
+        from gateway.simulate import parts
+
+        await parts.trigger(self, name, device, duration_s)
+        self.note("triggered", scenario=name, device=device)
+        return {"trigger": name, "device": device}
+
+    async def _restore_uplink(self, duration_s: float) -> None:
+        await asyncio.sleep(duration_s)
+        if self.proxy is not None:
+            self.proxy.set_mode(Mode.PASS)
+            self.note("uplink_outage_ended")
+
+    # ---- the gateway's config ---------------------------------------------------------------
+    def write_gateway_config(self) -> None:
+        from gateway.simulate import parts
+
+        state = self.workdir / "state"
+        state.mkdir(exist_ok=True)
+        assert self.proxy is not None
+        doc: dict[str, Any] = {
+            "profiles_dir": str(self.profiles_dir),
+            "identity": {"gateway_id": self.spec.gateway_id, "community": self.spec.community, "courtyard": self.spec.courtyard},
+            # The simulated courtyard runs without a time daemon: trust this machine's clock.
+            "clock": {"sync": "assume_synced"},
+            "uplink": {"broker_url": f"mqtt://127.0.0.1:{self.proxy.port}", "reconnect_cap_s": 5.0, "keepalive_s": 10},
+            "store": {"path": str(state / "outbox.db"), "commit_interval_s": 0.2},
+            "control": {"socket": str(self.workdir / "control.sock")},
+            "ports": parts.ports(self),
+            "contacts": [msgspec.to_builtins(c) for c in self.spec.contacts],
+            "devices": [self._device_entry(d, port) for port, d in parts.device_ports(self)],
+        }
+        if self.spec.rules:
+            doc["rules"] = self.spec.rules
+        if self.spec.notify:
+            doc["notify"] = self.spec.notify
+        extra = parts.extra_sections(self)
+        doc.update(extra)
+        creds = parts.credentials(self)
+        if creds:
+            cpath = self.out.parent / (self.out.stem + ".credentials.toml")
+            fd = os.open(cpath, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(dumps(creds))
+            os.chmod(cpath, 0o600)
+            doc["uplink"]["credentials_file"] = str(cpath)
+        self.out.write_text("# Generated by `gateway simulate --courtyard`: do not edit, it is rewritten at each start.\n" + dumps(doc))
+
+    @staticmethod
+    def _device_entry(d: SimDevice, port: str) -> dict[str, Any]:
+        e: dict[str, Any] = {"id": d.id, "profile": d.profile, "port": port, "address": d.address, "resident": d.resident}
+        for k in ("building", "unit", "room"):
+            if getattr(d, k):
+                e[k] = getattr(d, k)
+        if d.contacts:
+            e["contacts"] = list(d.contacts)
+        return e
