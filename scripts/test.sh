@@ -11,7 +11,6 @@ command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v strace >/dev/null 2>&1 || need+=(strace)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
-python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2
@@ -24,10 +23,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # The Debian package enables a system broker on 1883; the tests start their own on free ports.
 
-if [ ! -x .venv/bin/python ]; then
-    python3 -m venv .venv
-fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -e '.[dev]'
+. scripts/lib-venv.sh
+ensure_venv dev
 
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

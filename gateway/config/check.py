@@ -80,6 +80,10 @@ def cross_check(
         for j, ref in enumerate(d.contacts):
             if ref not in contact_ids and ref not in broken_contacts:
                 errors.append(f"{where}.contacts[{j}]: {ref!r} is not a contact id (known: {', '.join(sorted(contact_ids)) or 'none'})")
+
+    from gateway.rules.check import check_rules
+
+    check_rules(cfg, file, errors)
     return profile_specs
 
 

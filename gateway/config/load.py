@@ -15,12 +15,16 @@ from typing import Any
 
 import msgspec
 
+from gateway.actions.schema import Notify
 from gateway.config import schema as s
 from gateway.errors import ConfigError
+from gateway.rules.schema import Rule
 
 # Sections owned by later stages register their schema here (explicit, no scanning).
 # name -> (schema type, is_list)
 EXTRA_SECTIONS: dict[str, tuple[type, bool]] = {}
+EXTRA_SECTIONS["rules"] = (Rule, True)  # gateway/rules/schema.py, issue 7
+EXTRA_SECTIONS["notify"] = (Notify, False)  # gateway/actions/schema.py: sounder, SMS, escalation
 
 _CORE = {
     "identity": s.Identity,

@@ -1,0 +1,78 @@
+"""The `[notify]` config: guard-room sounder, SMS templates and policy, escalation tiers.
+
+Units in key names; every key has the safe default a courtyard would start with.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from gateway.model import ContactRole
+
+Seconds = Annotated[float, Meta(ge=0, le=7 * 86400)]
+SmsPolicy = Literal["always", "uplink_down", "never"]
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class Sounder(_Section):
+    """Relay-box coils. The sounder pulses on_s/off_s for at most max_duration_s (neighbours sleep too;
+    the guard has been woken by then); the strobe stays on until acknowledged: the fire standards ask
+    for a visible indicator until the alarm is acknowledged (protocols.md §4)."""
+
+    device: str = ""  # the relay box device id; "" = no sounder fitted
+    sounder_outputs: tuple[str, ...] = ("sounder",)
+    strobe_outputs: tuple[str, ...] = ("strobe",)
+    on_s: Annotated[float, Meta(gt=0, le=60)] = 1.0
+    off_s: Annotated[float, Meta(ge=0, le=60)] = 0.0  # 0 = continuous
+    max_duration_s: Annotated[float, Meta(gt=0, le=3600)] = 300.0
+    retry_s: Annotated[float, Meta(gt=0, le=300)] = 5.0  # relay box unreachable: write again this often
+
+
+class Sms(_Section):
+    # Per severity: "always", "uplink_down" (only when the uplink has been down > uplink_down_after_s:
+    # the platform notifies people itself while it is reachable), or "never".
+    critical: SmsPolicy = "always"
+    major: SmsPolicy = "uplink_down"
+    minor: SmsPolicy = "never"
+    info: SmsPolicy = "never"
+    uplink_down_after_s: Seconds = 60.0
+    # Per recipient: at most one SMS every min_interval_s and max_per_hour in any hour.
+    min_interval_s: Seconds = 30.0
+    max_per_hour: Annotated[int, Meta(ge=1, le=1000)] = 20
+    retry_s: Annotated[float, Meta(gt=0, le=3600)] = 30.0  # modem unavailable: try again this often
+
+
+class Templates(_Section):
+    # Placeholders: {community} {courtyard} {place} (2栋1单元401) {title} {time} (HH:MM local)
+    # {device} {severity} {tier}. Unknown placeholders are a config error (check.py).
+    raised: str = "【社区消防】{community}{courtyard}{place} {title} {time}，请立即处置"
+    escalated: str = "【社区消防】{community}{courtyard}{place} {title} {time}，{tier}级上报，尚无人确认，请立即处置"
+
+
+class Tier(_Section):
+    """Contacts told `after_s` after the alarm was raised, unless it has been acknowledged by then."""
+
+    after_s: Seconds
+    roles: Annotated[tuple[ContactRole, ...], Meta(min_length=1)]
+
+
+DEFAULT_TIERS = (
+    # The relative and the guard room and grid worker within seconds (issue 7), then up the chain.
+    Tier(after_s=0, roles=(ContactRole.RELATIVE, ContactRole.GUARD_ROOM, ContactRole.GRID_WORKER)),
+    Tier(after_s=300, roles=(ContactRole.SAFETY_MANAGER,)),
+    Tier(after_s=600, roles=(ContactRole.STREET_CENTER,)),
+)
+
+
+class Notify(_Section):
+    timezone: str = "Asia/Shanghai"  # for {time} in SMS text
+    sounder: Sounder = Sounder()
+    sms: Sms = Sms()
+    templates: Templates = Templates()
+    tiers: Annotated[tuple[Tier, ...], Meta(min_length=1)] = DEFAULT_TIERS

@@ -1,0 +1,95 @@
+"""The alarm committer: transitions queued in order, group-committed through Outbox.transact (durable),
+each with its ALARM outbox record in the same transaction. Only after the commit is a transition logged
+as a fact and the uplink woken (reliability.md §1.4 P1: the uplink never reports what is not committed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from gateway.errors import StoreError
+from gateway.rules import store
+from gateway.rules.store import Pending
+
+RETRY_S = 1.0  # the store could not commit (I/O error, full beyond the ballast): try again this often
+
+
+class Committer:
+    def __init__(self, outbox: Any, ctx: Any, clock: Any, log: Any) -> None:
+        self.outbox = outbox
+        self.ctx = ctx
+        self.clock = clock
+        self.log = log
+        self._queue: list[Pending] = []
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._failing = False
+        # Called with (pending, seq, committed monotonic ns) after each commit: latency bench, tests.
+        self.listeners: list[Callable[[Pending, int, int], None]] = []
+        self.counters = {"commits": 0, "transitions": 0, "commit_failures": 0}
+
+    def submit(self, p: Pending) -> None:
+        self._queue.append(p)
+        self._idle.clear()
+        self._wakeup.set()
+
+    def depth(self) -> int:
+        return len(self._queue)
+
+    async def flush(self) -> None:
+        """Return once everything submitted so far is committed."""
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    await self._commit(batch)
+                except StoreError as exc:
+                    self._queue = batch + self._queue  # never drop a transition: keep order, retry
+                    self.counters["commit_failures"] += 1
+                    level = self.log.debug if self._failing else self.log.warning
+                    self._failing = True
+                    level("alarm_commit_failed", error=str(exc), queued=len(self._queue))
+                    await asyncio.sleep(RETRY_S)
+                    continue
+                if self._failing:
+                    self._failing = False
+                    self.log.info("alarm_commit_recovered")
+            self._idle.set()
+
+    async def _commit(self, batch: list[Pending]) -> None:
+        try:
+            seqs = await self.outbox.transact(lambda conn: store.write(conn, self.outbox, batch), durable=True)
+        except StoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug in one transition must not stall every later alarm
+            if len(batch) > 1:
+                for p in batch:  # find the bad one; the others commit
+                    await self._commit([p])
+                return
+            self.counters["rejected"] = self.counters.get("rejected", 0) + 1
+            self.log.error("alarm_commit_rejected", alarm_id=batch[0].transition.alarm.id, kind=batch[0].transition.kind, error=repr(exc))
+            return
+        self._after_commit(batch, seqs)
+
+    def _after_commit(self, batch: list[Pending], seqs: list[int]) -> None:
+        done_ns = self.clock.monotonic_ns()
+        self.counters["commits"] += 1
+        self.counters["transitions"] += len(batch)
+        if any(seqs):
+            self.ctx.notify_uplink()
+        for p, seq in zip(batch, seqs):
+            t = p.transition
+            if seq:
+                log = self.log.warning if t.kind == "raised" else self.log.info
+                log(f"alarm_{t.kind}", alarm_id=t.alarm.id, rule=t.alarm.rule, device_id=t.alarm.device_id,
+                    severity=t.alarm.severity.name.lower(), by=t.by, seq=seq, **{k: v for k, v in t.detail.items() if k in ("tier", "value", "code")})
+            for listener in self.listeners:
+                listener(p, seq, done_ns)

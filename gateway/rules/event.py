@@ -1,0 +1,35 @@
+"""`event` rules: a device event kind (narrowed by code) raises; its clearing event clears (auto_clear)."""
+
+from __future__ import annotations
+
+from gateway.model import Device, Event, Item
+from gateway.rules.match import Signal
+from gateway.rules.schema import CLEARED_BY, EventRule
+
+
+class EventEvaluator:
+    def __init__(self, rule: EventRule) -> None:
+        self.rule = rule
+        self._kinds = frozenset(rule.events)
+        self._clearing = {CLEARED_BY[k] for k in rule.events if k in CLEARED_BY}
+        self._codes = frozenset(rule.codes)
+
+    def on_item(self, item: Item, device: Device, now: float) -> list[Signal]:
+        if not isinstance(item, Event):
+            return []
+        detail = {"kind": str(item.kind), "code": item.code}
+        if item.kind in self._kinds and (not self._codes or item.code in self._codes):
+            return [Signal(True, item.device_id, detail, item.stamp)]
+        # A clearing event without a code (many detectors send a bare "alarm cleared") clears any code.
+        if item.kind in self._clearing and (not self._codes or not item.code or item.code in self._codes):
+            return [Signal(False, item.device_id, detail, item.stamp)]
+        return []
+
+    def tick(self, now: float) -> list[Signal]:
+        return []
+
+    def reset(self, device_id: str, now: float) -> None:
+        pass
+
+    def restore(self, device_id: str, now: float) -> None:
+        pass  # stateless: a clearing event clears whatever is active
