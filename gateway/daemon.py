@@ -25,7 +25,7 @@ import gateway
 from gateway import log as logsetup
 from gateway.clock import Clock
 from gateway.config import Config, Credentials, load_credentials
-from gateway.errors import CommandRejected
+from gateway.errors import CommandRejected, ModemUnavailable
 from gateway.model import Device, RecordClass
 from gateway.control import handlers as control_handlers
 from gateway.control.server import ControlServer
@@ -52,6 +52,30 @@ def resolve_devices(cfg: Config) -> dict[str, Device]:
             heartbeat_s=prof.heartbeat_s,
         )
     return out
+
+
+class DaemonActions:
+    """The ActionContext the rule engine acts through: drivers for coils and SMS, the uplink for state."""
+
+    def __init__(self, daemon: "Daemon") -> None:
+        self.d = daemon
+
+    async def actuate(self, command: Any) -> None:
+        await self.d.actuate(command)
+
+    async def send_sms(self, number: str, text: str) -> None:
+        sender = next((drv for drv in self.d.drivers.values() if hasattr(drv, "send_sms")), None)
+        if sender is None:
+            raise ModemUnavailable("no SMS modem configured (add a [ports.*] with driver = \"sms_ec200\")")
+        await sender.send_sms(number, text)
+
+    def uplink_down_for_s(self) -> float:
+        # No uplink at all counts as down forever, so "SMS only when the uplink is down" still goes out.
+        return self.d.uplink.down_for_s() if self.d.uplink is not None else float("inf")
+
+    def notify_uplink(self) -> None:
+        if self.d.uplink is not None:
+            self.d.uplink.notify_alarm()
 
 
 class Daemon:
@@ -166,6 +190,15 @@ class Daemon:
         self.outbox = Outbox(self.cfg.store, self.clock, logsetup.get(stage="store"), consumers)
         await self.outbox.open()
         self._build_drivers()
+        # Rules after the drivers: start() sets the sounder coils to the state the active alarms want.
+        from gateway.rules.engine import RuleEngine
+
+        self.rules = RuleEngine(
+            self.cfg.rules, self.devices, self.outbox, DaemonActions(self), self.clock, logsetup.get(stage="rules"),
+            notify=self.cfg.extra.get("notify"), contacts=self.cfg.contacts, identity=self.cfg.identity,
+        )
+        await self.rules.start()
+        self.supervisor.start("rules", self.rules.run)
         self.pipeline = Pipeline(self.outbox, self.rules, self.devices, self.log)
         self.supervisor.start("pipeline", self.pipeline.run)
         self.control = ControlServer(self.cfg.control.socket, control_handlers.build(self), control_handlers.MUTATING, self.log, self.cfg.control.group)
@@ -202,6 +235,8 @@ class Daemon:
         await self.supervisor.stop(driver_tasks, timeout_s=1.0)
         if self.pipeline is not None:
             await self.pipeline.drain(timeout_s=max(0.2, min(1.0, deadline - self.clock.monotonic())))
+        if self.rules is not None:
+            await self.rules.stop(timeout_s=max(0.2, min(1.0, deadline - self.clock.monotonic())))
         await self.supervisor.stop(timeout_s=max(0.2, min(1.0, deadline - self.clock.monotonic())))
         if self.outbox is not None:
             await self.outbox.close()
