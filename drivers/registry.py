@@ -29,11 +29,12 @@ class DriverSpec:
 
 def _builtin() -> dict[str, DriverSpec]:
     # Imported here, not at module top: each driver package imports DriverSpec from this module.
-    from drivers import modbus
+    from drivers import lora, modbus
 
     return {
         "modbus_rtu": modbus.SPEC_RTU,
         "modbus_tcp": modbus.SPEC_TCP,
+        "lora_e22": lora.SPEC,
     }
 
 

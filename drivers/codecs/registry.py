@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
-from drivers.codecs import Decode
+from drivers.codecs import Decode, gas, manhole, smoke, water_flow
 
-CODECS: dict[str, Decode] = {}
+CODECS: dict[str, Decode] = {
+    "smoke_v1": smoke.decode,
+    "gas_v1": gas.decode,
+    "water_flow_v1": water_flow.decode,
+    "manhole_v1": manhole.decode,
+}

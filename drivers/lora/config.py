@@ -1,0 +1,74 @@
+"""Typed config of the LoRa E22 driver: the [ports.X] section (driver = "lora_e22"), a profile's
+[lora] table, and the device address check (our 32-bit device id, carried in every frame)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+# REG0 b2-0 air data rate (E22-400T22 datasheet; protocols.md §2.1): code -> bit/s. 0..2 all mean 2.4k.
+AIR_RATES_BPS = {0: 2400, 1: 2400, 2: 2400, 3: 4800, 4: 9600, 5: 19200, 6: 38400, 7: 62500}
+AirRate = Literal[2400, 4800, 9600, 19200, 38400, 62500]
+Gpio = Annotated[int, Meta(ge=0, le=4095)]
+
+
+class LoraPort(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """[ports.X] driver = "lora_e22": one Ebyte E22 module on a UART, receiving in fixed-point mode.
+
+    Use a stable path (/dev/ttyAMA1 for a Pi 4 PL011 uart2..5, or /dev/serial/by-path/...).
+    """
+
+    path: Annotated[str, Meta(min_length=1)]
+    baud: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600  # REG0 b7-5, normal mode
+    address: Annotated[int, Meta(ge=0, le=0xFFFF)] = 0xFFFF  # the module's ADDH:ADDL; FFFF hears every address
+    channel: Annotated[int, Meta(ge=0, le=83)] = 23  # REG2: 410.125 + CH MHz (23 = 433.125 MHz)
+    air_rate_bps: AirRate = 2400
+    fixed_point: bool = True  # REG3 b6; must be on (the downlink addresses one sensor)
+    rssi_byte: bool = True  # REG3 b7: one RSSI byte after every received packet
+    sub_packet_bytes: Literal[240, 128, 64, 32] = 240  # REG1 b7-6
+    # Mode pins and AUX as sysfs GPIO numbers (`gpio_root`/gpioN/value). Without M0/M1 the registers
+    # cannot be read and verification is skipped (logged); the module must then be strapped to mode 00.
+    m0_gpio: Gpio | None = None
+    m1_gpio: Gpio | None = None
+    aux_gpio: Gpio | None = None
+    gpio_root: str = "/sys/class/gpio"
+    # A frame never waits longer than this for its missing bytes: a 269-byte frame at 2.4 kbit/s is ~1.2 s on air.
+    frame_timeout_s: Annotated[float, Meta(gt=0, le=30)] = 3.0
+    # Downlinks: at least this long between two transmissions (a transmitting module hears nothing).
+    downlink_interval_s: Annotated[float, Meta(ge=0, le=600)] = 2.0
+    downlink_queue_max_s: Annotated[float, Meta(gt=0, le=600)] = 30.0  # refuse a command that would wait longer
+    downlink_broadcast: bool = False  # send to FFFF instead of the sensor's module address (low 16 bits of its id)
+    aux_timeout_s: Annotated[float, Meta(gt=0, le=10)] = 1.0
+    replay_window: Annotated[int, Meta(ge=1, le=32767)] = 1000  # accepted forward fcnt jump (lost frames)
+    counter_reset_quiet_s: Annotated[float, Meta(ge=0, le=30 * 86400)] = 300.0  # silence before a reset counts
+    reopen_cap_s: Annotated[float, Meta(gt=0, le=600)] = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.fixed_point:
+            raise ValueError("fixed_point must be true: the downlink addresses one sensor (ADDH ADDL CHAN frame)")
+        if (self.m0_gpio is None) != (self.m1_gpio is None):
+            raise ValueError("give both m0_gpio and m1_gpio (the mode needs both pins) or neither")
+
+
+class LoraProfile(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A profile's [lora] table."""
+
+    codec: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,47}$")]  # name in drivers/codecs/registry.py
+    keyed: bool = True  # AES-CMAC MIC with the device key from the credentials file; false: CRC-16 only
+    encrypted: bool = False  # payload encrypted (needs keyed)
+    downlink: list[Literal["silence", "acknowledge", "self_test"]] = []  # commands the sensor accepts
+
+    def __post_init__(self) -> None:
+        if self.encrypted and not self.keyed:
+            raise ValueError("encrypted = true needs keyed = true (the payload key is the device key)")
+
+
+def check_address(address: Any) -> str | None:
+    """A LoRa device's address is its 32-bit id in our frame (printed on its label, hex or decimal)."""
+    if isinstance(address, bool) or not isinstance(address, int):
+        return f"{address!r} is not a LoRa device id: give the 32-bit id from the sensor label as an integer (e.g. 0x1A2B3C4D)"
+    if not 1 <= address <= 0xFFFFFFFE:
+        return f"{address!r} is not a LoRa device id (1..0xFFFFFFFE; 0 and 0xFFFFFFFF are reserved)"
+    return None

@@ -1,0 +1,240 @@
+"""The LoRa E22 driver: owns the UART, verifies the module where the mode pins are wired, turns
+frames into Readings/Events through the profile's codec, and sends rate-limited fixed-point downlinks."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+from drivers.base import Command, DriverContext, DriverHealth, DriverState, Emit
+from drivers.codecs import CodecMeta
+from drivers.lora import crypto, e22
+from drivers.lora.frame import COMMANDS, KEYLESS, Deframer, Frame, FrameType, encode
+from drivers.lora.health import DeviceRadio, bump
+from drivers.lora.pins import Pins
+from drivers.lora.replay import ReplayGuard, Verdict
+from gateway.errors import CodecError, CommandRejected, ConfigError, FrameError, GatewayError, TransientError
+from gateway.model import Device, Event, EventKind, Stamp
+
+TICK_S = 0.1  # how often a stalled partial frame is checked for expiry
+
+
+class _Proto(asyncio.Protocol):
+    """pyserial-asyncio-fast protocol: bytes to the driver, a future that ends with the port."""
+
+    def __init__(self, driver: "LoraDriver") -> None:
+        self.driver = driver
+        self.lost: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        self.driver.on_bytes(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
+class LoraDriver:
+    """Driver + Actuator for one [ports.X] driver = "lora_e22"."""
+
+    name = "lora_e22"
+
+    def __init__(self, ctx: DriverContext) -> None:
+        from drivers.codecs.registry import CODECS
+
+        self.ctx, self.cfg, self.clock, self.log = ctx, ctx.port, ctx.clock, ctx.log
+        self.devices: dict[int, Device] = {}
+        self.keys: dict[int, bytes | None] = {}
+        self.codecs: dict[int, Any] = {}
+        problems = []
+        for dev in ctx.devices:
+            dev_id, prof = int(dev.address), ctx.profiles[dev.profile]
+            self.devices[dev_id] = dev
+            if prof.codec not in CODECS:
+                problems.append(f"profiles/{dev.profile}.toml: lora.codec: {prof.codec!r} is not a registered codec")
+            self.codecs[dev_id] = CODECS.get(prof.codec)
+            if not prof.keyed:
+                self.keys[dev_id] = KEYLESS
+            elif dev.id in ctx.secrets:
+                self.keys[dev_id] = crypto.parse_key(dev.id, ctx.secrets[dev.id])
+            else:
+                problems.append(f"device {dev.id}: profile {dev.profile} is keyed but the credentials file has no lora_keys.{dev.id}")
+        if problems:
+            raise ConfigError(problems)
+        self.deframer = Deframer(self.keys, self.cfg.rssi_byte, self.cfg.sub_packet_bytes)
+        self.replay = ReplayGuard(self.cfg.replay_window, self.cfg.counter_reset_quiet_s)
+        self.pins = Pins(self.cfg.gpio_root, self.cfg.m0_gpio, self.cfg.m1_gpio, self.cfg.aux_gpio)
+        self.radio = {i: DeviceRadio(d.id) for i, d in self.devices.items()}
+        self.counters: dict[str, int] = {"frames": 0, "bytes_in": 0, "downlinks": 0, "port_opens": 0}
+        self.verification = "pending"
+        self._transport: asyncio.Transport | None = None
+        self._emit: Emit | None = None
+        self._last_ok: Stamp | None = None
+        self._last_byte_mono = 0.0
+        self._next_tx_mono = 0.0
+        self._down_fcnt: dict[int, int] = {}
+        self._port_error = ""
+
+    # -- Driver ---------------------------------------------------------------------------------
+
+    def health(self) -> DriverHealth:
+        if self._transport is None:
+            state = DriverState.DOWN
+        else:
+            state = DriverState.OK if self._last_ok else DriverState.STARTING
+        rejects = {f"reject_{k}": v for k, v in self.deframer.rejects.items()}
+        counters = {**self.counters, "discarded_bytes": self.deframer.discarded_bytes, **rejects}
+        detail = {"port_open": self._transport is not None, "port_error": self._port_error,
+                  "module": self.verification, "devices": {r.device_id: r.snapshot() for r in self.radio.values()}}
+        return DriverHealth(state, self._last_ok, counters, detail)
+
+    async def run(self, emit: Emit) -> None:
+        """Verify the module (pins wired), then own the port until cancelled; reopen with backoff."""
+        import serial_asyncio_fast
+
+        self._emit = emit
+        try:
+            await self._verify()
+            tries = 0
+            loop = asyncio.get_running_loop()
+            while True:
+                try:
+                    transport, proto = await serial_asyncio_fast.create_serial_connection(
+                        loop, lambda: _Proto(self), self.cfg.path, baudrate=self.cfg.baud)
+                except (OSError, ValueError) as exc:  # SerialException is an OSError
+                    tries += 1
+                    self._port_down(exc, tries)
+                    await asyncio.sleep(min(0.25 * 2 ** min(tries, 10), self.cfg.reopen_cap_s) * random.uniform(0.8, 1.2))
+                    continue
+                if tries:
+                    self.log.info("port_reopened", after_tries=tries)
+                tries, self._port_error, self._transport = 0, "", transport
+                self.counters["port_opens"] += 1
+                self.deframer.clear()
+                try:
+                    while not proto.lost.done():
+                        await asyncio.wait({proto.lost}, timeout=TICK_S)
+                        self._expire_stalled()
+                finally:
+                    self._transport = None
+                    transport.close()
+                tries = 1
+                self._port_down(proto.lost.result() or OSError("port closed"), tries)
+                await asyncio.sleep(0.5 * random.uniform(0.8, 1.2))
+        finally:
+            self._emit = None
+
+    async def _verify(self) -> None:
+        if not self.pins.mode_wired:
+            self.verification = "skipped"
+            self.log.warning("module_verification_skipped", reason="m0_gpio/m1_gpio not configured",
+                             hint="the module's address, channel, air rate, fixed point and RSSI settings are trusted unchecked")
+            return
+        try:
+            regs = await e22.verify(self.cfg)
+        except e22.ModuleMismatch as exc:
+            self.verification = "mismatch: " + "; ".join(exc.problems)
+            self.log.error("module_mismatch", problems=exc.problems)
+            raise
+        except GatewayError as exc:
+            self.verification = f"failed: {exc}"
+            self.log.error("module_verification_failed", error=str(exc))
+            raise
+        self.verification = "verified"
+        self.log.info("module_verified", channel=regs.channel, address=f"{regs.address:#06x}", air_rate_bps=regs.air_rate_bps)
+
+    # -- receive path ---------------------------------------------------------------------------
+
+    def on_bytes(self, data: bytes) -> None:
+        """From the protocol: never raises (a bad byte is counted, not fatal)."""
+        self._last_byte_mono = self.clock.monotonic()
+        self.counters["bytes_in"] += len(data)
+        for item in self.deframer.feed(data):
+            self._handle(item)
+
+    def _expire_stalled(self) -> None:
+        if self.deframer.pending and self.clock.monotonic() - self._last_byte_mono > self.cfg.frame_timeout_s:
+            for item in self.deframer.expire():
+                self._handle(item)
+
+    def _handle(self, item: Frame | FrameError) -> None:
+        if isinstance(item, FrameError):
+            if item.reason != "no_sync":  # garbage between frames is counted (discarded_bytes), not logged
+                self.log.debug("frame_rejected", reason=item.reason, data=item.data.hex(" "))
+            return
+        radio = self.radio[item.device_id]
+        dev = self.devices[item.device_id]
+        if item.type is not FrameType.REPORT and item.type is not FrameType.COMMAND_ACK:
+            return self._reject(radio, dev, "unexpected_type", item)
+        try:
+            verdict = self.replay.check(item.device_id, item.fcnt, self.clock.monotonic())
+        except FrameError as exc:
+            return self._reject(radio, dev, exc.reason, item)
+        stamp = self.clock.now()
+        radio.seen(item.fcnt, item.rssi_dbm, stamp.wall_s)
+        self.counters["frames"] += 1
+        self._last_ok = stamp
+        if verdict is Verdict.RESET:
+            radio.counter_resets += 1
+            self.log.warning("counter_reset", device_id=dev.id, fcnt=item.fcnt)
+            self._out(Event(dev.id, EventKind.COUNTER_RESET, stamp, code="counter_reset", detail={"fcnt": item.fcnt}, via="lora"))
+        if item.type is FrameType.COMMAND_ACK:
+            bump(self.counters, "command_acks")
+            self.log.info("downlink_acknowledged", device_id=dev.id, command=item.payload[:1].hex())
+            return
+        meta = CodecMeta(dev.id, stamp, "lora", rssi_dbm=item.rssi_dbm)
+        try:
+            items = self.codecs[item.device_id](item.payload, meta)
+        except CodecError as exc:
+            return self._reject(radio, dev, "codec_error", item, str(exc))
+        for out in items:
+            self._out(out)
+
+    def _reject(self, radio: DeviceRadio, dev: Device, reason: str, frame: Frame, error: str = "") -> None:
+        first = reason not in radio.rejects
+        radio.reject(reason)
+        bump(self.counters, f"reject_{reason}")
+        # First of its kind per device WARNING, repeats DEBUG (STYLE "Errors and logging").
+        (self.log.warning if first else self.log.debug)("frame_rejected", device_id=dev.id, reason=reason, fcnt=frame.fcnt, error=error)
+
+    def _out(self, item: Any) -> None:
+        if self._emit is not None:
+            self._emit(item)
+
+    def _port_down(self, exc: BaseException, tries: int) -> None:
+        (self.log.warning if tries == 1 else self.log.debug)("port_lost", error=str(exc), tries=tries)
+        self._port_error = str(exc)
+
+    # -- downlink -------------------------------------------------------------------------------
+
+    async def write(self, command: Command) -> None:
+        """Send silence/acknowledge/self_test to a detector as a fixed-point transmission
+        (ADDH ADDL CHAN frame). Raises CommandRejected (unknown device or target, rate limit) or
+        TransientError (port down); waits for AUX idle where wired (DeviceTimeout if it stays busy)."""
+        dev_id = next((i for i, d in self.devices.items() if d.id == command.device_id), None)
+        if dev_id is None:
+            raise CommandRejected("unknown_device", f"{command.device_id!r} is not on port {self.ctx.port_name}")
+        prof = self.ctx.profiles[self.devices[dev_id].profile]
+        if command.target not in prof.downlink or command.value is False:
+            raise CommandRejected("unsupported_target", f"{command.device_id} accepts {prof.downlink or 'no commands'}")
+        if self._transport is None:
+            raise TransientError(f"lora port {self.ctx.port_name} is down: {self._port_error or 'not open'}")
+        # One radio, half duplex: while it transmits it hears no alarm. Space transmissions out.
+        now = self.clock.monotonic()
+        slot = max(now, self._next_tx_mono)
+        if slot - now > self.cfg.downlink_queue_max_s:
+            bump(self.counters, "downlinks_refused")
+            raise CommandRejected("rate_limited", f"next downlink slot in {slot - now:.0f} s")
+        self._next_tx_mono = slot + self.cfg.downlink_interval_s
+        await asyncio.sleep(slot - now)
+        await self.pins.wait_idle(self.cfg.aux_timeout_s)
+        fcnt = self._down_fcnt[dev_id] = (self._down_fcnt.get(dev_id, -1) + 1) & 0xFFFF
+        payload = bytes([COMMANDS[command.target]])
+        frame = encode(dev_id, fcnt, FrameType.COMMAND, payload, self.keys[dev_id], prof.encrypted)
+        radio_addr = 0xFFFF if self.cfg.downlink_broadcast else dev_id & 0xFFFF
+        if self._transport is None:
+            raise TransientError(f"lora port {self.ctx.port_name} went down")
+        self._transport.write(bytes([radio_addr >> 8, radio_addr & 0xFF, self.cfg.channel]) + frame)
+        self.counters["downlinks"] += 1
+        self.log.info("downlink_sent", device_id=command.device_id, target=command.target, fcnt=fcnt, reason=command.reason)
