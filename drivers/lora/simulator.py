@@ -46,6 +46,7 @@ class LoraSimulator:
         self.time_scale, self.air_time = time_scale, air_time
         self.rng = random.Random(seed)
         self.sensors: dict[int, SimSensor] = {}
+        self.muted: set[int] = set()  # sensors gone silent (battery dead, removed): they send nothing
         self.downlinks: list[Downlink] = []
         self.config_answers: list[bytes] = []
         self._faults: dict[str, int | None] = {}  # name -> target device (None: any)
@@ -93,6 +94,8 @@ class LoraSimulator:
             self.regs = dataclasses.replace(self.regs, channel=self.sensor_channel)
 
     def send_frame(self, raw: bytes, device_id: int | None = None) -> None:
+        if device_id in self.muted:
+            return
         self._spawn(self._transmit(raw, device_id))
 
     def send_raw(self, data: bytes) -> None:

@@ -58,6 +58,55 @@ async def _modbus_trigger(c: Courtyard, name: str, device: str, duration_s: floa
         raise ValueError(f"scenario {name!r} does not apply to {kind} device {device}")
 
 
+# ---- LoRa --------------------------------------------------------------------------------------
+# Courtyard scenario -> (sensor report reason to start it, reason that ends it), per sensor kind.
+LORA_REASONS: dict[tuple[str, str], str] = {
+    ("smoke", "smoke"): "alarm", ("clear", "smoke"): "alarm_cleared",
+    ("gas", "gas"): "alarm_high", ("clear", "gas"): "alarm_cleared",
+    ("water_flow", "water_flow"): "flow_started", ("clear", "water_flow"): "flow_stopped",
+    ("manhole_tilted", "manhole"): "tilt", ("clear", "manhole"): "tilt_cleared",
+    ("battery_low", "smoke"): "battery_low", ("battery_low", "water_flow"): "battery_low",
+    ("battery_low", "manhole"): "battery_low",
+}
+
+
+def _lora_keys(c: Courtyard) -> dict[str, str]:
+    """One AES-128 key per keyed LoRa sensor, made fresh at each start (they go to the 0600 credentials file)."""
+    if not hasattr(c, "lora_keys"):
+        import secrets
+
+        c.lora_keys = {d.id: secrets.token_hex(16) for d in (c.spec.lora.devices if c.spec.lora else ())}
+    return c.lora_keys
+
+
+async def _start_lora(c: Courtyard) -> None:
+    from drivers.lora.simsensors import SimSensor
+    from drivers.lora.simulator import LoraSimulator
+
+    sim = LoraSimulator(time_scale=c.time_scale)
+    await sim.start(c.tty("lora"), create_pty=True)
+    keys = _lora_keys(c)
+    for d in c.spec.lora.devices:
+        sim.add_sensor(SimSensor(int(d.address), c.types[d.id], key=bytes.fromhex(keys[d.id]), rssi_dbm=c.rng.randint(-105, -70)))
+    c.sims["lora"] = sim
+
+
+def _lora_device(c: Courtyard, device: str) -> SimDevice | None:
+    return next((d for d in (c.spec.lora.devices if c.spec.lora else ()) if d.id == device), None)
+
+
+def _lora_trigger(c: Courtyard, name: str, d: SimDevice, duration_s: float) -> None:
+    sim, addr, kind = c.sims["lora"], int(d.address), c.types[d.id]
+    if name == "silent":
+        sim.muted.add(addr)
+        asyncio.get_running_loop().call_later(duration_s, sim.muted.discard, addr)
+        return
+    reason = LORA_REASONS.get((name, kind))
+    if reason is None:
+        raise ValueError(f"scenario {name!r} does not apply to {kind} device {d.id}")
+    sim.trigger(addr, reason)
+
+
 # ---- all parts ---------------------------------------------------------------------------------
 async def start_all(c: Courtyard) -> None:
     if c.spec.modbus_rtu is not None:
@@ -68,6 +117,8 @@ async def start_all(c: Courtyard) -> None:
         sim = _modbus_sim(c, c.spec.modbus_tcp, 0)
         c.tcp_port = await sim.start_tcp("127.0.0.1", 0)
         c.sims["modbus_tcp"] = sim
+    if c.spec.lora is not None:
+        await _start_lora(c)
 
 
 async def stop_all(c: Courtyard) -> None:
@@ -83,12 +134,14 @@ def ports(c: Courtyard) -> dict[str, Any]:
     if c.spec.modbus_tcp is not None:
         out["pumphouse"] = {"driver": "modbus_tcp", "host": "127.0.0.1", "port": c.tcp_port,
                             "poll_period_s": c.spec.modbus_tcp.poll_period_s}
+    if c.spec.lora is not None:
+        out["lora"] = {"driver": "lora_e22", "path": c.tty("lora")}
     return out
 
 
 def device_ports(c: Courtyard) -> list[tuple[str, SimDevice]]:
     out = []
-    for port, bus in (("rs485", c.spec.modbus_rtu), ("pumphouse", c.spec.modbus_tcp)):
+    for port, bus in (("rs485", c.spec.modbus_rtu), ("pumphouse", c.spec.modbus_tcp), ("lora", c.spec.lora)):
         for d in bus.devices if bus else ():
             out.append((port, d))
     return out
@@ -99,8 +152,13 @@ def extra_sections(c: Courtyard) -> dict[str, Any]:
 
 
 def credentials(c: Courtyard) -> dict[str, Any]:
-    return {}
+    keys = _lora_keys(c) if c.spec.lora is not None else {}
+    return {"lora_keys": keys} if keys else {}
 
 
 async def trigger(c: Courtyard, name: str, device: str, duration_s: float) -> None:
+    lora = _lora_device(c, device)
+    if lora is not None:
+        _lora_trigger(c, name, lora, duration_s)
+        return
     await _modbus_trigger(c, name, device, duration_s)
