@@ -29,12 +29,14 @@ class DriverSpec:
 
 def _builtin() -> dict[str, DriverSpec]:
     # Imported here, not at module top: each driver package imports DriverSpec from this module.
-    from drivers import lora, modbus
+    from drivers import cellular, lora, modbus
 
     return {
         "modbus_rtu": modbus.SPEC_RTU,
         "modbus_tcp": modbus.SPEC_TCP,
         "lora_e22": lora.SPEC,
+        "nbiot_bc95": cellular.SPEC_NBIOT,
+        "sms_ec200": cellular.SPEC_SMS,
     }
 
 

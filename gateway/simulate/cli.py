@@ -23,6 +23,9 @@ class _Group(click.Group):
 
     LAZY = {
         "modbus": ("drivers.modbus.simulator", "cli"),
+        "lora": ("drivers.lora.simulator", "cli"),
+        "nbiot": ("drivers.cellular.simulator", "cli_nbiot"),
+        "sms-modem": ("drivers.cellular.simulator", "cli_sms"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
