@@ -107,6 +107,56 @@ def _lora_trigger(c: Courtyard, name: str, d: SimDevice, duration_s: float) -> N
     sim.trigger(addr, reason)
 
 
+# ---- NB-IoT modem and SMS modem ----------------------------------------------------------------
+NBIOT_EVENTS = {"smoke": "alarm", "clear": "clear", "battery_low": "battery_low"}
+
+
+async def _start_nbiot(c: Courtyard) -> None:
+    from drivers.cellular.simnbiot import NbiotModemSim, SmokeSensorSim, make_imei
+
+    modem = NbiotModemSim(imei=make_imei(900001))
+    await modem.start(c.tty("nbiot"), create_pty=True)
+    c.nbiot_sensors = {}
+    for i, d in enumerate(c.spec.nbiot.devices):
+        with (c.profiles_dir / f"{d.profile}.toml").open("rb") as f:
+            import tomllib
+
+            heartbeat_s = float(tomllib.load(f).get("heartbeat_s", 86400.0))
+        sensor = modem.add_sensor(SmokeSensorSim(str(d.address), f"10.64.0.{10 + i}", port=40000, heartbeat_s=heartbeat_s, time_scale=c.time_scale))
+        sensor.start()
+        c.nbiot_sensors[d.id] = sensor
+    c.sims["nbiot"] = modem
+
+
+async def _start_sms(c: Courtyard) -> None:
+    from drivers.cellular.simsms import SmsModemSim
+
+    modem = SmsModemSim()
+    await modem.start(c.tty("sms"), create_pty=True)
+    c.sims["sms"] = modem
+
+
+async def _watch(c: Courtyard) -> None:
+    """Say what the people in the courtyard would notice: the sounder, the strobe, an SMS arriving."""
+    seen_sms = 0
+    outputs: dict[tuple[str, str], Any] = {}
+    relays = [(d.id, int(d.address)) for d in (c.spec.modbus_rtu.devices if c.spec.modbus_rtu else ()) if c.types[d.id] == "relay_box"]
+    while True:
+        await asyncio.sleep(0.2)
+        sms = c.sims.get("sms")
+        if sms is not None:
+            texts = sms.texts()
+            for number, text in texts[seen_sms:]:
+                c.note("sms_received", to=number, text=text)
+            seen_sms = len(texts)
+        for dev, unit in relays:
+            for out in ("sounder", "strobe"):
+                value = bool(c.sims["modbus_rtu"].output(unit, out))
+                if outputs.get((dev, out), False) != value:
+                    c.note(f"{out}_{'on' if value else 'off'}", device=dev)
+                outputs[(dev, out)] = value
+
+
 # ---- all parts ---------------------------------------------------------------------------------
 async def start_all(c: Courtyard) -> None:
     if c.spec.modbus_rtu is not None:
@@ -119,6 +169,11 @@ async def start_all(c: Courtyard) -> None:
         c.sims["modbus_tcp"] = sim
     if c.spec.lora is not None:
         await _start_lora(c)
+    if c.spec.nbiot is not None:
+        await _start_nbiot(c)
+    if c.spec.sms:
+        await _start_sms(c)
+    c._spawn(_watch(c))
 
 
 async def stop_all(c: Courtyard) -> None:
@@ -136,12 +191,16 @@ def ports(c: Courtyard) -> dict[str, Any]:
                             "poll_period_s": c.spec.modbus_tcp.poll_period_s}
     if c.spec.lora is not None:
         out["lora"] = {"driver": "lora_e22", "path": c.tty("lora")}
+    if c.spec.nbiot is not None:
+        out["nbiot"] = {"driver": "nbiot_bc95", "mode": "modem", "path": c.tty("nbiot")}
+    if c.spec.sms:
+        out["sms"] = {"driver": "sms_ec200", "path": c.tty("sms")}
     return out
 
 
 def device_ports(c: Courtyard) -> list[tuple[str, SimDevice]]:
     out = []
-    for port, bus in (("rs485", c.spec.modbus_rtu), ("pumphouse", c.spec.modbus_tcp), ("lora", c.spec.lora)):
+    for port, bus in (("rs485", c.spec.modbus_rtu), ("pumphouse", c.spec.modbus_tcp), ("lora", c.spec.lora), ("nbiot", c.spec.nbiot)):
         for d in bus.devices if bus else ():
             out.append((port, d))
     return out
@@ -157,6 +216,12 @@ def credentials(c: Courtyard) -> dict[str, Any]:
 
 
 async def trigger(c: Courtyard, name: str, device: str, duration_s: float) -> None:
+    if device in getattr(c, "nbiot_sensors", {}):
+        event = NBIOT_EVENTS.get(name)
+        if event is None:
+            raise ValueError(f"scenario {name!r} does not apply to NB-IoT smoke detector {device}")
+        c.nbiot_sensors[device].trigger(event)
+        return
     lora = _lora_device(c, device)
     if lora is not None:
         _lora_trigger(c, name, lora, duration_s)
