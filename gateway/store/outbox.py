@@ -1,4 +1,4 @@
-"""Outbox API (CONTRACT: the store helper implements it; uplink, rules and GB 26875 code against it).
+"""Outbox API (the contract uplink, rules and GB 26875 code against), on top of the writer thread.
 
 Threading: one writer thread owns the read-write connection (group commit, WAL, synchronous=FULL on
 the alarm/event path); every public coroutine is called from the asyncio loop and never blocks it.
@@ -10,90 +10,209 @@ Records:
   kind     short string: "alarm.raised", "event.smoke", "reading", ...
   device   device id or ""
   stamp    gateway.model.Stamp taken at read time (re-based before sending if taken unsynced)
-  body     dict (JSON-able), the record's payload as the wire will carry it
+  body     dict (JSON-able), the record's payload as the wire will carry it;
+           telemetry: {"values": {...}, "via": "..."} (one Reading, never merged)
 
 Consumers: named uplinks ("mqtt", later "gb26875"). A record is deleted once every consumer that
-wants its class has acknowledged it. Each consumer has its own progress.
+wants its class has acknowledged it. Each consumer has its own progress (a bit in each row).
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-import msgspec
-
+from gateway.errors import StoreError
 from gateway.model import Reading, RecordClass, Stamp
+from gateway.store.reader import Reader, file_bytes
+from gateway.store.record import OutboxStats, Record
+from gateway.store.jobs import ACK, CALL, PUT, STOP, TRANSACT, WAKE, Job
+from gateway.store.writer import FLUSH_ROWS, Writer
+
+__all__ = ["Outbox", "OutboxStats", "Record"]
 
 T = TypeVar("T")
+READING_BACKLOG_MAX = 200_000  # readings waiting for the writer; beyond it new ones are dropped and counted
 
 
-class Record(msgspec.Struct, frozen=True):
-    seq: int
-    cls: RecordClass
-    kind: str
-    device: str
-    stamp: Stamp
-    body: dict[str, Any]
-
-
-class OutboxStats(msgspec.Struct):
-    store_id: str
-    depth: dict[str, int]  # class name -> rows waiting (for any consumer)
-    oldest_age_s: dict[str, float]  # class name -> age of the oldest waiting row (monotonic)
-    evicted: int  # telemetry rows evicted by caps or TTL since the store was created
-    dropped: int  # telemetry rejected (disk full / writer backlog) since start
-    db_bytes: int  # database + WAL file sizes
-    bytes_written: int  # bytes this process wrote (from /proc/self/io), for SD wear
-    last_seq: int
-    fault: str = ""  # "" or e.g. "disk_full", "io_error"
+def proc_write_bytes() -> int:
+    """write_bytes of this process from /proc/self/io (what reached the block layer: SD wear)."""
+    try:
+        with open("/proc/self/io") as f:
+            for line in f:
+                if line.startswith("write_bytes:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 class Outbox:
     def __init__(self, cfg: Any, clock: Any, log: Any, consumers: dict[str, set[RecordClass]]) -> None:
         """cfg: gateway.config.schema.Store. consumers: name -> classes it wants, e.g. {"mqtt": set(RecordClass)}."""
-        raise NotImplementedError
+        self.cfg, self.clock, self.log = cfg, clock, log
+        self.consumers = {name: set(classes) for name, classes in consumers.items()}
+        self.store_id = ""  # random UUID minted when the database is created (idempotency key part)
+        self._writer = Writer(cfg, clock, log, self.consumers)
+        self._reader: Reader | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._callbacks: list[Callable[[RecordClass], None]] = []
+        self._dropped_logged = False
 
-    store_id: str  # random UUID minted when the database is created (idempotency key part)
-
+    # ---- lifecycle ---------------------------------------------------------------------------
     async def open(self) -> None:
-        """Open/create the DB, run migrations (PRAGMA user_version; refuse a newer schema with StoreError),
-        make the ballast file, start the writer thread. Never waits for the uplink."""
+        """Open/create the DB, run migrations (refuse a newer schema with StoreError), make the ballast
+        file, start the writer thread. Never waits for the uplink."""
+        self._loop = asyncio.get_running_loop()
+        self._writer.on_commit = self._committed
+        await asyncio.wrap_future(self._writer.start())
+        self.store_id = self._writer.stats.store_id
+        self._reader = Reader(self.cfg.path, self.clock)
+        s = self._writer.stats
+        self.log.info("store_opened", path=self.cfg.path, store_id=self.store_id, last_seq=s.last_seq,
+                      telemetry_rows=s.tele_rows, fault=s.fault or None)
 
     async def close(self) -> None:
         """Flush pending telemetry (one last group commit), checkpoint, stop the writer thread."""
+        if self._reader is not None:  # first, so the writer is the last connection and removes the WAL
+            self._reader.close()
+            self._reader = None
+        if self._writer.alive():
+            await self._submit(Job(STOP))
+            await asyncio.to_thread(self._writer.join, 10.0)
+
+    def writer_alive(self) -> bool:
+        """For the watchdog: the thread that commits alarms is running."""
+        return self._writer.alive()
+
+    # ---- writing ------------------------------------------------------------------------------
+    def _submit(self, job: Job) -> asyncio.Future[Any]:
+        loop = self._loop or asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+
+        def settle(result: Any, exc: BaseException | None) -> None:
+            if fut.done():
+                return  # the caller was cancelled; the commit (if any) stands
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result)
+
+        def reply(result: Any, exc: BaseException | None) -> None:
+            try:
+                loop.call_soon_threadsafe(settle, result, exc)
+            except RuntimeError:
+                pass  # loop closed during shutdown: nobody is waiting any more
+
+        job.reply = reply
+        self._writer.submit(job)
+        return fut
 
     async def put(self, cls: RecordClass, kind: str, device: str, stamp: Stamp, body: dict[str, Any]) -> int:
         """Durably commit one alarm/event/status record (synchronous=FULL transaction) and return its seq.
         Returns only after the commit; raises StoreError if it cannot commit (after using the ballast)."""
+        if cls == RecordClass.TELEMETRY:
+            raise ValueError("telemetry goes through put_reading")
+        w = self._writer
+        return await self._submit(Job(PUT, lambda conn: w.add_record(conn, cls, kind, device, stamp, body), durable=True))
 
     def put_reading(self, reading: Reading) -> None:
         """Queue a reading for the next group commit (<= commit_interval_s). Never blocks; never merges.
         When the store is full or the writer backlog is over its bound, the reading is dropped and counted."""
+        w = self._writer
+        backlog = len(w.readings)
+        if w.stats.fault == "disk_full" or backlog >= READING_BACKLOG_MAX:
+            w.stats.dropped += 1
+            level = self.log.debug if self._dropped_logged else self.log.warning
+            self._dropped_logged = True
+            level("store_reading_dropped", reason=w.stats.fault or "backlog", backlog=backlog, dropped=w.stats.dropped)
+            return
+        w.readings.append(reading)
+        if backlog + 1 == FLUSH_ROWS:
+            w.jobs.put(Job(WAKE))  # a burst: commit now rather than at the interval
 
     async def transact(self, fn: Callable[[sqlite3.Connection], T], durable: bool = True) -> T:
         """Run fn(conn) inside one writer transaction (FULL when durable) and return its result.
         For stages that keep their own tables (alarm state, nonce cache) and want them atomic with records:
         call `Outbox.add_record(conn, ...)` inside fn to enqueue a record in the same transaction."""
+        return await self._submit(Job(TRANSACT, fn, durable=durable))
 
     def add_record(self, conn: sqlite3.Connection, cls: RecordClass, kind: str, device: str, stamp: Stamp, body: dict[str, Any]) -> int:
         """Inside `transact`: insert a record, assign and return its seq."""
+        return self._writer.add_record(conn, cls, kind, device, stamp, body)
+
+    async def ack(self, consumer: str, seqs: Iterable[int]) -> None:
+        """Mark delivered for this consumer; rows every consumer acked are deleted (in the writer)."""
+        bit = self._bit(consumer)
+        params = [(int(s),) for s in seqs]
+        if params:
+            await self._submit(Job(ACK, lambda conn: self._writer.acked(conn, bit, params)))
+
+    async def purge_telemetry(self, older_than_s: float) -> int:
+        """Operator purge (CLI `queue purge --telemetry`): delete telemetry read more than older_than_s ago."""
+        def purge(conn: sqlite3.Connection) -> int:
+            self._writer.flush_readings()  # readings queued for the group commit are waiting too
+            return self._writer.maint.purge(older_than_s, "purge")
+
+        return await self._submit(Job(CALL, purge))
+
+    async def maintain(self) -> None:
+        """Run the periodic upkeep now (TTL, checkpoint, ballast recovery) instead of at harden_interval_s."""
+        await self._submit(Job(CALL, lambda conn: self._writer.maint.run()))
+
+    async def flush(self) -> None:
+        """Commit queued telemetry now (tests, benchmarks, shutdown paths) instead of at the interval."""
+        await self._submit(Job(CALL, lambda conn: self._writer.flush_readings()))
+
+    async def rebase_unsynced(self) -> int:
+        """Re-base wall times of unsynced records from this boot once the clock syncs; rows re-based.
+        The writer does this by itself within ~1 s of the clock syncing; this finishes it at once."""
+        return await self._submit(Job(CALL, lambda conn: self._writer.maint.rebase_now()))
+
+    # ---- reading ------------------------------------------------------------------------------
+    def _bit(self, consumer: str) -> int:
+        try:
+            return self._writer.bits[consumer]
+        except KeyError:
+            raise StoreError(f"unknown outbox consumer {consumer!r} (configured: {sorted(self.consumers)})") from None
 
     def fetch(self, consumer: str, limit: int, exclude: Iterable[int] = (), classes: Iterable[RecordClass] | None = None) -> list[Record]:
         """Records this consumer has not acknowledged, ORDER BY cls, seq; skipping `exclude` (in flight).
         Uses a reader connection; safe from the loop thread (fast, indexed)."""
-
-    async def ack(self, consumer: str, seqs: Iterable[int]) -> None:
-        """Mark delivered for this consumer; rows every consumer acked are deleted (in the writer)."""
-
-    def rebase_unsynced(self) -> int:
-        """Re-base wall times of unsynced records from this boot once the clock syncs (called by the writer
-        or uplink when clock.synced() flips). Returns rows re-based."""
+        if self._reader is None:
+            raise StoreError("outbox is not open")
+        bit = self._bit(consumer)
+        wanted = self.consumers[consumer] if classes is None else set(classes) & self.consumers[consumer]
+        return self._reader.fetch(consumer, bit, limit, exclude, wanted)
 
     def stats(self) -> OutboxStats:
         """Cheap snapshot for status and the CLI."""
+        s = self._writer.stats
+        depth, oldest = self._reader.depth_and_age() if self._reader is not None else ({}, {})
+        if depth:  # readings queued for the next group commit are waiting too
+            depth["telemetry"] += len(self._writer.readings)
+        return OutboxStats(s.store_id, depth, oldest, s.evicted, s.dropped, file_bytes(self.cfg.path),
+                           proc_write_bytes(), s.last_seq, s.fault)
 
-    def wake(self) -> None:
-        """Called by the store after each commit: a registered callback (the uplink) is notified that
-        new records exist. Register with `on_commit(callback)` where callback(cls_min: RecordClass)."""
+    # ---- commit notifications -----------------------------------------------------------------
+    def on_commit(self, callback: Callable[[RecordClass], None]) -> None:
+        """Register callback(cls_min) run on the loop after each commit (the uplink wakes its sender)."""
+        self._callbacks.append(callback)
+
+    def _committed(self, cls_min: int) -> None:
+        # Writer thread: hop to the loop; callbacks never run on the writer.
+        if self._loop is not None and self._callbacks:
+            try:
+                self._loop.call_soon_threadsafe(self.wake, RecordClass(cls_min))
+            except RuntimeError:
+                pass
+
+    def wake(self, cls_min: RecordClass = RecordClass.TELEMETRY) -> None:
+        """Tell every registered consumer that records of class cls_min (or less urgent) were committed."""
+        for cb in self._callbacks:
+            try:
+                cb(cls_min)
+            except Exception as exc:  # noqa: BLE001 - one bad consumer must not stop the others hearing
+                self.log.warning("store_commit_callback_failed", error=repr(exc))

@@ -1,0 +1,30 @@
+"""The outbox's public value types: a Record as consumers fetch it, and the OutboxStats snapshot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from gateway.model import RecordClass, Stamp
+
+
+class Record(msgspec.Struct, frozen=True):
+    seq: int
+    cls: RecordClass
+    kind: str
+    device: str
+    stamp: Stamp
+    body: dict[str, Any]  # telemetry: {"values": {...}, "via": "modbus_rtu"}
+
+
+class OutboxStats(msgspec.Struct):
+    store_id: str
+    depth: dict[str, int]  # class name -> rows waiting (for any consumer)
+    oldest_age_s: dict[str, float]  # class name -> age of the oldest waiting row (monotonic within a boot)
+    evicted: int  # telemetry rows evicted by caps, TTL or purge since the store was created
+    dropped: int  # telemetry rejected (disk full / writer backlog) since start
+    db_bytes: int  # database + WAL file sizes
+    bytes_written: int  # bytes this process wrote (from /proc/self/io), for SD wear
+    last_seq: int
+    fault: str = ""  # "" or e.g. "disk_full", "io_error"

@@ -1,0 +1,349 @@
+"""The outbox writer thread: sole owner of the read-write connection, its transactions and the seq counter.
+
+Coroutines hand it jobs (queue.SimpleQueue) and get results back through their loop; telemetry waits in
+a deque for the next group commit. Alarms and events commit first, each batch in its own transaction
+with synchronous=FULL (one WAL fsync); telemetry commits every commit_interval_s with synchronous=NORMAL
+and is hardened (checkpoint: WAL fsync + copy) every harden_interval_s and by any durable commit.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from gateway.errors import StoreError, StoreFull
+from gateway.model import RecordClass
+from gateway.store import caps, opening
+from gateway.store.ballast import Ballast
+from gateway.store.codec import Names, encode_json, encode_reading
+from gateway.store.jobs import BATCHED, CALL, STOP, WAKE, Counters, Job, Tx
+from gateway.store.maintenance import Maintenance
+
+# sqlite3 primary result codes (https://sqlite.org/rescode.html); extended codes keep them in the low byte.
+SQLITE_IOERR, SQLITE_FULL = 10, 13
+DURABLE_RETRIES = 5  # an alarm commit is retried this often (20 ms .. 320 ms apart) before put() raises
+DISK_FULL_WAL_BYTES = 256 * 1024  # with the disk full, recycle the WAL past this (alarms live on the ballast)
+FLUSH_ROWS = 50_000  # commit telemetry early when this many readings wait (bounds one transaction)
+TELE = int(RecordClass.TELEMETRY)
+
+class Writer:
+    def __init__(self, cfg: Any, clock: Any, log: Any, consumers: dict[str, set[RecordClass]]) -> None:
+        self.cfg, self.clock, self.log, self.consumers = cfg, clock, log, consumers
+        self.path: str = cfg.path
+        self.jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self.readings: collections.deque = collections.deque()
+        self.names = Names()
+        self.stats = Counters()
+        self.bits: dict[str, int] = {}
+        self.class_mask: dict[int, int] = {}
+        self.ballast = Ballast(self.path, cfg.ballast_bytes)
+        self.maint = Maintenance(self)
+        self.on_commit: Callable[[int], None] = lambda cls_min: None
+        self.ready: Future[None] = Future()
+        self.conn: sqlite3.Connection | None = None
+        self.tx: Tx | None = None
+        self._sync = ""
+        self._evict_logged: set[str] = set()
+        self._thread = threading.Thread(target=self._main, name="outbox-writer", daemon=True)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> Future[None]:
+        self._thread.start()
+        return self.ready
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout_s: float) -> None:
+        self._thread.join(timeout_s)
+
+    def submit(self, job: Job) -> None:
+        if not self._thread.is_alive():
+            raise StoreError("outbox writer is not running")
+        self.jobs.put(job)
+
+    def _main(self) -> None:
+        try:
+            self._open()
+        except BaseException as exc:  # reported to open(); the thread ends
+            self.ready.set_exception(exc)
+            return
+        self.ready.set_result(None)
+        try:
+            self._loop()
+        except BaseException as exc:  # noqa: BLE001 - the watchdog sees the dead thread; callers get errors
+            self.log.critical("store_writer_died", error=repr(exc))
+            self._fail_pending(StoreError(f"outbox writer died: {exc!r}"))
+        finally:
+            assert self.conn is not None
+            self.conn.close()
+
+    def _open(self) -> None:
+        opening.ensure_parent(self.path)
+        self.conn = conn = opening.connect(self.path, self.cfg.max_bytes)
+        self.names.load(conn)
+        self._set_sync(True)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            opening.init_meta(conn, self.clock.wall())
+            self.bits = opening.sync_consumers(conn, self.consumers, self.log)
+            s = self.stats
+            s.last_seq = opening.last_seq(conn)
+            if opening.meta_get(conn, "boot_id") != self.clock.boot_id:
+                # Rows of earlier boots can no longer be re-based (their monotonic clock is gone).
+                opening.meta_set(conn, boot_id=self.clock.boot_id, boot_first_seq=s.last_seq + 1)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            conn.close()
+            raise
+        s.store_id = opening.meta_get(conn, "store_id")
+        s.tele_rows = int(opening.meta_get(conn, "tele_rows", 0))
+        s.evicted = int(opening.meta_get(conn, "evicted", 0))
+        for cls in RecordClass:
+            self.class_mask[int(cls)] = sum(b for n, b in self.bits.items() if cls in self.consumers[n])
+        self.maint.opened(int(opening.meta_get(conn, "boot_first_seq", 1)))
+
+    def _fail_pending(self, exc: BaseException) -> None:
+        while True:
+            try:
+                self.jobs.get_nowait().reply(None, exc)
+            except queue.Empty:
+                return
+
+    # ---- the loop -----------------------------------------------------------------------------
+    def _loop(self) -> None:
+        interval = self.cfg.commit_interval_s
+        next_flush = time.monotonic() + interval
+        while True:
+            timeout = 0.0 if self.maint.busy() else max(0.0, min(next_flush, self.maint.next_due) - time.monotonic())
+            jobs = self._take(timeout)
+            stop = any(j.kind == STOP for j in jobs)
+            work = [j for j in jobs if j.kind not in (STOP, WAKE)]
+            work.sort(key=lambda j: not j.durable)  # stable: alarms and events first, then the rest in order
+            self._run_jobs(work)
+            now = time.monotonic()
+            if stop or now >= next_flush or len(self.readings) >= FLUSH_ROWS:
+                self.flush_readings()
+                next_flush = now + interval
+            self.maint.step(now, final=stop)
+            if stop:
+                for j in jobs:
+                    if j.kind == STOP:
+                        j.reply(None, None)
+                return
+
+    def _take(self, timeout: float) -> list[Job]:
+        try:
+            jobs = [self.jobs.get(timeout=timeout) if timeout > 0 else self.jobs.get_nowait()]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                jobs.append(self.jobs.get_nowait())
+            except queue.Empty:
+                return jobs
+
+    def _run_jobs(self, jobs: list[Job]) -> None:
+        i = 0
+        while i < len(jobs):
+            group = [jobs[i]]
+            while jobs[i].kind in BATCHED and i + len(group) < len(jobs) and jobs[i + len(group)].kind == jobs[i].kind \
+                    and jobs[i + len(group)].durable == jobs[i].durable:
+                group.append(jobs[i + len(group)])
+            i += len(group)
+            if group[0].kind == CALL:  # runs its own transactions (purge, maintenance, re-base)
+                self._call(group[0])
+                continue
+            fns = [j.fn for j in group]
+            try:
+                results = self.transaction(lambda conn: [fn(conn) for fn in fns], durable=group[0].durable)
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                for j in group:
+                    j.reply(None, exc)
+                continue
+            for j, result in zip(group, results):
+                j.reply(result, None)
+
+    def _call(self, job: Job) -> None:
+        assert job.fn is not None and self.conn is not None
+        try:
+            result = job.fn(self.conn)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            job.reply(None, exc)
+        else:
+            job.reply(result, None)
+
+    # ---- transactions -------------------------------------------------------------------------
+    def _set_sync(self, durable: bool) -> None:
+        mode = "FULL" if durable else "NORMAL"
+        if mode != self._sync:
+            assert self.conn is not None
+            self.conn.execute(f"PRAGMA synchronous={mode}")
+            self._sync = mode
+
+    def transaction(self, body: Callable[[sqlite3.Connection], Any], durable: bool) -> Any:
+        """Run body in one BEGIN IMMEDIATE .. COMMIT; retry a durable one on SQLITE_FULL / IOERR."""
+        attempt = 0
+        while True:
+            try:
+                return self._transaction_once(body, durable)
+            except sqlite3.Error as exc:
+                code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+                if code not in (SQLITE_FULL, SQLITE_IOERR):
+                    raise
+                self._storage_failure(code, exc)
+                if not durable or attempt >= DURABLE_RETRIES:
+                    cls = StoreFull if code == SQLITE_FULL else StoreError
+                    raise cls(f"outbox commit failed: {exc} ({getattr(exc, 'sqlite_errorname', code)})") from exc
+                time.sleep(0.02 * 2**attempt)
+                attempt += 1
+
+    def _transaction_once(self, body: Callable[[sqlite3.Connection], Any], durable: bool) -> Any:
+        conn = self.conn
+        assert conn is not None
+        self._set_sync(durable)
+        conn.execute("BEGIN IMMEDIATE")
+        s = self.stats
+        tx = self.tx = Tx(seq=s.last_seq, names_mark=self.names.mark())
+        try:
+            result = body(conn)
+            self.names.save(conn)
+            if tx.dirty:
+                # The high-water mark in the same transaction as every seq handed out or deleted:
+                # a seq is never reused, even after every row was acknowledged and a restart.
+                opening.meta_set(conn, last_seq=tx.seq, tele_rows=s.tele_rows + tx.tele_delta, evicted=s.evicted + tx.evicted)
+            conn.execute("COMMIT")
+        except BaseException:
+            self.tx = None
+            self.names.rollback(tx.names_mark)
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error as exc:
+                    self.log.warning("store_rollback_failed", error=str(exc))
+            raise
+        self.tx = None
+        s.last_seq, s.commits = tx.seq, s.commits + 1
+        s.tele_rows += tx.tele_delta
+        s.evicted += tx.evicted
+        if s.fault == "io_error":
+            s.fault = ""
+            self.log.info("store_io_recovered")
+        elif s.fault == "disk_full" and caps.wal_bytes(self.path) > DISK_FULL_WAL_BYTES:
+            self._recycle_wal()
+        if tx.cls_min is not None:
+            self.on_commit(tx.cls_min)
+        return result
+
+    def _storage_failure(self, code: int, exc: sqlite3.Error) -> None:
+        s = self.stats
+        name = "disk_full" if code == SQLITE_FULL else "io_error"
+        s.failures[name] = s.failures.get(name, 0) + 1
+        if code == SQLITE_FULL:
+            released = self.ballast.release()
+            if s.fault != "disk_full":
+                self.log.warning("store_disk_full", ballast_released=released, error=str(exc))
+            s.fault = "disk_full"
+            self._recycle_wal()
+        elif s.fault != "io_error":
+            s.fault = s.fault or "io_error"
+            self.log.warning("store_io_error", error=str(exc))
+        else:
+            self.log.debug("store_io_error", error=str(exc))
+
+    def _recycle_wal(self) -> None:
+        """On a full disk the WAL must not keep growing: copy it into the database (which grows only by
+        the few distinct pages the alarms touched) and start it over from its beginning (RESTART)."""
+        assert self.conn is not None
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(RESTART)")
+        except sqlite3.Error as exc:
+            self.log.debug("store_checkpoint_failed", error=str(exc))
+
+    # ---- records ------------------------------------------------------------------------------
+    def add_record(self, conn: sqlite3.Connection, cls: RecordClass, kind: str, device: str, stamp: Any, body: dict[str, Any]) -> int:
+        tx = self.tx
+        if tx is None or threading.current_thread() is not self._thread:
+            raise StoreError("add_record is only valid inside Outbox.transact")
+        if cls == RecordClass.TELEMETRY:
+            raise ValueError("telemetry goes through put_reading, not as a record")
+        tx.seq += 1
+        mask = self.class_mask[int(cls)]
+        if mask:  # a class no consumer wants still gets its seq (never reused) but no row
+            conn.execute(
+                "INSERT INTO record (seq, cls, pending, kind, device, stamp, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (tx.seq, int(cls), mask, kind, device, encode_json(stamp), encode_json(body)),
+            )
+        tx.touched(int(cls))
+        return tx.seq
+
+    def acked(self, conn: sqlite3.Connection, bit: int, params: list[tuple[int]]) -> None:
+        """Inside a transaction: clear this consumer's bit on the given seqs; delete rows nobody is owed."""
+        tx = self.tx
+        assert tx is not None
+        for table in ("record", "telemetry"):
+            gone = conn.executemany(f"DELETE FROM {table} WHERE seq = ? AND pending = {bit}", params).rowcount
+            conn.executemany(f"UPDATE {table} SET pending = pending & ~{bit} WHERE seq = ? AND pending & {bit}", params)
+            if table == "telemetry":
+                tx.tele_delta -= gone
+            tx.dirty = tx.dirty or gone > 0
+
+    def flush_readings(self) -> None:
+        """Group commit of every queued reading (NORMAL), with the row and byte caps in the same transaction."""
+        n = len(self.readings)
+        if n == 0:
+            return
+        batch = [self.readings.popleft() for _ in range(n)]
+        mask = self.class_mask[TELE]
+        if not mask:
+            return
+        if self.stats.fault == "disk_full":  # the space left (the released ballast) is for alarms
+            self.stats.dropped += n
+            return
+
+        def insert(conn: sqlite3.Connection) -> None:
+            tx = self.tx
+            assert tx is not None
+            first = tx.seq + 1
+            rows = [(first + i, mask, encode_reading(self.names, r)) for i, r in enumerate(batch)]
+            conn.executemany("INSERT INTO telemetry (seq, pending, body) VALUES (?, ?, ?)", rows)
+            tx.seq += len(rows)
+            tx.tele_delta += len(rows)
+            tx.touched(TELE)
+            self.enforce_caps(conn)
+
+        try:
+            self.transaction(insert, durable=False)
+        except StoreError as exc:
+            self.stats.dropped += n
+            self.log.debug("store_readings_dropped", count=n, error=str(exc))
+
+    def enforce_caps(self, conn: sqlite3.Connection) -> None:
+        """Row cap and byte cap on telemetry, oldest first; inside the current transaction."""
+        tx = self.tx
+        assert tx is not None
+        rows = self.stats.tele_rows + tx.tele_delta
+        gone = caps.evict_oldest(conn, rows - self.cfg.telemetry_max_rows)
+        budget = self.cfg.max_bytes - caps.wal_budget_bytes(self.cfg.max_bytes)
+        gone += caps.evict_for_bytes(conn, budget, rows - gone)
+        self.count_evicted(gone, "cap")
+
+    def count_evicted(self, n: int, why: str) -> None:
+        """Inside a transaction: n telemetry rows were evicted. First time WARNING, then DEBUG."""
+        if not n:
+            return
+        tx = self.tx
+        assert tx is not None
+        tx.tele_delta -= n
+        tx.evicted += n
+        tx.dirty = True
+        level = self.log.debug if why in self._evict_logged else self.log.warning
+        self._evict_logged.add(why)
+        level("store_telemetry_evicted", rows=n, reason=why, evicted_total=self.stats.evicted + tx.evicted)

@@ -1,0 +1,67 @@
+"""Schema migrations: numbered files in order under PRAGMA user_version; a newer database is refused."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from gateway.errors import StoreError
+from gateway.store.migrate import SCHEMA_DIR, migrate, schema_files, user_version
+from tests.unit.store_support import make_outbox
+
+
+def test_shipped_files_apply_in_number_order_and_set_user_version(tmp_path):
+    conn = sqlite3.connect(tmp_path / "o.db", isolation_level=None)
+    applied = migrate(conn)
+    files = schema_files(SCHEMA_DIR)
+    assert applied == [v for v, _ in files] and applied == sorted(applied) and applied[0] == 1
+    assert user_version(conn) == files[-1][0]
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"meta", "record", "telemetry", "consumer", "name", "alarm"} <= tables
+    assert migrate(conn) == []  # idempotent
+
+
+def schema_dir(tmp_path, files: dict[str, str]):
+    d = tmp_path / "schema"
+    d.mkdir()
+    for name, sql in files.items():
+        (d / name).write_text(sql)
+    return d, sqlite3.connect(tmp_path / "o.db", isolation_level=None)
+
+
+def test_file_numbered_below_current_version_is_still_applied(tmp_path):
+    d, conn = schema_dir(tmp_path, {"0001_a.sql": "CREATE TABLE a (x);", "0020_c.sql": "CREATE TABLE c (x);"})
+    assert migrate(conn, d) == [1, 20]
+    (d / "0010_b.sql").write_text("CREATE TABLE b (x);")  # another component's reserved range, added later
+    assert migrate(conn, d) == [10]
+    assert user_version(conn) == 20
+
+
+def test_failing_file_rolls_back_whole_file_and_raises_store_error(tmp_path):
+    d, conn = schema_dir(tmp_path, {"0001_a.sql": "CREATE TABLE a (x);", "0002_bad.sql": "CREATE TABLE b (x);\nTHIS IS NOT SQL;"})
+    with pytest.raises(StoreError, match="0002_bad.sql"):
+        migrate(conn, d)
+    assert user_version(conn) == 1
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'b'").fetchone()[0] == 0
+
+
+async def test_outbox_refuses_a_database_from_a_newer_gateway(tmp_path):
+    path = tmp_path / "o.db"
+    ob = make_outbox(path)
+    await ob.open()
+    await ob.close()
+    newest = schema_files()[-1][0]
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {newest + 1}")
+    with pytest.raises(StoreError, match=rf"schema version {newest + 1} is newer than this gateway knows \({newest}\)"):
+        await make_outbox(path).open()
+    with sqlite3.connect(path) as conn:  # refused, not touched
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == newest + 1
+
+
+async def test_outbox_refuses_a_file_that_is_not_a_database(tmp_path):
+    path = tmp_path / "o.db"
+    path.write_bytes(b"not a database at all, " * 200)
+    with pytest.raises(StoreError, match="cannot open outbox"):
+        await make_outbox(path).open()
