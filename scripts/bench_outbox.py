@@ -92,8 +92,13 @@ async def ingest(args: argparse.Namespace) -> None:
 
 
 def drain(args: argparse.Namespace) -> None:
-    """The uplink half (drain of a 1,000,000-reading backlog to a local mosquitto): added by the uplink."""
-    raise SystemExit("drain: not implemented yet (the uplink adds it)")
+    """The uplink half (drain of a backlog to a local mosquitto): lives in scripts/bench_uplink.py."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_uplink", Path(__file__).with_name("bench_uplink.py"))
+    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    mod.drain(args)
 
 
 def main() -> None:
@@ -108,6 +113,10 @@ def main() -> None:
     ing.add_argument("--dir", default="", help="directory for the database (default: a new tmp dir on disk)")
     dr = sub.add_parser("drain", help="drain a backlog to a local mosquitto (uplink)")
     dr.add_argument("--readings", type=int, default=1_000_000)
+    dr.add_argument("--devices", type=int, default=20)
+    dr.add_argument("--batch", type=int, default=500, help="uplink.batch_max_readings")
+    dr.add_argument("--inflight", type=int, default=20, help="uplink.max_inflight")
+    dr.add_argument("--dir", default=None, help="where the outbox and broker live (default: $TMPDIR)")
     args = ap.parse_args()
     if args.cmd == "ingest":
         asyncio.run(ingest(args))

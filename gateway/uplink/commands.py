@@ -1,0 +1,144 @@
+"""Downlink commands: HMAC-SHA256 verification, the persisted nonce cache, and signing for the platform.
+
+The broker ACL is the first gate, this signature the second (reliability §5). Canonical form and the
+reasons a command is rejected are in docs/uplink.md "Commands"; nothing rejected is ever executed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+import time
+from typing import Any
+
+import msgspec
+
+from gateway.errors import CommandRejected
+
+MAX_COMMAND_BYTES = 64 * 1024
+CANON_TAG = "cg-cmd-v1"
+_NONCE_MAX_CHARS = 64
+_ID_MAX_CHARS = 128
+
+
+class SignedCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: str
+    gateway_id: str
+    command: str
+    args: dict[str, Any]
+    issued_at: int  # Unix seconds, integer: no float formatting in the canonical form
+    nonce: str
+    key_id: str
+    sig: str  # hex HMAC-SHA256 over canonical(...)
+
+
+def canonical(cmd_id: str, gateway_id: str, command: str, args: dict[str, Any], issued_at: int, nonce: str, key_id: str) -> bytes:
+    """The signed bytes: a JSON array, object keys sorted, no spaces, UTF-8 (not \\u-escaped).
+
+    Equivalent to Python json.dumps([...], sort_keys=True, separators=(",", ":"), ensure_ascii=False).
+    """
+    doc = [CANON_TAG, cmd_id, gateway_id, command, args, issued_at, nonce, key_id]
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def sign_command(key_id: str, key_hex: str, gateway_id: str, command: str, args: dict[str, Any] | None = None, *,
+                 issued_at: int | None = None, nonce: str | None = None, cmd_id: str | None = None) -> bytes:
+    """A signed command payload as the platform publishes it to cg/v1/<gateway_id>/cmd (or .../relay)."""
+    args = args or {}
+    issued_at = int(time.time()) if issued_at is None else issued_at
+    nonce = nonce or secrets.token_hex(12)
+    cmd_id = cmd_id or secrets.token_hex(8)
+    mac = hmac.new(bytes.fromhex(key_hex), canonical(cmd_id, gateway_id, command, args, issued_at, nonce, key_id), hashlib.sha256)
+    doc = {"id": cmd_id, "gateway_id": gateway_id, "command": command, "args": args, "issued_at": issued_at,
+           "nonce": nonce, "key_id": key_id, "sig": mac.hexdigest()}
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def peek_id(payload: bytes) -> tuple[str, str]:
+    """(id, command) of a payload for the reply, best effort; ("", "") if it does not say."""
+    try:
+        doc = json.loads(payload) if len(payload) <= MAX_COMMAND_BYTES else {}
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return "", ""
+    if not isinstance(doc, dict):
+        return "", ""
+    cmd_id, command = doc.get("id", ""), doc.get("command", "")
+    return (cmd_id[:_ID_MAX_CHARS] if isinstance(cmd_id, str) else ""), (command[:64] if isinstance(command, str) else "")
+
+
+class Verifier:
+    """Checks a command's bytes in a fixed order and returns it, or raises CommandRejected(reason).
+
+    Order: size, JSON shape, signature present, key known, signature, gateway id, clock, window, nonce.
+    The nonce is remembered only for a command that passed every other check (NonceCache.claim).
+    """
+
+    def __init__(self, gateway_id: str, command_keys: dict[str, str], window_s: float, clock: Any) -> None:
+        self.gateway_id = gateway_id
+        self._keys = {kid: bytes.fromhex(k) for kid, k in command_keys.items()}
+        self.window_s = window_s
+        self.clock = clock
+        self._decoder = msgspec.json.Decoder(SignedCommand)
+
+    def verify(self, payload: bytes) -> SignedCommand:
+        if len(payload) > MAX_COMMAND_BYTES:
+            raise CommandRejected("oversized", f"{len(payload)} bytes > {MAX_COMMAND_BYTES}")
+        try:
+            raw = json.loads(payload)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise CommandRejected("malformed", f"not JSON: {str(exc)[:80]}") from None
+        if not isinstance(raw, dict):
+            raise CommandRejected("malformed", "not a JSON object")
+        if not raw.get("sig"):
+            raise CommandRejected("unsigned", "no sig field")
+        try:
+            cmd = self._decoder.decode(payload)
+        except msgspec.ValidationError as exc:
+            raise CommandRejected("malformed", str(exc)[:120]) from None
+        if len(cmd.nonce) > _NONCE_MAX_CHARS or len(cmd.id) > _ID_MAX_CHARS or not cmd.nonce:
+            raise CommandRejected("malformed", "id or nonce too long, or nonce empty")
+        key = self._keys.get(cmd.key_id)
+        if key is None:
+            raise CommandRejected("unknown_key", f"key_id {cmd.key_id[:32]!r} is not configured")
+        try:
+            body = canonical(cmd.id, cmd.gateway_id, cmd.command, cmd.args, cmd.issued_at, cmd.nonce, cmd.key_id)
+        except ValueError:
+            raise CommandRejected("malformed", "args cannot be canonicalised") from None
+        expected = hmac.new(key, body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, cmd.sig.lower()):  # constant time (Python hmac docs)
+            raise CommandRejected("bad_signature", f"key_id {cmd.key_id}")
+        if cmd.gateway_id != self.gateway_id:
+            raise CommandRejected("wrong_gateway", f"addressed to {cmd.gateway_id[:48]!r}")
+        if not self.clock.synced():
+            # The window means nothing on an unsynchronised clock (reliability §5): refuse, say why.
+            raise CommandRejected("clock_unsynced", "gateway clock not synchronised; cannot check issued_at")
+        age = self.clock.wall() - cmd.issued_at
+        if age > self.window_s:
+            raise CommandRejected("stale", f"issued {age:.0f} s ago > {self.window_s:g} s")
+        if age < -self.window_s:
+            raise CommandRejected("future", f"issued {-age:.0f} s in the future")
+        return cmd
+
+
+class NonceCache:
+    """Nonces seen within the window, persisted (table uplink_nonce, migration 0020) so a replay
+    after a restart still fails. Runs inside Outbox.transact (the store's writer thread)."""
+
+    def __init__(self, outbox: Any, window_s: float) -> None:
+        self.outbox = outbox
+        self.keep_s = 2 * window_s  # > window on both sides of issued_at
+
+    async def claim(self, cmd: SignedCommand, now_wall: float) -> None:
+        """Remember the nonce, or raise CommandRejected("replayed") if it was already used."""
+
+        def txn(conn: sqlite3.Connection) -> bool:
+            conn.execute("DELETE FROM uplink_nonce WHERE seen_wall_s < ?", (now_wall - self.keep_s,))
+            cur = conn.execute("INSERT OR IGNORE INTO uplink_nonce (key_id, nonce, issued_at, seen_wall_s) VALUES (?, ?, ?, ?)",
+                               (cmd.key_id, cmd.nonce, cmd.issued_at, now_wall))
+            return cur.rowcount == 1
+
+        if not await self.outbox.transact(txn, durable=True):
+            raise CommandRejected("replayed", f"nonce {cmd.nonce[:16]} already used")

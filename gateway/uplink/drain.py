@@ -1,0 +1,231 @@
+"""The publishing loop of one connected session: outbox rows -> PUBLISH -> PUBACK -> outbox.ack.
+
+Rules (reliability §2, CLARIFICATIONS "paho rules"): publish only while connected; at most
+max_inflight un-PUBACKed messages; a row leaves the outbox only on a PUBACK with reason code < 0x80;
+strict priority (no telemetry PUBLISH starts while an alarm, event or status record is waiting);
+FIFO within a class; telemetry batched and rate limited by a token bucket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+
+from gateway.errors import StoreError, UplinkError
+from gateway.model import RecordClass
+from gateway.uplink.reconnect import Backoff
+from gateway.uplink.wire import Envelope, Message, TelemetryBatcher
+
+CONSUMER = "mqtt"
+IDLE_WAIT_S = 1.0  # re-check the outbox at least this often even without a commit notification
+NOT_AUTHORIZED_RC = 0x87  # MQTT v5 §2.4 reason code 135
+# A PUBLISH without PUBACK for this long means a half-open link: drop the session now rather than
+# wait for keepalive (1.5 x 30 s) while an alarm sits in flight. Generous for 20 x 16 KiB on a slow link.
+PUBACK_TIMEOUT_S = 15.0
+
+
+class TokenBucket:
+    """drain_readings_per_s, burst of one batch; a batch may overdraw, the next one waits it off."""
+
+    def __init__(self, rate_per_s: float, burst: float, clock: Any) -> None:
+        self.rate = rate_per_s
+        self.burst = burst
+        self.clock = clock
+        self.tokens = burst
+        self._last = clock.monotonic()
+
+    def wait_s(self) -> float:
+        now = self.clock.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self._last) * self.rate)
+        self._last = now
+        return 0.0 if self.tokens > 0 else -self.tokens / self.rate + 1e-3
+
+    def spend(self, n: int) -> None:
+        self.tokens -= n
+
+
+class Counters(msgspec.Struct):
+    messages_published: int = 0
+    records_published: int = 0
+    records_acked: int = 0
+    bytes_published: int = 0
+    puback_failures: int = 0
+    ack_store_errors: int = 0
+    puback_timeouts: int = 0
+
+
+class Drainer:
+    """Owns in-flight tracking (mid -> seqs) for the current session; survives across sessions."""
+
+    def __init__(self, cfg: Any, outbox: Any, envelope: Envelope, clock: Any, log: Any) -> None:
+        self.cfg = cfg
+        self.outbox = outbox
+        self.clock = clock
+        self.log = log
+        self.batcher = TelemetryBatcher(envelope, cfg.batch_max_readings, cfg.batch_max_bytes)
+        self.env = envelope
+        self.bucket = TokenBucket(cfg.drain_readings_per_s, max(cfg.batch_max_readings, cfg.drain_readings_per_s), clock)
+        self.counters = Counters()
+        self.inflight: dict[int, Message] = {}  # mid -> message (its seqs)
+        self.sent_mono: dict[int, float] = {}  # mid -> when it was handed to paho
+        self.acking: set[int] = set()  # seqs PUBACKed, outbox.ack not yet committed: never re-fetch them
+        self.wake = asyncio.Event()  # new records committed, window opened, or pause over
+        self.urgent = False  # an alarm/event/status record committed since the last fetch
+        self.fault = ""  # "" or e.g. "puback_135"
+        self.refused = Backoff(cfg.reconnect_base_s, cfg.reconnect_cap_s)
+        self.paused_until = 0.0
+        self.last_puback_wall: float | None = None
+        self.last_puback_mono: float | None = None
+        self.on_refused: Any = None  # callback(rc) for the owner's state machine
+        self.on_recovered: Any = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._was_synced = clock.synced()
+
+    # ---- notifications -------------------------------------------------------------------------
+    def on_commit(self, cls_min: RecordClass) -> None:
+        if cls_min < RecordClass.TELEMETRY:
+            self.urgent = True
+        self.wake.set()
+
+    def on_publish(self, mid: int, rc: int) -> None:
+        """PUBACK for `mid` (loop thread). Takes no lock that publish() holds (paho #354)."""
+        msg = self.inflight.pop(mid, None)
+        self.sent_mono.pop(mid, None)
+        self.wake.set()
+        if msg is None:
+            return  # a status or reply message: nothing to ack in the outbox
+        if rc >= 0x80:
+            self._refused(msg, rc)
+            return
+        self.acking.update(msg.seqs)
+        self.last_puback_wall = self.clock.wall()
+        self.last_puback_mono = self.clock.monotonic()
+        task = asyncio.get_running_loop().create_task(self._ack(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if self.fault:
+            self.log.info("uplink_publish_recovered", fault=self.fault)
+            self.fault = ""
+            self.refused.reset()
+            if self.on_recovered:
+                self.on_recovered()
+
+    def _refused(self, msg: Message, rc: int) -> None:
+        # MQTT v5 PUBACK >= 0x80 (e.g. 135 Not authorized by a broker ACL): not delivered. The rows stay;
+        # publishing pauses with backoff (reliability §0.4: on 3.1.1 this would have been a silent RC 0).
+        self.counters.puback_failures += 1
+        first = not self.fault
+        self.fault = f"puback_{rc}"
+        if rc == NOT_AUTHORIZED_RC:
+            self.refused.to_cap()  # an ACL does not fix itself in a second
+        delay = self.refused.next_delay()
+        self.paused_until = self.clock.monotonic() + delay
+        level = self.log.warning if first else self.log.debug
+        level("uplink_publish_refused", rc=rc, topic=msg.topic, seqs=len(msg.seqs), retry_in_s=round(delay, 1))
+        if self.on_refused:
+            self.on_refused(rc)
+
+    async def _ack(self, msg: Message) -> None:
+        try:
+            await self.outbox.ack(CONSUMER, msg.seqs)
+            self.counters.records_acked += len(msg.seqs)
+        except StoreError as exc:
+            # Not deleted: the rows will be sent again (a keyed duplicate), never lost.
+            self.counters.ack_store_errors += 1
+            self.log.warning("uplink_ack_failed", error=str(exc), seqs=len(msg.seqs))
+        finally:
+            self.acking.difference_update(msg.seqs)
+
+    def session_lost(self) -> None:
+        """Forget in-flight mids (a new session re-fetches those rows from the outbox)."""
+        self.inflight.clear()
+        self.sent_mono.clear()
+
+    def stalled(self) -> bool:
+        """True when the oldest un-PUBACKed message is older than PUBACK_TIMEOUT_S."""
+        return bool(self.sent_mono) and self.clock.monotonic() - min(self.sent_mono.values()) > PUBACK_TIMEOUT_S
+
+    def held(self) -> set[int]:
+        held = set(self.acking)
+        for msg in self.inflight.values():
+            held.update(msg.seqs)
+        return held
+
+    # ---- the loop ------------------------------------------------------------------------------
+    async def run(self, session: Any) -> None:
+        """Publish until the session closes or stalls (returns), or the task is cancelled."""
+        while session.connected:
+            if self.stalled():
+                self.counters.puback_timeouts += 1
+                self.log.warning("uplink_puback_timeout", inflight=len(self.inflight), timeout_s=PUBACK_TIMEOUT_S)
+                return  # the owner drops this session and reconnects; the rows are still in the outbox
+            wait = self._blocked_s()
+            if wait > 0:
+                await self._sleep(wait)
+                continue
+            await self._maybe_rebase()
+            self.urgent = False
+            records = self.outbox.fetch(CONSUMER, self.cfg.batch_max_readings, exclude=self.held())
+            if not records:
+                await self._sleep(IDLE_WAIT_S)
+                continue
+            if records[0].cls != RecordClass.TELEMETRY:
+                self._publish_records(session, [r for r in records if r.cls != RecordClass.TELEMETRY])
+                continue
+            wait = self.bucket.wait_s()
+            if wait > 0:
+                await self._sleep(wait)
+                continue  # re-fetch: an alarm may have arrived while we waited
+            if self.urgent:
+                continue
+            msg = self.batcher.take([self._rebased(r) for r in records])
+            self.bucket.spend(len(msg.seqs))
+            self._send(session, msg)
+
+    def _blocked_s(self) -> float:
+        if len(self.inflight) >= self.cfg.max_inflight:
+            return IDLE_WAIT_S  # woken by on_publish
+        return max(0.0, self.paused_until - self.clock.monotonic())
+
+    async def _sleep(self, timeout_s: float) -> None:
+        self.wake.clear()
+        try:
+            await asyncio.wait_for(self.wake.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            pass
+
+    def _publish_records(self, session: Any, records: list[Any]) -> None:
+        for rec in records:
+            if len(self.inflight) >= self.cfg.max_inflight:
+                return
+            r = self._rebased(rec)
+            self._send(session, self.env.record(r.seq, r.cls, r.kind, r.device, r.stamp, r.body))
+
+    def _send(self, session: Any, msg: Message) -> None:
+        try:
+            mid = session.publish(msg.topic, msg.payload)
+        except UplinkError as exc:
+            self.log.debug("uplink_publish_skipped", reason=str(exc))
+            return
+        self.inflight[mid] = msg
+        self.sent_mono[mid] = self.clock.monotonic()
+        self.counters.messages_published += 1
+        self.counters.records_published += len(msg.seqs)
+        self.counters.bytes_published += len(msg.payload)
+
+    def _rebased(self, rec: Any) -> Any:
+        if rec.stamp.clock_synced:
+            return rec
+        stamp = self.clock.rebase(rec.stamp)
+        return rec if stamp is rec.stamp else msgspec.structs.replace(rec, stamp=stamp)
+
+    async def _maybe_rebase(self) -> None:
+        # Persist the re-based stamps once when the clock syncs, so resends stay byte-identical
+        # (the store also does it by itself within ~1 s; this makes it happen before the next send).
+        synced = self.clock.synced()
+        if synced and not self._was_synced:
+            rows = await self.outbox.rebase_unsynced()
+            self.log.info("uplink_clock_synced_rebased", rows=rows)
+        self._was_synced = synced

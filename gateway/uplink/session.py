@@ -1,0 +1,215 @@
+"""One MQTT v5 connection: a paho-mqtt 2.x Client driven from the asyncio loop, as aiomqtt does.
+
+Reads and writes run in the loop (add_reader/add_writer on paho's socket, loop_read/loop_write,
+loop_misc every second); only the blocking connect() (DNS, TCP, TLS handshake) runs in an executor.
+A session is used once: after a disconnect the uplink makes a new one (aiomqtt#46), and the outbox,
+not paho's memory, re-feeds whatever was not acknowledged (reliability §2 rule 1, 4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway.errors import ConfigError, UplinkError
+
+# MQTT v5 §3.2.2.2 CONNACK reason codes that no retry can cure without an operator: go to the cap.
+AUTH_REASON_CODES = frozenset({0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C})  # bad protocol/client id/credentials, not authorized, banned, bad auth method
+
+
+class ConnectRefused(UplinkError):
+    """The broker answered CONNACK with a failure reason code (auth=True: credentials/ACL/ban)."""
+
+    def __init__(self, reason: str, rc: int) -> None:
+        super().__init__(reason, rc)
+        self.auth = rc in AUTH_REASON_CODES
+
+
+class TlsRefused(UplinkError):
+    """The TLS handshake failed (unknown CA, bad client certificate): a configuration problem."""
+
+
+def broker_address(url: str) -> tuple[str, int, bool]:
+    """mqtt://host[:1883] or mqtts://host[:8883] -> (host, port, tls)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ConfigError([f"uplink.broker_url {url!r}: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]"])
+    tls = parts.scheme == "mqtts"
+    return parts.hostname, parts.port or (8883 if tls else 1883), tls
+
+
+def tls_context(ca_file: str, cert_file: str, key_file: str) -> ssl.SSLContext:
+    """TLS >= 1.2, server certificate and host name verified against ca_file; client cert if given."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file or None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_file:
+        ctx.load_cert_chain(cert_file, key_file or None)
+    return ctx
+
+
+class Session:
+    """paho Client + asyncio glue. Callbacks (on_publish, on_message) run in the loop thread."""
+
+    def __init__(self, client_id: str, keepalive_s: int, session_expiry_s: int, max_inflight: int,
+                 on_publish: Callable[[int, int], None], on_message: Callable[[str, bytes], None]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self.keepalive_s = keepalive_s
+        self.session_expiry_s = session_expiry_s
+        self._on_publish_cb = on_publish
+        self._on_message_cb = on_message
+        self.connected = False
+        self.session_present = False
+        self._connack: asyncio.Future[int] = self._loop.create_future()
+        self.closed: asyncio.Future[int] = self._loop.create_future()  # result: disconnect reason code
+        self._misc_task: asyncio.Task[None] | None = None
+        self._fds: set[int] = set()
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5, reconnect_on_failure=False)
+        c.max_inflight_messages_set(max_inflight)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = lambda _c, _u, mid, rc, _p: self._on_publish_cb(mid, rc.value)
+        c.on_message = lambda _c, _u, msg: self._on_message_cb(msg.topic, msg.payload)
+        c.on_socket_open = lambda _c, _u, sock: self._in_loop(self._add_reader, sock)
+        c.on_socket_close = lambda _c, _u, sock: self._in_loop(self._forget, sock)
+        c.on_socket_register_write = lambda _c, _u, sock: self._in_loop(self._add_writer, sock)
+        c.on_socket_unregister_write = lambda _c, _u, sock: self._in_loop(self._remove_writer, sock)
+        self.client = c
+
+    # ---- socket glue (paho calls these from connect() in the executor, or from the loop) -------
+    def _in_loop(self, fn: Callable[[Any], None], sock: Any) -> None:
+        if threading.get_ident() == self._loop_thread:
+            fn(sock)
+        else:
+            self._loop.call_soon_threadsafe(fn, sock)
+
+    def _add_reader(self, sock: Any) -> None:
+        try:
+            self._loop.add_reader(sock, self._readable, sock)
+            self._fds.add(sock.fileno())
+        except (ValueError, OSError):  # closed before the loop got to it: the connect reports the failure
+            pass
+
+    def _readable(self, sock: Any) -> None:
+        self.client.loop_read()
+        # An SSL socket may hold decrypted bytes the selector cannot see (paho's own loop() checks this).
+        while self.client.socket() is sock and getattr(sock, "pending", lambda: 0)() > 0:
+            self.client.loop_read()
+
+    def _add_writer(self, sock: Any) -> None:
+        try:
+            self._loop.add_writer(sock, self.client.loop_write)
+        except (ValueError, OSError):
+            pass
+
+    def _remove_writer(self, sock: Any) -> None:
+        try:
+            self._loop.remove_writer(sock)
+        except (ValueError, OSError):
+            pass
+
+    def _forget(self, sock: Any) -> None:
+        for fd in list(self._fds):
+            self._loop.remove_reader(fd)
+            self._loop.remove_writer(fd)
+        self._fds.clear()
+
+    # ---- paho callbacks (loop thread) ----------------------------------------------------------
+    def _on_connect(self, _c: Any, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
+        if not self._connack.done():
+            self._connack.set_result(rc.value)
+        if not rc.is_failure:
+            self.connected = True
+            self.session_present = bool(getattr(flags, "session_present", False))
+
+    def _on_disconnect(self, _c: Any, _u: Any, _flags: Any, rc: Any, _p: Any) -> None:
+        self.connected = False
+        code = rc.value if hasattr(rc, "value") else int(rc or 0)
+        if not self._connack.done():
+            self._connack.set_exception(UplinkError("connection closed before CONNACK", code))
+        if not self.closed.done():
+            self.closed.set_result(code)
+
+    async def _misc(self) -> None:
+        # Keepalive: PINGREQ when due, and a dead link detected after ~1.5 keepalive (reliability §2 rule 6).
+        while self.client.socket() is not None:
+            self.client.loop_misc()
+            await asyncio.sleep(1.0)
+        if not self.closed.done():
+            self._on_disconnect(None, None, None, mqtt.MQTT_ERR_CONN_LOST, None)
+
+    # ---- public --------------------------------------------------------------------------------
+    async def connect(self, host: str, port: int, timeout_s: float) -> None:
+        """TCP (+TLS) connect in an executor, then wait for CONNACK. Raises ConnectRefused, TlsRefused, UplinkError."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry_s  # MQTT v5 §3.1.2.11.2: queued cmds survive short outages
+        try:
+            await asyncio.wait_for(self._loop.run_in_executor(
+                None, lambda: self.client.connect(host, port, self.keepalive_s, clean_start=False, properties=props)), timeout_s)
+        except ssl.SSLError as exc:
+            self.abort()
+            raise TlsRefused(f"TLS handshake with {host}:{port} failed: {exc.reason or exc}") from None
+        except (OSError, asyncio.TimeoutError) as exc:
+            self.abort()
+            raise UplinkError(f"connect to {host}:{port} failed: {exc or type(exc).__name__}") from None
+        self._misc_task = asyncio.create_task(self._misc())
+        try:
+            rc = await asyncio.wait_for(asyncio.shield(self._connack), timeout_s)
+        except asyncio.TimeoutError:
+            self.abort()
+            raise UplinkError(f"no CONNACK from {host}:{port} within {timeout_s:g} s") from None
+        if rc >= 0x80:
+            self.abort()
+            raise ConnectRefused(f"broker refused the connection: {mqtt.ReasonCode(PacketTypes.CONNACK, identifier=rc)}", rc)
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> int:
+        """QoS 1 PUBLISH; returns the mid. Only while connected: paho never queues for us offline."""
+        if not self.connected:
+            raise UplinkError("not connected")
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise UplinkError("publish refused by the client", int(info.rc))
+        return info.mid
+
+    def subscribe(self, topics: list[str]) -> None:
+        self.client.subscribe([(t, 1) for t in topics])
+
+    def will_set(self, topic: str, payload: bytes) -> None:
+        self.client.will_set(topic, payload, qos=1, retain=True)
+
+    def configure_auth(self, username: str, password: str, tls: ssl.SSLContext | None) -> None:
+        if username:
+            self.client.username_pw_set(username, password or None)
+        if tls is not None:
+            self.client.tls_set_context(tls)
+
+    async def disconnect(self, timeout_s: float = 1.0) -> None:
+        """Clean DISCONNECT (reason 0: the broker does not send the Last Will)."""
+        if self.connected:
+            self.client.disconnect()
+            try:
+                await asyncio.wait_for(asyncio.shield(self.closed), timeout_s)
+            except asyncio.TimeoutError:
+                pass
+        self.abort()
+
+    def abort(self) -> None:
+        """Drop the socket now (no DISCONNECT packet): used after failures and timeouts."""
+        self.connected = False
+        sock = self.client.socket()
+        if sock is not None:
+            self._forget(sock)
+            self.client._sock_close()  # paho has no public "close now"; this runs on_socket_close too
+        if self._misc_task is not None and not self._misc_task.done():
+            self._misc_task.cancel()
+        if not self.closed.done():
+            self.closed.set_result(mqtt.MQTT_ERR_CONN_LOST.value)

@@ -1,0 +1,254 @@
+"""The uplink against a real mosquitto and the real outbox: PUBACK deletes, outages lose nothing,
+alarms first, ACL denial keeps rows, Last Will on a dropped link, every message matches its schema."""
+
+import asyncio
+import json
+import subprocess
+import time
+
+from gateway.clock import Clock
+from gateway.config.schema import Credentials
+from gateway.model import RecordClass
+from tests.integration.uplink_support import GW, Platform, make_uplink, open_outbox, reading
+from tests.support.broker import Broker
+from tests.support.faultproxy import FaultProxy
+from tests.support.wait import async_wait_for, wait_for
+from tests.unit.uplink_schema import check_message
+
+
+async def _drained(outbox, timeout_s=20.0):
+    await async_wait_for(lambda: sum(outbox.stats().depth.values()) == 0, timeout_s=timeout_s, what="outbox drained")
+
+
+def _check_seq_report(platform, produced):
+    """reliability §6 checker: nothing lost, nothing unexpected, FIFO per class."""
+    got = platform.seqs()
+    seqs = [s for _c, s in got]
+    assert set(seqs) == set(produced), f"lost {sorted(set(produced) - set(seqs))[:10]}, unexpected {sorted(set(seqs) - set(produced))[:10]}"
+    for cls in ("alarm", "event", "telemetry"):
+        first_seen = list(dict.fromkeys(s for c, s in got if c == cls))
+        assert first_seen == sorted(first_seen), f"{cls} out of order"
+
+
+class Gateway:
+    """The real outbox + an Uplink behind a FaultProxy, running as a task; `async with` stops all three."""
+
+    def __init__(self, broker_port, tmp_path):
+        self.broker_port, self.tmp_path = broker_port, tmp_path
+
+    async def __aenter__(self):
+        self.clock = Clock("assume_synced")
+        self.outbox = await open_outbox(self.tmp_path, self.clock)
+        self.proxy = await FaultProxy(self.broker_port).start()
+        self.up = make_uplink(f"mqtt://127.0.0.1:{self.proxy.port}", self.outbox, self.clock)
+        self.task = asyncio.create_task(self.up.run())
+        return self
+
+    async def __aexit__(self, *exc):
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        await self.proxy.stop()
+        await self.outbox.close()
+
+
+def test_records_are_published_deleted_on_puback_and_match_their_schemas(broker, tmp_path):
+    platform = Platform(broker.port)
+
+    async def main():
+        clock = Clock("assume_synced")
+        outbox = await open_outbox(tmp_path, clock)
+        produced = [await outbox.put(RecordClass.ALARM, "alarm.raised", "smoke-1", clock.now(), {"title": "smoke 2-1-401"})]
+        for i in range(300):
+            outbox.put_reading(reading(clock, f"hydrant-{i % 3}", i))
+        produced.append(await outbox.put(RecordClass.EVENT, "event.tamper", "manhole-1", clock.now(), {}))
+        up = make_uplink(broker.url, outbox, clock)
+        task = asyncio.create_task(up.run())
+        await _drained(outbox)
+        assert up.last_puback is not None and up.health()["records_acked"] >= 302
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        produced += list(range(1, outbox.stats().last_seq + 1))
+        await outbox.close()
+        return set(produced)
+
+    produced = asyncio.run(main())
+    time.sleep(0.3)
+    msgs = platform.snapshot()
+    platform.close()
+    assert msgs, "nothing arrived"
+    for topic, payload, _r in msgs:
+        assert check_message(topic, payload) == [], (topic, payload[:200])
+    status = [p for t, p, _r in msgs if t.endswith("/status")]
+    assert b'"online":true' in status[0] and b'"online":false' in status[-1] and b'"reason":"shutdown"' in status[-1]
+    online = json.loads(status[0])
+    assert online["drivers"] == {"rs485": {"state": "ok"}} and online["version"] and "queue" in online and online["uptime_s"] >= 0
+    _check_seq_report(platform, produced)
+
+
+def test_broker_outage_loses_nothing_and_sends_the_alarm_first(broker, tmp_path):
+    platform = Platform(broker.port)
+
+    async def main():
+        clock = Clock("assume_synced")
+        outbox = await open_outbox(tmp_path, clock)
+        up = make_uplink(broker.url, outbox, clock)
+        task = asyncio.create_task(up.run())
+        for i in range(50):
+            outbox.put_reading(reading(clock, "hydrant-1", i))
+        await _drained(outbox)
+        await async_wait_for(lambda: len(platform.seqs()) >= 50, what="platform has the first 50")
+        await asyncio.to_thread(broker.stop)
+        before = len(platform.seqs())
+        for i in range(50, 450):  # ~6 s of readings and one alarm while the broker is down
+            outbox.put_reading(reading(clock, f"hydrant-{i % 2}", i))
+            if i == 300:
+                alarm = await outbox.put(RecordClass.ALARM, "alarm.raised", "smoke-1", clock.now(), {"title": "fire"})
+                up.notify_alarm()
+            await asyncio.sleep(0.015)
+        await async_wait_for(lambda: up.state != "connected", what="uplink saw the outage")
+        await asyncio.to_thread(broker.start)
+        await _drained(outbox, 30)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        last = outbox.stats().last_seq
+        await outbox.close()
+        return before, alarm, last
+
+    before, alarm, last = asyncio.run(main())
+    wait_for(lambda: len({s for _c, s in platform.seqs()}) >= last, timeout_s=15, what="platform has every seq")
+    after = platform.seqs()[before:]
+    platform.close()
+    _check_seq_report(platform, set(range(1, last + 1)))
+    # The first record delivered after the outage is the alarm, although ~250 readings were older.
+    assert after[0] == ("alarm", alarm), after[:3]
+
+
+def test_backlog_flows_within_2_s_of_the_broker_becoming_reachable(broker, tmp_path):
+    platform = Platform(broker.port)
+
+    async def main():
+        async with Gateway(broker.port, tmp_path) as gw:
+            await async_wait_for(lambda: gw.up.state == "connected", what="connected")
+            delays = []
+            for round_ in range(2):
+                await gw.proxy.set_mode("cut")
+                await async_wait_for(lambda: gw.up.state != "connected", what="outage seen")
+                seq = await gw.outbox.put(RecordClass.EVENT, "event.test", "d-1", gw.clock.now(), {"round": round_})
+                await asyncio.sleep(2.5)  # long enough for the backoff to have grown, were it not reset by the probe
+                t0 = time.monotonic()
+                await gw.proxy.set_mode("pass")
+                await async_wait_for(lambda: ("event", seq) in platform.seqs(), timeout_s=10, what="backlog delivered")
+                delays.append(time.monotonic() - t0)
+            return delays, gw.up.health()["reconnect_delay_s"]
+
+    delays, hist = asyncio.run(main())
+    platform.close()
+    assert max(delays) <= 2.0, delays
+    assert hist["count"] == 3
+
+
+def test_last_will_marks_the_gateway_offline_when_the_link_drops(broker, tmp_path):
+    platform = Platform(broker.port)
+
+    async def main():
+        async with Gateway(broker.port, tmp_path) as gw:
+            await async_wait_for(lambda: any(d["online"] for d in platform.on("status")), what="online status")
+            await gw.proxy.set_mode("cut")  # abrupt: no DISCONNECT reaches the broker
+            await async_wait_for(lambda: platform.on("status") and not platform.on("status")[-1]["online"], timeout_s=10, what="LWT")
+
+    asyncio.run(main())
+    last = platform.on("status")[-1]
+    platform.close()
+    assert last["online"] is False and last["reason"] == "connection_lost" and last["gateway_id"] == GW
+    # Retained: a platform that connects later still learns the gateway is offline.
+    late = Platform(broker.port, client_id="late-platform")
+    wait_for(lambda: late.on("status"), what="retained status")
+    assert late.on("status")[-1]["online"] is False and late.snapshot()[-1][2] is True
+    late.close()
+
+
+def test_acl_denial_keeps_rows_raises_fault_and_reports_not_authorized(tmp_path):
+    acl = tmp_path / "acl"
+    acl.write_text(f"topic readwrite cg/v1/{GW}/status\ntopic read cg/v1/{GW}/cmd\ntopic read cg/v1/{GW}/relay\n")
+    broker = Broker(tmp_path / "mosq", extra_conf=f"acl_file {acl}\n").start()
+    try:
+        async def main():
+            clock = Clock("assume_synced")
+            outbox = await open_outbox(tmp_path, clock)
+            seq = await outbox.put(RecordClass.ALARM, "alarm.raised", "smoke-1", clock.now(), {"title": "fire"})
+            up = make_uplink(broker.url, outbox, clock)
+            task = asyncio.create_task(up.run())
+            await async_wait_for(lambda: up.health()["puback_failures"] >= 1, what="PUBACK 135")
+            health = up.health()
+            depth = outbox.stats().depth
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            fetched = [r.seq for r in outbox.fetch("mqtt", 10)]
+            await outbox.close()
+            return seq, health, depth, fetched
+
+        seq, health, depth, fetched = asyncio.run(main())
+    finally:
+        broker.stop()
+    assert health["state"] == "not_authorized" and health["fault"] == "puback_135"
+    assert health["records_acked"] == 0 and depth.get("alarm") == 1 and fetched == [seq]
+
+
+def test_refused_credentials_go_to_the_cap_and_a_new_alarm_retries_at_once(tmp_path):
+    pw = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), GW, "right-password"], check=True, capture_output=True)
+    # A wrong password is refused even where anonymous clients are allowed (mosquitto checks what is given).
+    broker = Broker(tmp_path / "mosq", extra_conf=f"password_file {pw}\n").start()
+    try:
+        async def main():
+            clock = Clock("assume_synced")
+            outbox = await open_outbox(tmp_path, clock)
+            up = make_uplink(broker.url, outbox, clock, Credentials(mqtt_username=GW, mqtt_password="wrong"))
+            task = asyncio.create_task(up.run())
+            await async_wait_for(lambda: up.health()["connect_failures"] == 1, what="first refusal")
+            first = up.health()
+            retry_wait = up.backoff.ceiling()
+            t0 = time.monotonic()
+            await outbox.put(RecordClass.ALARM, "alarm.raised", "smoke-1", clock.now(), {"title": "fire"})  # wakes the uplink
+            await async_wait_for(lambda: up.health()["connect_failures"] == 2, timeout_s=5, what="immediate retry")
+            retried_after = time.monotonic() - t0
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await outbox.close()
+            return first, retry_wait, retried_after
+
+        first, retry_wait, retried_after = asyncio.run(main())
+    finally:
+        broker.stop()
+    assert first["state"] == "not_authorized" and first["fault"] == "not_authorized"
+    assert retry_wait == 30.0  # straight to reconnect_cap_s
+    assert retried_after < 5.0  # not the 15-30 s backoff: the alarm cut it short
+
+
+def test_restart_resends_unacknowledged_records_with_the_same_seq_and_bytes(broker, tmp_path):
+    platform = Platform(broker.port)
+
+    async def main():
+        async with Gateway(broker.port, tmp_path) as gw:
+            await async_wait_for(lambda: gw.up.state == "connected", what="connected")
+            await gw.proxy.set_mode("mute_down")  # the broker gets the PUBLISH; its PUBACK never comes back
+            seq = await gw.outbox.put(RecordClass.ALARM, "alarm.raised", "smoke-1", gw.clock.now(), {"title": "fire"})
+            await async_wait_for(lambda: platform.on("alarm"), what="alarm at the platform")
+            assert gw.outbox.stats().depth.get("alarm") == 1  # not acknowledged: still in the outbox
+        # The gateway restarts (new process in real life: new outbox handle, new uplink, same database).
+        clock = Clock("assume_synced")
+        outbox = await open_outbox(tmp_path, clock)
+        up = make_uplink(broker.url, outbox, clock)
+        task = asyncio.create_task(up.run())
+        await _drained(outbox)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await outbox.close()
+        return seq
+
+    seq = asyncio.run(main())
+    wait_for(lambda: len(platform.on("alarm")) >= 2, what="the resend")
+    alarms = [p for t, p, _r in platform.snapshot() if t.endswith("/alarm")]
+    platform.close()
+    assert len(alarms) == 2 and alarms[0] == alarms[1]  # a keyed duplicate: identical bytes
+    assert [(c, s) for c, s in platform.seqs()] == [("alarm", seq), ("alarm", seq)]

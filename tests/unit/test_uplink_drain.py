@@ -1,0 +1,162 @@
+"""The publishing loop: PUBACK (< 0x80) is the only way out of the outbox; alarms before telemetry; bounded window."""
+
+import asyncio
+import json
+
+import msgspec
+
+from gateway import log as logsetup
+from gateway.clock import ManualClock
+from gateway.config.schema import Uplink as UplinkCfg
+from gateway.model import RecordClass
+from gateway.uplink.drain import Drainer, TokenBucket
+from gateway.uplink.wire import Envelope
+from tests.support.wait import async_wait_for
+from tests.unit.uplink_fakes import FakeOutbox
+
+
+class FakeSession:
+    """Records PUBLISHes; the test decides when PUBACKs arrive (the edge of the unit)."""
+
+    def __init__(self) -> None:
+        self.connected = True
+        self.sent: list[tuple[int, str, bytes]] = []
+        self._mid = 0
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> int:
+        self._mid += 1
+        self.sent.append((self._mid, topic, payload))
+        return self._mid
+
+
+def _setup(**cfg):
+    logsetup.setup("critical")
+    clock = ManualClock()
+    outbox = FakeOutbox()
+    conf = msgspec.structs.replace(UplinkCfg(broker_url="mqtt://127.0.0.1:1"), **cfg)
+    d = Drainer(conf, outbox, Envelope("gw-001", outbox.store_id), clock, logsetup.get())
+    outbox.on_commit(d.on_commit)
+    return clock, outbox, d, FakeSession()
+
+
+def _reading(outbox, clock, i):
+    return outbox.add(RecordClass.TELEMETRY, "reading", "hydrant-1", clock.now(), {"values": {"p": i}})
+
+
+async def _run_until(d, session, cond, what):
+    task = asyncio.create_task(d.run(session))
+    try:
+        await async_wait_for(cond, timeout_s=10, what=what)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def test_rows_leave_the_outbox_only_on_a_successful_puback():
+    async def main():
+        clock, outbox, d, s = _setup()
+        seq = outbox.add(RecordClass.ALARM, "alarm.raised", "smoke-1", clock.now(), {})
+        await _run_until(d, s, lambda: s.sent, "alarm published")
+        assert seq in outbox.rows  # published, not yet acknowledged
+        d.on_publish(s.sent[0][0], 0)
+        await async_wait_for(lambda: seq not in outbox.rows, what="ack")
+        assert outbox.acked == [seq] and d.last_puback_wall == clock.wall()
+    asyncio.run(main())
+
+
+def test_puback_not_authorized_keeps_rows_raises_fault_and_backs_off():
+    async def main():
+        clock, outbox, d, s = _setup()
+        refused = []
+        d.on_refused = refused.append
+        seq = outbox.add(RecordClass.ALARM, "alarm.raised", "smoke-1", clock.now(), {})
+        await _run_until(d, s, lambda: s.sent, "alarm published")
+        d.on_publish(s.sent[0][0], 135)
+        assert seq in outbox.rows and outbox.acked == []
+        assert d.fault == "puback_135" and refused == [135] and d.counters.puback_failures == 1
+        assert d.paused_until - clock.monotonic() >= d.cfg.reconnect_cap_s / 2  # ACL: straight to the cap
+        assert d._blocked_s() > 0  # nothing is published during the pause
+    asyncio.run(main())
+
+
+def test_no_telemetry_publish_while_an_alarm_waits_and_fifo_within_class():
+    async def main():
+        clock, outbox, d, s = _setup(batch_max_readings=10, max_inflight=100)
+        for i in range(30):
+            _reading(outbox, clock, i)
+        ev = outbox.add(RecordClass.EVENT, "event.tamper", "manhole-1", clock.now(), {})
+        alarm = outbox.add(RecordClass.ALARM, "alarm.raised", "smoke-1", clock.now(), {})
+        await _run_until(d, s, lambda: len(s.sent) >= 5, "everything published")
+        topics = [t.rsplit("/", 1)[1] for _mid, t, _p in s.sent]
+        assert topics == ["alarm", "event", "telemetry", "telemetry", "telemetry"]
+        assert json.loads(s.sent[0][2])["seq"] == alarm and json.loads(s.sent[1][2])["seq"] == ev
+        seq0s = [json.loads(p)["seq0"] for _m, _t, p in s.sent[2:]]
+        assert seq0s == sorted(seq0s) == [1, 11, 21]
+    asyncio.run(main())
+
+
+def test_in_flight_window_is_never_exceeded():
+    async def main():
+        clock, outbox, d, s = _setup(max_inflight=3)
+        for _ in range(10):
+            outbox.add(RecordClass.EVENT, "event.heartbeat", "d-1", clock.now(), {})
+        task = asyncio.create_task(d.run(s))
+        await async_wait_for(lambda: len(s.sent) == 3, what="window filled")
+        await asyncio.sleep(0.05)
+        assert len(s.sent) == 3 and len(d.inflight) == 3
+        d.on_publish(s.sent[0][0], 0)
+        await async_wait_for(lambda: len(s.sent) == 4, what="one more after a PUBACK")
+        assert len(d.inflight) == 3
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    asyncio.run(main())
+
+
+def test_lost_session_forgets_mids_and_refetches_unacked_rows():
+    async def main():
+        clock, outbox, d, s = _setup()
+        seq = outbox.add(RecordClass.ALARM, "alarm.raised", "smoke-1", clock.now(), {})
+        await _run_until(d, s, lambda: s.sent, "alarm published")
+        d.session_lost()
+        s2 = FakeSession()
+        await _run_until(d, s2, lambda: s2.sent, "alarm re-published")
+        assert s2.sent[0][2] == s.sent[0][2] and json.loads(s2.sent[0][2])["seq"] == seq  # identical bytes
+    asyncio.run(main())
+
+
+def test_unsynced_stamp_is_rebased_before_sending_once_the_clock_syncs():
+    async def main():
+        clock, outbox, d, s = _setup()
+        clock._synced = False
+        clock._wall = 946_684_800.0  # 2000-01-01: fake-hwclock after a power cut
+        outbox.add(RecordClass.ALARM, "alarm.raised", "smoke-1", clock.now(), {})
+        clock.advance(10)
+        clock.step_wall(1_790_000_000.0 - clock.wall(), synced=True)  # NTP step
+        await _run_until(d, s, lambda: s.sent, "alarm published")
+        doc = json.loads(s.sent[0][2])
+        assert doc["clock_synced"] is True and doc["ts_ms"] == round((1_790_000_000.0 - 10) * 1000)
+    asyncio.run(main())
+
+
+def test_token_bucket_limits_the_drain_rate():
+    clock = ManualClock()
+    b = TokenBucket(1000.0, 500, clock)
+    assert b.wait_s() == 0
+    b.spend(1500)  # a batch may overdraw
+    assert 0.99 <= b.wait_s() <= 1.01
+    clock.advance(1.0)
+    assert b.wait_s() <= 0.002
+
+
+def test_missing_puback_ends_the_session_so_a_half_open_link_is_dropped():
+    async def main():
+        clock, outbox, d, s = _setup()
+        seq = outbox.add(RecordClass.ALARM, "alarm.raised", "smoke-1", clock.now(), {})
+        task = asyncio.create_task(d.run(s))
+        await async_wait_for(lambda: s.sent, what="alarm published")
+        assert not task.done()
+        clock.advance(16.0)  # no PUBACK for longer than PUBACK_TIMEOUT_S
+        d.wake.set()
+        await asyncio.wait_for(task, 5)  # run() returns: the uplink drops the session and reconnects
+        assert d.counters.puback_timeouts == 1 and seq in outbox.rows
+    asyncio.run(main())
