@@ -19,12 +19,14 @@ from gateway.actions.schema import Notify
 from gateway.config import schema as s
 from gateway.errors import ConfigError
 from gateway.rules.schema import Rule
+from gateway.uplink.gb26875.config import GB26875Section
 
 # Sections owned by later stages register their schema here (explicit, no scanning).
 # name -> (schema type, is_list)
 EXTRA_SECTIONS: dict[str, tuple[type, bool]] = {}
 EXTRA_SECTIONS["rules"] = (Rule, True)  # gateway/rules/schema.py, issue 7
 EXTRA_SECTIONS["notify"] = (Notify, False)  # gateway/actions/schema.py: sounder, SMS, escalation
+EXTRA_SECTIONS["gb26875"] = (GB26875Section, False)  # gateway/uplink/gb26875/config.py, issue 11
 
 _CORE = {
     "identity": s.Identity,
