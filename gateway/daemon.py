@@ -54,6 +54,20 @@ def resolve_devices(cfg: Config) -> dict[str, Device]:
     return out
 
 
+def downlink_handlers(control: dict[str, Any]) -> dict[str, Any]:
+    """Platform commands reuse the control-socket handlers (one implementation, two doors)."""
+
+    async def poll_now(args: dict[str, Any]) -> dict[str, Any]:
+        return {"items": await control["poll"](args)}
+
+    return {
+        "ack_alarm": control.pop("platform_ack"),
+        "silence": control.pop("platform_silence"),
+        "poll_now": poll_now,
+        "set_log_level": control["set_log_level"],
+    }
+
+
 class DaemonActions:
     """The ActionContext the rule engine acts through: drivers for coils and SMS, the uplink for state."""
 
@@ -71,7 +85,10 @@ class DaemonActions:
 
     def uplink_down_for_s(self) -> float:
         # No uplink at all counts as down forever, so "SMS only when the uplink is down" still goes out.
-        return self.d.uplink.down_for_s() if self.d.uplink is not None else float("inf")
+        if self.d.uplink is None:
+            return float("inf")
+        health = self.d.uplink.health()
+        return 0.0 if health["state"] == "connected" else float(health["state_age_s"])
 
     def notify_uplink(self) -> None:
         if self.d.uplink is not None:
@@ -91,6 +108,7 @@ class Daemon:
         self.outbox: Any = None
         self.uplink: Any = None
         self.rules: Any = None
+        self.gb26875: Any = None
         self.pipeline: Pipeline | None = None
         self.started_mono = self.clock.monotonic()
         self._stop = asyncio.Event()
@@ -131,11 +149,30 @@ class Daemon:
             out["store"] = msgspec.to_builtins(self.outbox.stats())
         if self.uplink is not None:
             out["uplink"] = self.uplink.health()
+        if self.gb26875 is not None:
+            out["gb26875"] = self.gb26875.health()
         if self.rules is not None:
             out["active_alarms"] = len(self.rules.active())
         if self.pipeline is not None:
             out["pipeline"] = dict(self.pipeline.counters)
         return out
+
+    async def _relay(self, body: dict[str, Any]) -> None:
+        """An NB-IoT report relayed by the platform (already authenticated by the uplink)."""
+        relays = [drv for drv in self.drivers.values() if hasattr(drv, "submit_relay")]
+        if not relays:
+            raise CommandRejected("no_relay_port", "no NB-IoT port configured on this gateway")
+        last: CommandRejected | None = None
+        for drv in relays:  # one NB-IoT port in practice; the device decides which one takes it
+            try:
+                drv.submit_relay(body)
+                return
+            except CommandRejected as exc:
+                if exc.reason != "unknown_device":
+                    raise
+                last = exc
+        assert last is not None
+        raise last
 
     def driver_of(self, device_id: str) -> Any:
         device = self.devices.get(device_id)
@@ -185,26 +222,44 @@ class Daemon:
     async def _start(self) -> None:
         from gateway.store.outbox import Outbox
 
+        from gateway.uplink import Uplink
+        from gateway.uplink.gb26875 import client as gb
+
+        gb_cfg = self.cfg.extra.get("gb26875")
         consumers = {"mqtt": set(RecordClass)}
+        if gb_cfg is not None and gb_cfg.enabled:
+            consumers[gb.CONSUMER] = set(gb.CLASSES)
         Path(self.cfg.store.path).parent.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(self.cfg.store, self.clock, logsetup.get(stage="store"), consumers)
         await self.outbox.open()
         self._build_drivers()
-        # Rules after the drivers: start() sets the sounder coils to the state the active alarms want.
+        control = control_handlers.build(self)
+        self.uplink = Uplink(
+            self.cfg.uplink, self.credentials, self.cfg.identity, self.outbox, self.clock, logsetup.get(stage="uplink"),
+            handlers=downlink_handlers(control), relay_handler=self._relay, status_provider=self.status,
+        )
+        self.supervisor.start("uplink", self.uplink.run)
+        if gb.CONSUMER in consumers:
+            self.gb26875 = gb.GB26875Client(gb_cfg, self.outbox, self.devices, self.clock, logsetup.get(stage="gb26875"))
+            self.supervisor.start("gb26875", self.gb26875.run)
         from gateway.rules.engine import RuleEngine
 
         self.rules = RuleEngine(
             self.cfg.rules, self.devices, self.outbox, DaemonActions(self), self.clock, logsetup.get(stage="rules"),
             notify=self.cfg.extra.get("notify"), contacts=self.cfg.contacts, identity=self.cfg.identity,
         )
-        await self.rules.start()
-        self.supervisor.start("rules", self.rules.run)
         self.pipeline = Pipeline(self.outbox, self.rules, self.devices, self.log)
-        self.supervisor.start("pipeline", self.pipeline.run)
-        self.control = ControlServer(self.cfg.control.socket, control_handlers.build(self), control_handlers.MUTATING, self.log, self.cfg.control.group)
+        self.control = ControlServer(self.cfg.control.socket, control, control_handlers.MUTATING, self.log, self.cfg.control.group)
         self.supervisor.start("control", self.control.run)
+        # Drivers run before the rules start: RuleEngine.start() drives the sounder coils to the state
+        # the restored alarms want, through a driver that must be running (it queues until its port
+        # opens). What drivers emit meanwhile waits in the pipeline, which starts last.
         for port_name, drv in self.drivers.items():
             self.supervisor.start(f"driver:{port_name}", lambda drv=drv: drv.run(self.pipeline.emit))
+        await asyncio.sleep(0)  # let each driver task reach run() before the rules act through it
+        await self.rules.start()
+        self.supervisor.start("rules", self.rules.run)
+        self.supervisor.start("pipeline", self.pipeline.run)
 
     async def _watch(self) -> None:
         interval = (self.notifier.watchdog_s or 10.0) / 2

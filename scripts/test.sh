@@ -11,6 +11,7 @@ command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v strace >/dev/null 2>&1 || need+=(strace)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v fiu-run >/dev/null 2>&1 || need+=(fiu-utils)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2

@@ -47,6 +47,7 @@ class LoraDriver:
         self.devices: dict[int, Device] = {}
         self.keys: dict[int, bytes | None] = {}
         self.codecs: dict[int, Any] = {}
+        self.misconfigured: dict[str, str] = {}
         problems = []
         for dev in ctx.devices:
             dev_id, prof = int(dev.address), ctx.profiles[dev.profile]
@@ -59,7 +60,10 @@ class LoraDriver:
             elif dev.id in ctx.secrets:
                 self.keys[dev_id] = crypto.parse_key(dev.id, ctx.secrets[dev.id])
             else:
-                problems.append(f"device {dev.id}: profile {dev.profile} is keyed but the credentials file has no lora_keys.{dev.id}")
+                # One sensor without its key must not silence the whole courtyard: its frames are
+                # rejected (counted as unknown), the others run, health and selftest name the fix.
+                self.misconfigured[dev.id] = f"profile {dev.profile} is keyed but the credentials file has no lora_keys.{dev.id}"
+                self.log.error("lora_key_missing", device_id=dev.id, fix=f"add lora_keys.{dev.id} to the credentials file")
         if problems:
             raise ConfigError(problems)
         self.deframer = Deframer(self.keys, self.cfg.rssi_byte, self.cfg.sub_packet_bytes)
@@ -81,12 +85,14 @@ class LoraDriver:
     def health(self) -> DriverHealth:
         if self._transport is None:
             state = DriverState.DOWN
+        elif self.misconfigured:
+            state = DriverState.DEGRADED
         else:
             state = DriverState.OK if self._last_ok else DriverState.STARTING
         rejects = {f"reject_{k}": v for k, v in self.deframer.rejects.items()}
         counters = {**self.counters, "discarded_bytes": self.deframer.discarded_bytes, **rejects}
         detail = {"port_open": self._transport is not None, "port_error": self._port_error,
-                  "module": self.verification, "devices": {r.device_id: r.snapshot() for r in self.radio.values()}}
+                  "module": self.verification, "misconfigured": dict(self.misconfigured), "devices": {r.device_id: r.snapshot() for r in self.radio.values()}}
         return DriverHealth(state, self._last_ok, counters, detail)
 
     async def run(self, emit: Emit) -> None:
@@ -218,6 +224,8 @@ class LoraDriver:
         prof = self.ctx.profiles[self.devices[dev_id].profile]
         if command.target not in prof.downlink or command.value is False:
             raise CommandRejected("unsupported_target", f"{command.device_id} accepts {prof.downlink or 'no commands'}")
+        if command.device_id in self.misconfigured:
+            raise CommandRejected("misconfigured", self.misconfigured[command.device_id])
         if self._transport is None:
             raise TransientError(f"lora port {self.ctx.port_name} is down: {self._port_error or 'not open'}")
         # One radio, half duplex: while it transmits it hears no alarm. Space transmissions out.

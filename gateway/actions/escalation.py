@@ -39,7 +39,7 @@ class Escalation:
         self._inflight: set[NoticeKey] = set()
         self._retry_at: dict[NoticeKey, float] = {}
         self._modem_failing = False
-        self.counters = {"sms_sent": 0, "sms_failed": 0, "sms_rate_limited": 0}
+        self.counters = {"sms_sent": 0, "sms_failed": 0, "sms_deferred": 0, "sms_rate_limited": 0}
 
     def tiers_due(self, act: Any, now: float) -> list[int]:
         """Tiers newly reached by an unacknowledged alarm (act: gateway.rules.lifecycle.Active)."""
@@ -64,7 +64,14 @@ class Escalation:
                     if key in self.done or key in self._inflight or now < self._retry_at.get(key, 0.0):
                         continue
                     if not self.limiter.allow(contact.phone, now):
-                        self.done.add(key)
+                        later = self.limiter.next_allowed(contact.phone, now)
+                        if later is not None:
+                            # A second alarm within min_interval_s is deferred, never dropped: the guard
+                            # must hear about the gas leak even right after the smoke alarm's SMS.
+                            self._retry_at[key] = later
+                            self.counters["sms_deferred"] += 1
+                            continue
+                        self.done.add(key)  # the hourly cap: a storm is cut off, counted and saved
                         self.counters["sms_rate_limited"] += 1
                         self.log.info("sms_rate_limited", alarm_id=alarm.id, contact=contact.id, tier=tier)
                         self.tasks.spawn("sms", alarm.device_id, self._save(key, "rate_limited"))

@@ -80,6 +80,15 @@ class RateLimiter:
         sent.append(now)  # reserved now, so two alarms at once cannot both pass
         return True
 
+    def next_allowed(self, number: str, now: float) -> float | None:
+        """When `allow` will next say yes for this number, or None while the hourly cap is reached."""
+        sent = self._sent.get(number)
+        if not sent:
+            return now
+        if len(sent) >= self.max_per_hour:
+            return None
+        return max(now, sent[-1] + self.min_interval_s)
+
     def release(self, number: str, at: float) -> None:
         """The send reserved at `at` failed: it does not count against the recipient."""
         sent = self._sent.get(number)

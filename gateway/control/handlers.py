@@ -54,13 +54,13 @@ def build(d: Daemon) -> dict[str, Any]:
         since_s = _num_arg(args, "since_s", 86400, 0, 366 * 86400)
         return [msgspec.to_builtins(a) for a in d.rules.history(since_s)]
 
-    def _alarm_op(name: str):
+    def _alarm_op(name: str, via: str = "cli"):
         async def op(args: dict[str, Any]) -> dict[str, Any]:
             if d.rules is None:
                 raise CommandRejected("no_rule_engine", "this gateway runs no rules")
             alarm_id = _str_arg(args, "alarm_id")
-            by = _str_arg(args, "by") if "by" in args else "cli"
-            result = await getattr(d.rules, name)(alarm_id, f"cli:{by}")
+            by = _str_arg(args, "by") if "by" in args else via
+            result = await getattr(d.rules, name)(alarm_id, f"{via}:{by}")
             return {"alarm_id": alarm_id, "result": result if isinstance(result, (str, dict, bool)) else "ok"}
 
         return op
@@ -110,6 +110,9 @@ def build(d: Daemon) -> dict[str, Any]:
         "alarms": alarms,
         "alarm_ack": _alarm_op("ack"),
         "alarm_silence": _alarm_op("silence"),
+        # The same operations for the platform's signed downlink commands (gateway/daemon.py).
+        "platform_ack": _alarm_op("ack", via="platform"),
+        "platform_silence": _alarm_op("silence", via="platform"),
         "alarm_clear": _alarm_op("clear"),
         "queue": queue,
         "queue_purge": queue_purge,

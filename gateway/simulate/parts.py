@@ -211,8 +211,17 @@ def extra_sections(c: Courtyard) -> dict[str, Any]:
 
 
 def credentials(c: Courtyard) -> dict[str, Any]:
+    """Secrets of this run: LoRa sensor keys and the platform's command-signing key (key id "demo-ops"),
+    fresh at each start; the platform side of a demo or test reads them from the 0600 file."""
+    import secrets
+
+    if not hasattr(c, "command_key"):
+        c.command_key = secrets.token_hex(32)
+    out: dict[str, Any] = {"command_keys": {"demo-ops": c.command_key}}
     keys = _lora_keys(c) if c.spec.lora is not None else {}
-    return {"lora_keys": keys} if keys else {}
+    if keys:
+        out["lora_keys"] = keys
+    return out
 
 
 async def trigger(c: Courtyard, name: str, device: str, duration_s: float) -> None:

@@ -16,8 +16,19 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_BLOCK = re.search(r"```toml\n(.*?)```", (ROOT / "docs/rules.md").read_text(), re.S).group(1)
 
 
+def example_without_rules() -> str:
+    """The example config minus its rules/notify block (the same block docs/rules.md documents)."""
+    text = (ROOT / "config/gateway.example.toml").read_text()
+    head, rest = text.split("# ---- Rules:", 1)
+    return head + "# ---- Second uplink" + rest.split("# ---- Second uplink", 1)[1]
+
+
+def test_example_config_carries_the_documented_rules_block():
+    assert EXAMPLE_BLOCK.strip() in (ROOT / "config/gateway.example.toml").read_text()
+
+
 def write(tmp_path, extra: str, edit=lambda text: text) -> Path:
-    base = edit((ROOT / "config/gateway.example.toml").read_text())
+    base = edit(example_without_rules())
     base = base.replace('profiles_dir = "profiles"', f'profiles_dir = "{ROOT / "config/profiles"}"')
     p = tmp_path / "gateway.toml"
     p.write_text(base + "\n" + extra)
@@ -54,10 +65,10 @@ CASES = {
         "gateway.toml: rules[0].kind: 'expression': Invalid value 'expression'"),
     "unknown_device": (
         RULE.format(kind="event") + 'events = ["alarm"]\ndevices = ["hydrant-9"]\n',
-        "gateway.toml: rules[0].devices[0]: 'hydrant-9' is not a device id (known: guard-relay, hydrant-1, hydrant-2, pump-1)"),
+        "gateway.toml: rules[0].devices[0]: 'hydrant-9' is not a device id (known: gas-2-1-401, guard-relay, hydrant-1, hydrant-2, nbsmoke-3-2-502, pump-1, smoke-2-1-401)"),
     "unknown_profile": (
         RULE.format(kind="event") + 'events = ["alarm"]\nprofiles = ["smoke_nb"]\n',
-        "gateway.toml: rules[0].profiles[0]: 'smoke_nb' is not a known profile (known: guard_relay_box, hydrant_monitor, pump_station)"),
+        "gateway.toml: rules[0].profiles[0]: 'smoke_nb' is not a known profile (known: guard_relay_box, hydrant_monitor, lora_gas_v1, lora_manhole_v1, lora_smoke_v1, lora_water_flow_v1, nbiot_smoke_udp, pump_station)"),
     "unknown_type": (
         RULE.format(kind="event") + 'events = ["alarm"]\ntypes = ["sprinkler"]\n',
         "gateway.toml: rules[0].types[0]: 'sprinkler' is not allowed"),

@@ -209,12 +209,17 @@ async def test_modem_absent_is_retried_and_reported_once(rig):
     assert len(rig.ctx.sms) == 3
 
 
-async def test_rate_limit_per_recipient_suppresses_a_burst(rig):
+async def test_rate_limit_per_recipient_defers_a_second_alarm_never_drops_it(rig):
     await smoke(rig, "smoke-401")
     await smoke(rig, "smoke-502")  # same guard room and grid worker within min_interval_s
     numbers = [n for n, _ in rig.ctx.sms]
     assert numbers.count("+8613800000001") == 1 and numbers.count("+8613800000002") == 1
-    assert rig.engine.escalation.counters["sms_rate_limited"] == 2
+    assert rig.engine.escalation.counters["sms_deferred"] >= 2
+    await rig.tick(rig.engine.escalation.limiter.min_interval_s + 1)
+    numbers = [n for n, _ in rig.ctx.sms]
+    assert numbers.count("+8613800000001") == 2 and numbers.count("+8613800000002") == 2
+    texts = [t for n, t in rig.ctx.sms if n == "+8613800000001"]
+    assert texts[0] != texts[1]  # two alarms, two messages
 
 
 async def test_flapping_holds_the_clear_and_stops_the_record_storm(rig):

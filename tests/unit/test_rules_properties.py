@@ -75,11 +75,13 @@ class EngineMachine(RuleBasedStateMachine):
     def restart(self):
         before = sorted((a.id, a.state, a.repeats) for a in self.rig.engine.active())
         sms_before = len(self.rig.ctx.sms)
+        # SMS deferred by the per-recipient interval are owed, not sent: they may go out after the restart.
+        owed = len(self.rig.engine.escalation._retry_at)
         self.run(self.rig.restart())
         self.run(self.rig.settle())
         after = sorted((a.id, a.state, a.repeats) for a in self.rig.engine.active())
         assert after == before
-        assert len(self.rig.ctx.sms) == sms_before  # nothing is sent again
+        assert sms_before <= len(self.rig.ctx.sms) <= sms_before + owed  # nothing already sent is sent again
 
     @invariant()
     def one_active_per_rule_and_device(self):
