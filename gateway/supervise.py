@@ -15,7 +15,12 @@ from gateway.clock import Clock
 
 
 class Backoff:
-    """min(base * 2**tries, cap) with full jitter (AWS architecture blog "Exponential Backoff And Jitter")."""
+    """min(base * 2**tries, cap) with equal jitter (half fixed, half random): one policy for every
+    retry loop (supervised tasks, the MQTT and GB/T 26875 uplinks).
+
+    Jitter spreads a fleet of gateways reconnecting after a broker restart (reliability §7 R19);
+    paho's own backoff doubles 1 -> 120 s without any (reliability §0.6).
+    """
 
     def __init__(self, base_s: float = 1.0, cap_s: float = 60.0, rng: random.Random | None = None) -> None:
         self.base_s = base_s
@@ -24,15 +29,25 @@ class Backoff:
         self._rng = rng or random.Random()
 
     def ceiling(self) -> float:
-        return min(self.base_s * (2 ** self.tries), self.cap_s)
+        return min(self.cap_s, self.base_s * (2 ** min(self.tries, 30)))
 
-    def next(self) -> float:
-        delay = self._rng.uniform(self.ceiling() / 2, self.ceiling())
+    def next_delay(self) -> float:
+        """The wait before the next attempt; each call counts one more failed attempt."""
+        top = self.ceiling()
         self.tries += 1
-        return delay
+        return top / 2 + self._rng.uniform(0, top / 2)
+
+    def to_cap(self) -> None:
+        """Auth errors: retrying sooner cannot help (aioesphomeapi reconnect_logic: straight to the cap)."""
+        while self.base_s * (2 ** self.tries) < self.cap_s and self.tries < 30:
+            self.tries += 1
 
     def reset(self) -> None:
         self.tries = 0
+
+    def first_jitter(self) -> float:
+        """Small random wait before the first attempt after the peer is seen back (fleet spread)."""
+        return self._rng.uniform(0, min(0.5, self.base_s / 2))
 
 
 class Supervised:
@@ -62,7 +77,7 @@ class Supervised:
             except Exception as exc:  # noqa: BLE001 - the supervisor is the one place that catches everything
                 if self.clock.monotonic() - started >= self.healthy_after_s:
                     self.backoff.reset()  # it ran fine for a while: this is a new failure, not a crash loop
-                delay = self.backoff.next()
+                delay = self.backoff.next_delay()
                 self.restarts += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.log.error("task_crashed", error=self.last_error, restart_in_s=round(delay, 2), restarts=self.restarts, exc_info=exc)

@@ -32,9 +32,10 @@ from tests.support.broker import Broker, free_port, wait_port  # noqa: E402
 
 PROXY = """
 import asyncio, sys
-from tests.support.faultproxy import FaultProxy
+from gateway.simulate.proxy import FaultProxy
 async def main():
-    p = await FaultProxy(int(sys.argv[1]), int(sys.argv[2])).start()
+    p = FaultProxy("127.0.0.1", int(sys.argv[1]), int(sys.argv[2]))
+    await p.start()
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     print(p.up_bytes, flush=True)
 asyncio.run(main())

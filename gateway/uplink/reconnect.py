@@ -8,42 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import random
 
-
-class Backoff:
-    """min(base * 2**tries, cap) with equal jitter (half fixed, half random).
-
-    Jitter spreads a fleet of gateways reconnecting after a broker restart (reliability §7 R19);
-    paho's own backoff doubles 1 -> 120 s without any (reliability §0.6).
-    """
-
-    def __init__(self, base_s: float, cap_s: float, rng: random.Random | None = None) -> None:
-        self.base_s = base_s
-        self.cap_s = cap_s
-        self.tries = 0
-        self._rng = rng or random.Random()
-
-    def ceiling(self) -> float:
-        return min(self.cap_s, self.base_s * (2 ** min(self.tries, 30)))
-
-    def next_delay(self) -> float:
-        """The wait before the next attempt; each call counts one more failed attempt."""
-        top = self.ceiling()
-        self.tries += 1
-        return top / 2 + self._rng.uniform(0, top / 2)
-
-    def to_cap(self) -> None:
-        """Auth errors: retrying sooner cannot help (aioesphomeapi reconnect_logic: straight to the cap)."""
-        while self.base_s * (2 ** self.tries) < self.cap_s and self.tries < 30:
-            self.tries += 1
-
-    def reset(self) -> None:
-        self.tries = 0
-
-    def first_jitter(self) -> float:
-        """Small random wait before the first attempt after the broker is seen back (fleet spread)."""
-        return self._rng.uniform(0, min(0.5, self.base_s / 2))
+from gateway.supervise import Backoff  # noqa: F401 - re-exported: one backoff policy for every retry loop
 
 
 class Histogram:

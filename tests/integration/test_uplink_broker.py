@@ -11,7 +11,7 @@ from gateway.config.schema import Credentials
 from gateway.model import RecordClass
 from tests.integration.uplink_support import GW, Platform, make_uplink, open_outbox, reading
 from tests.support.broker import Broker
-from tests.support.faultproxy import FaultProxy
+from gateway.simulate.proxy import FaultProxy
 from tests.support.wait import async_wait_for, wait_for
 from tests.unit.uplink_schema import check_message
 
@@ -39,7 +39,8 @@ class Gateway:
     async def __aenter__(self):
         self.clock = Clock("assume_synced")
         self.outbox = await open_outbox(self.tmp_path, self.clock)
-        self.proxy = await FaultProxy(self.broker_port).start()
+        self.proxy = FaultProxy("127.0.0.1", self.broker_port)
+        await self.proxy.start()
         self.up = make_uplink(f"mqtt://127.0.0.1:{self.proxy.port}", self.outbox, self.clock)
         self.task = asyncio.create_task(self.up.run())
         return self
@@ -131,12 +132,12 @@ def test_backlog_flows_within_2_s_of_the_broker_becoming_reachable(broker, tmp_p
             await async_wait_for(lambda: gw.up.state == "connected", what="connected")
             delays = []
             for round_ in range(2):
-                await gw.proxy.set_mode("cut")
+                gw.proxy.set_mode("cut")
                 await async_wait_for(lambda: gw.up.state != "connected", what="outage seen")
                 seq = await gw.outbox.put(RecordClass.EVENT, "event.test", "d-1", gw.clock.now(), {"round": round_})
                 await asyncio.sleep(2.5)  # long enough for the backoff to have grown, were it not reset by the probe
                 t0 = time.monotonic()
-                await gw.proxy.set_mode("pass")
+                gw.proxy.set_mode("pass")
                 await async_wait_for(lambda: ("event", seq) in platform.seqs(), timeout_s=10, what="backlog delivered")
                 delays.append(time.monotonic() - t0)
             return delays, gw.up.health()["reconnect_delay_s"]
@@ -153,7 +154,7 @@ def test_last_will_marks_the_gateway_offline_when_the_link_drops(broker, tmp_pat
     async def main():
         async with Gateway(broker.port, tmp_path) as gw:
             await async_wait_for(lambda: any(d["online"] for d in platform.on("status")), what="online status")
-            await gw.proxy.set_mode("cut")  # abrupt: no DISCONNECT reaches the broker
+            gw.proxy.set_mode("cut")  # abrupt: no DISCONNECT reaches the broker
             await async_wait_for(lambda: platform.on("status") and not platform.on("status")[-1]["online"], timeout_s=10, what="LWT")
 
     asyncio.run(main())
@@ -231,7 +232,7 @@ def test_restart_resends_unacknowledged_records_with_the_same_seq_and_bytes(brok
     async def main():
         async with Gateway(broker.port, tmp_path) as gw:
             await async_wait_for(lambda: gw.up.state == "connected", what="connected")
-            await gw.proxy.set_mode("mute_down")  # the broker gets the PUBLISH; its PUBACK never comes back
+            gw.proxy.set_mode("mute_down")  # the broker gets the PUBLISH; its PUBACK never comes back
             seq = await gw.outbox.put(RecordClass.ALARM, "alarm.raised", "smoke-1", gw.clock.now(), {"title": "fire"})
             await async_wait_for(lambda: platform.on("alarm"), what="alarm at the platform")
             assert gw.outbox.stats().depth.get("alarm") == 1  # not acknowledged: still in the outbox

@@ -104,7 +104,7 @@ class DaemonProc:
         from gateway.control.client import DaemonUnavailable, call
 
         self.log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.support.daemon_main", str(self.config)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(self.config)],
                                      cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
 
         def answers() -> bool:

@@ -13,7 +13,7 @@ from gateway.supervise import Backoff, Supervisor
 
 def test_backoff_grows_exponentially_with_jitter_and_caps():
     b = Backoff(base_s=1.0, cap_s=8.0, rng=random.Random(7))
-    delays = [b.next() for _ in range(8)]
+    delays = [b.next_delay() for _ in range(8)]
     ceilings = [1, 2, 4, 8, 8, 8, 8, 8]
     for d, c in zip(delays, ceilings):
         assert c / 2 <= d <= c
