@@ -104,7 +104,15 @@ def build(d: Daemon) -> dict[str, Any]:
         await d.actuate(cmd)
         return {"device_id": cmd.device_id, "target": cmd.target, "value": cmd.value}
 
+    async def operator_check_confirm(args: dict[str, Any]) -> dict[str, Any]:
+        if d.gb26875 is None:
+            raise CommandRejected("no_gb26875", "the GB/T 26875 uplink is not enabled on this gateway")
+        by = _str_arg(args, "by")
+        d.gb26875.confirm_operator_check(f"cli:{by}")
+        return {"confirmed_by": f"cli:{by}"}
+
     return {
+        "operator_check_confirm": operator_check_confirm,
         "status": status,
         "devices": devices,
         "alarms": alarms,

@@ -26,6 +26,7 @@ class _Group(click.Group):
         "lora": ("drivers.lora.simulator", "cli"),
         "nbiot": ("drivers.cellular.simulator", "cli_nbiot"),
         "sms-modem": ("drivers.cellular.simulator", "cli_sms"),
+        "gb26875-centre": ("gateway.uplink.gb26875.simulator", "cli"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
