@@ -69,7 +69,7 @@ class Store(_Section):
     max_bytes: Annotated[int, Meta(ge=1 * MiB)] = 512 * MiB
     telemetry_max_rows: Annotated[int, Meta(ge=1000)] = 5_000_000
     telemetry_ttl_s: Annotated[float, Meta(ge=60)] = 14 * 86400.0
-    # Telemetry group commit: the power-cut loss window for readings (alarms commit at once, FULL).
+    # Telemetry group commit (FULL, one fsync each): the power-cut loss window for readings (alarms commit at once).
     commit_interval_s: Annotated[float, Meta(ge=0.01, le=10)] = 1.0
     harden_interval_s: Annotated[float, Meta(ge=1, le=600)] = 10.0
     # Space kept back so alarms still commit when the disk is full.

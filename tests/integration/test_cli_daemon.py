@@ -111,11 +111,10 @@ def test_queue_purge_asks_first_and_only_purges_telemetry(gw):
     assert gw.run("queue", "purge", "--older-than", "1d", "--yes").exit_code == 2  # --telemetry is required
 
 
-def test_alarms_without_a_rule_engine_is_an_empty_list(gw):
-    # The daemon under test runs no rule engine yet; the CLI must say so plainly, not crash.
+def test_alarms_with_none_active_is_an_empty_list_and_acking_an_unknown_id_is_refused(gw):
     assert gw.json("alarms") == []
     res = gw.run("alarms", "ack", "a-1")
-    assert res.exit_code == 1 and "no_rule_engine" in res.stderr
+    assert res.exit_code == 1 and "unknown_alarm" in res.stderr
 
 
 def test_modbus_probe_refuses_politely_while_the_daemon_holds_the_port(gw):

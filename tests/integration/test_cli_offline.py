@@ -27,16 +27,34 @@ from tests.support.wait import wait_for
 
 
 def test_status_with_the_daemon_down_shows_the_stored_state_and_exits_3(tmp_path):
+    import asyncio
+
+    from gateway import log as logsetup
+    from gateway.clock import Clock
+    from gateway.config.schema import Store
+    from gateway.model import Reading, RecordClass
+    from gateway.store.outbox import Outbox
+
     cfg = write_config(tmp_path, "/dev/null")
     (tmp_path / "state").mkdir()
-    (tmp_path / "state" / "outbox.db").write_bytes(b"\0" * 4096)
+
+    async def fill() -> None:  # a store a daemon left behind: one alarm and three readings queued
+        clock = Clock("assume_synced")
+        ob = Outbox(Store(path=str(tmp_path / "state" / "outbox.db")), clock, logsetup.get(), {"mqtt": set(RecordClass)})
+        await ob.open()
+        await ob.put(RecordClass.ALARM, "alarm.raised", "smoke-1", clock.now(), {"title": "烟感报警"})
+        for i in range(3):
+            ob.put_reading(Reading("hydrant-1", clock.now(), {"pressure_mpa": 0.3 + i / 100}))
+        await ob.close()
+
+    asyncio.run(fill())
     res = CliRunner().invoke(cli, ["status", "--config", str(cfg)])
     assert res.exit_code == 3
     assert "daemon not running: showing the stored state" in res.stderr
     assert "disk" in res.stdout
     out = json.loads(CliRunner().invoke(cli, ["status", "--json", "--config", str(cfg)]).stdout)
     assert out["source"] == "store" and out["note"] == "daemon not running: showing the stored state"
-    assert out["store"].get("db_bytes", 0) >= 4096 or "depth" in out["store"]
+    assert out["store"]["depth"]["alarm"] == 1 and out["store"]["depth"]["telemetry"] == 3
 
 
 def test_queue_and_devices_with_the_daemon_down_exit_3(tmp_path):

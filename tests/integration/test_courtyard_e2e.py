@@ -87,7 +87,23 @@ async def test_smoke_alarm_sounder_sms_outage_delivery_and_signed_ack(tmp_path, 
         pub.loop_stop()
         pub.disconnect()
 
-        # 4. The platform's ledger: every record once per seq, no hole, alarms before telemetry queued with them.
+        # 4. An NB-IoT detector's report relayed by the platform (signed like a command) is an event too.
+        from drivers.codecs import nbiot_smoke
+
+        nb = next(d for d in cy.spec.nbiot.devices)
+        body = {"imei": nb.address, "payload_hex": nbiot_smoke.encode(nb.address, nbiot_smoke.ALARM, 4242, flags=1).hex(),
+                "platform_time": int(time.time())}
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        pub.publish("cg/v1/gw-xinhong-03/relay", sign_command("demo-ops", key, "gw-xinhong-03", "relay", body), qos=1).wait_for_publish(5)
+        relayed = lambda: [r for r in view.records if r.get("cls") == "event" and r.get("device") == nb.id
+                           and r.get("body", {}).get("via") == "platform-relay"]
+        await async_wait_for(relayed, 15, what="relayed NB-IoT report at the platform")
+        pub.loop_stop()
+        pub.disconnect()
+
+        # 5. The platform's ledger: every record once per seq, no hole, alarms before telemetry queued with them.
         await asyncio.sleep(2)
         assert view.ledger.holes() == {}
         seqs = [r["seq"] for r in view.records if r["fresh"]]
