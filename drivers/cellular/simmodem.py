@@ -10,10 +10,11 @@ import asyncio
 import contextlib
 import os
 import random
-import tty
 from dataclasses import dataclass
 
 import structlog
+
+from drivers.simport import SimPort
 
 log = structlog.get_logger("cellular_sim")
 CRLF = "\r\n"
@@ -46,9 +47,7 @@ class AtModemSim:
         self.commands: list[str] = []
         self.reboots = 0
         self._fd: int | None = None
-        self._keep: int | None = None
-        self._path = ""
-        self._create_pty = False
+        self._port: SimPort | None = None
         self._inbuf = bytearray()
         self._payload_for: str | None = None  # the command waiting for its prompt payload
         self._out: asyncio.Queue[bytes] = asyncio.Queue()
@@ -59,18 +58,8 @@ class AtModemSim:
     async def start(self, path: str, create_pty: bool = True) -> None:
         """Serve on `path`: create a pty and symlink its far end there (the gateway opens `path`), or
         open an existing pty end (socat pair)."""
-        self._path, self._create_pty = path, create_pty
-        if create_pty:
-            master, slave = os.openpty()
-            tty.setraw(slave)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            os.symlink(os.ttyname(slave), path)
-            self._fd, self._keep = master, slave
-        else:
-            self._fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
-        tty.setraw(self._fd)
-        os.set_blocking(self._fd, False)
+        self._port = SimPort(path, create_pty)
+        self._fd = self._port.open()
         asyncio.get_running_loop().add_reader(self._fd, self._readable)
         self.spawn(self._writer(), "writer")
         self.spawn(self._noise(), "noise")
@@ -79,16 +68,9 @@ class AtModemSim:
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for fd in (self._fd, self._keep):
-            if fd is not None:
-                with contextlib.suppress(OSError, ValueError):
-                    asyncio.get_running_loop().remove_reader(fd)
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._fd = self._keep = None
-        if self._create_pty:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._path)
+        if self._port is not None:
+            self._port.close()
+        self._fd = None
 
     def spawn(self, coro, name: str) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro, name=f"cellular-sim-{name}")

@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import os
 import random
-import tty
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from drivers.lora import e22
 from drivers.lora.frame import COMMANDS, KEYLESS, Deframer, Frame, FrameType, sub_packets
 from drivers.lora.pins import Mode, Pins
 from drivers.lora.simsensors import SimSensor
+from drivers.simport import SimPort
 
 CONFIG_IDLE_S = 0.02  # the module ends a configuration command on a UART pause
 RESET_SILENT_S = 0.3  # self-check after a reset: no output, AUX low (protocols.md §2.1)
@@ -52,8 +52,7 @@ class LoraSimulator:
         self._faults: dict[str, int | None] = {}  # name -> target device (None: any)
         self._tasks: set[asyncio.Task] = set()
         self._fd: int | None = None
-        self._keep: int | None = None
-        self._link: str | None = None
+        self._port: SimPort | None = None
         self._cfg_buf = bytearray()
         self._out = bytearray()
         self._cfg_timer: asyncio.TimerHandle | None = None
@@ -105,18 +104,8 @@ class LoraSimulator:
 
     async def start(self, path: str, create_pty: bool = False) -> None:
         """Serve on `path`: the device end of a socat pair, or (create_pty) a new pty linked at `path`."""
-        self._link = path if create_pty else None
-        if create_pty:
-            master, slave = os.openpty()
-            tty.setraw(slave)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            os.symlink(os.ttyname(slave), path)
-            self._fd, self._keep = master, slave
-        else:
-            self._fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
-            tty.setraw(self._fd)
-        os.set_blocking(self._fd, False)
+        self._port = SimPort(path, create_pty)
+        self._fd = self._port.open()
         self.pins.set_aux(True)
         asyncio.get_running_loop().add_reader(self._fd, self._readable)
         for s in self.sensors.values():
@@ -128,18 +117,11 @@ class LoraSimulator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._fd is not None:
             with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(self._fd)
-            with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_writer(self._fd)
         self._out.clear()
-        for fd in (self._fd, self._keep):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._fd = self._keep = None
-        if self._link:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._link)
+        if self._port is not None:
+            self._port.close()
+        self._fd = None
 
     # -- the module's UART -----------------------------------------------------------------------
 

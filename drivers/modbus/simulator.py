@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import tty
 from pathlib import Path
 
 import click
@@ -21,6 +20,7 @@ from pymodbus.pdu import DecodePDU
 from drivers.modbus.framing import MbapFrame, MbapParser, RtuFrame, RtuParser, mbap_adu, rtu_adu
 from drivers.modbus.link import char_time_s
 from drivers.modbus.simbank import Fault, SimContext, SlaveSim, load_profile
+from drivers.simport import SimPort
 
 log = structlog.get_logger("modbus_sim")
 
@@ -37,9 +37,7 @@ class ModbusSimulator:
         self.log: list[tuple[int, int]] = []  # (unit, function) of every answered request, in order
         self._tasks: set[asyncio.Task] = set()
         self._fd: int | None = None  # RTU: our end of the serial line
-        self._keep: int | None = None  # RTU pty mode: the slave end we hold open
-        self._rtu_path: str | None = None
-        self._create_pty = False
+        self._port: SimPort | None = None
         self._tcp: asyncio.AbstractServer | None = None
         self._clients: set[asyncio.StreamWriter] = set()
         self._parser = RtuParser(server=True)
@@ -77,7 +75,7 @@ class ModbusSimulator:
     async def start_rtu(self, path: str, create_pty: bool = False) -> None:
         """Serve RTU on `path`: an existing serial device / socat pty end, or (create_pty) a pty
         we create with `path` as a symlink to its slave end for the gateway to open."""
-        self._rtu_path, self._create_pty = path, create_pty
+        self._port = SimPort(path, create_pty)
         self._open_rtu()
         self._spawn(self._drift(), "drift")
 
@@ -100,16 +98,9 @@ class ModbusSimulator:
 
     def close_port(self) -> None:
         """RTU: drop our end. In pty mode the gateway's path vanishes too (a USB unplug)."""
-        for fd in (self._fd, self._keep):
-            if fd is not None:
-                with contextlib.suppress(OSError, ValueError):
-                    asyncio.get_running_loop().remove_reader(fd)
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self._fd = self._keep = None
-        if self._create_pty and self._rtu_path:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._rtu_path)
+        if self._port is not None:
+            self._port.close()
+        self._fd = None
 
     def open_port(self) -> None:
         self._open_rtu()
@@ -117,18 +108,8 @@ class ModbusSimulator:
     # -- RTU -----------------------------------------------------------------------------------
 
     def _open_rtu(self) -> None:
-        assert self._rtu_path is not None
-        if self._create_pty:
-            master, slave = os.openpty()
-            tty.setraw(slave)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._rtu_path)
-            os.symlink(os.ttyname(slave), self._rtu_path)
-            self._fd, self._keep = master, slave
-        else:
-            self._fd = os.open(self._rtu_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
-            tty.setraw(self._fd)
-        os.set_blocking(self._fd, False)
+        assert self._port is not None
+        self._fd = self._port.open()
         self._parser.clear()
         asyncio.get_running_loop().add_reader(self._fd, self._rtu_readable)
 
@@ -141,7 +122,7 @@ class ModbusSimulator:
             data = b""
         if not data:  # the other end vanished (socat killed): reopen when the path returns
             self.close_port()
-            if not self._create_pty:
+            if self._port is not None and not self._port.create_pty:
                 self._spawn(self._reopen(), "reopen")
             return
         for item in self._parser.feed(data):
