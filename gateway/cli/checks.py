@@ -121,6 +121,40 @@ def check_ports(env: Env) -> list[Check]:
     return out
 
 
+def check_lora_modules(env: Env) -> list[Check]:
+    """LoRa modules: registers match the config (when M0/M1 are wired) and every keyed sensor has its key."""
+    held = {p["port"] for p in env.ports or []}
+    health = (env.status or {}).get("drivers", {})
+    out = []
+    for name, (driver, port) in env.cfg.ports.items():
+        if driver != "lora_e22":
+            continue
+        label = f"lora module {name}"
+        if name in held:
+            detail = (health.get(name) or {}).get("detail") or {}
+            module = str(detail.get("module", "pending"))
+            ok = module in ("verified", "skipped", "pending")
+            reason = "registers verified" if module == "verified" else (
+                "verification skipped: M0/M1 not wired (set m0_gpio/m1_gpio to check the registers)" if module == "skipped" else module)
+            out.append(Check(label, ok, reason, "" if ok else "set the module's address/channel/air rate to the config with its tool, or fix the config"))
+            for dev_id, why in (detail.get("misconfigured") or {}).items():
+                out.append(Check(f"device {dev_id}", False, why, f"add lora_keys.{dev_id} (32 hex chars) to the credentials file, then restart"))
+            continue
+        if port.m0_gpio is None:
+            out.append(Check(label, True, "verification skipped: M0/M1 not wired (set m0_gpio/m1_gpio to check the registers)"))
+            continue
+        import asyncio
+
+        from drivers.lora import e22
+
+        try:
+            asyncio.run(e22.verify(port))
+            out.append(Check(label, True, "registers verified"))
+        except Exception as exc:  # noqa: BLE001 - ModuleMismatch, DeviceTimeout, FrameError, OSError: each is a FAIL
+            out.append(Check(label, False, str(exc), "check the module's wiring and power; set its registers to the config"))
+    return out
+
+
 def _device_fix(env: Env, dev: dict[str, Any]) -> str:
     driver = env.cfg.ports.get(dev.get("port"), ("?", None))[0] if env.cfg else "?"
     if driver.startswith("modbus"):
@@ -205,7 +239,8 @@ def check_disk(env: Env) -> list[Check]:
 
 
 CHECKS: list[Callable[[Env], list[Check]]] = [
-    check_config, check_daemon, check_credentials, check_ports, check_devices, check_broker, check_clock, check_disk,
+    check_config, check_daemon, check_credentials, check_ports, check_lora_modules, check_devices, check_broker,
+    check_clock, check_disk,
 ]
 
 
