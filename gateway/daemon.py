@@ -7,8 +7,10 @@
            +---------------------------------+----> store (SQLite outbox) ----+--> uplink (MQTT, GB 26875)
     cli --control socket--> control
 
-Start order: store -> uplink -> rules/actions -> pipeline -> drivers; stop in reverse, each stage
-draining into the next (telegraf agent.Run). Every long-running stage is a supervised task.
+Start order: store -> uplink -> control -> drivers -> rules/actions -> pipeline (the drivers run before
+the rules start because restoring active alarms drives the sounder coils through them; what drivers
+emit meanwhile waits in the pipeline). Stop: drivers, then the pipeline drains into the rules and the
+store, then the rest in reverse (telegraf agent.Run). Every long-running stage is a supervised task.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class DaemonActions:
 
     def __init__(self, daemon: "Daemon") -> None:
         self.d = daemon
+        self._down_since: float | None = None
 
     async def actuate(self, command: Any) -> None:
         await self.d.actuate(command)
@@ -87,8 +90,13 @@ class DaemonActions:
         # No uplink at all counts as down forever, so "SMS only when the uplink is down" still goes out.
         if self.d.uplink is None:
             return float("inf")
-        health = self.d.uplink.health()
-        return 0.0 if health["state"] == "connected" else float(health["state_age_s"])
+        now = self.d.clock.monotonic()
+        if str(self.d.uplink.state) == "connected":
+            self._down_since = None
+            return 0.0
+        if self._down_since is None:  # down since it was last seen connected (or since start)
+            self._down_since = now - float(self.d.uplink.health()["state_age_s"])
+        return now - self._down_since
 
     def notify_uplink(self) -> None:
         if self.d.uplink is not None:
@@ -112,7 +120,6 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self.started_mono = self.clock.monotonic()
         self._stop = asyncio.Event()
-        self._healthy_mono = self.clock.monotonic()
 
     # ---- wiring -------------------------------------------------------------------------------
     def _build_drivers(self) -> None:
