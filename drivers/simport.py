@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import os
 import tty
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 
 class SimPort:
@@ -45,3 +47,27 @@ class SimPort:
         if self.create_pty:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
+
+    def read(self) -> bytes | None:
+        """What the gateway sent: bytes, b"" when the far end is gone (EOF / EIO), None if nothing yet."""
+        assert self.fd is not None
+        try:
+            return os.read(self.fd, 4096)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
+
+
+def serve_until_interrupted(start: Callable[[], Awaitable[Any]], stop: Callable[[], Awaitable[Any]]) -> None:
+    """A simulator's command-line loop: start, run until Ctrl-C / SIGTERM, stop cleanly."""
+
+    async def main() -> None:
+        await start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())

@@ -117,12 +117,8 @@ class AtModemSim:
     # ---- input ---------------------------------------------------------------------------------
 
     def _readable(self) -> None:
-        try:
-            data = os.read(self._fd, 4096)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
+        assert self._port is not None
+        data = self._port.read()
         if not data:
             return
         self._inbuf += data

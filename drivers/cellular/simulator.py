@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import click
+
+from drivers.simport import serve_until_interrupted
 
 from drivers.cellular.simmodem import AtModemSim, Faults
 from drivers.cellular.simnbiot import NbiotModemSim, SentDatagram, SmokeSensorSim, make_imei
@@ -21,18 +22,13 @@ def _faults(sim: AtModemSim, garbage_s: float, urc_s: float, loose_urc: bool) ->
 
 
 def _serve(sim: AtModemSim, pty: str, banner: str, on_start=None) -> None:
-    async def main() -> None:
+    async def start() -> None:
         await sim.start(pty, create_pty=True)
         if on_start is not None:
             on_start()
         click.echo(banner)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await sim.stop()
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    serve_until_interrupted(start, sim.stop)
 
 
 _common = [

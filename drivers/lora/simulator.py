@@ -20,7 +20,7 @@ from drivers.lora import e22
 from drivers.lora.frame import COMMANDS, KEYLESS, Deframer, Frame, FrameType, sub_packets
 from drivers.lora.pins import Mode, Pins
 from drivers.lora.simsensors import SimSensor
-from drivers.simport import SimPort
+from drivers.simport import SimPort, serve_until_interrupted
 
 CONFIG_IDLE_S = 0.02  # the module ends a configuration command on a UART pause
 RESET_SILENT_S = 0.3  # self-check after a reset: no output, AUX low (protocols.md §2.1)
@@ -262,19 +262,14 @@ def cli(pty: str, sensors: tuple[str, ...], time_scale: float, channel: int, add
     for text in sensors:
         sim.add_sensor(_sensor_arg(text))
 
-    async def main() -> None:
+    async def start() -> None:
         await sim.start(pty, create_pty=True)
         click.echo(f"lora simulator: {len(sim.sensors)} sensors on {pty}, channel {channel}, time x{time_scale:g}")
         for item in script:
             at, dev, reason = item.split(":")
             asyncio.get_running_loop().call_later(float(at) / time_scale, sim.trigger, int(dev, 0), reason)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await sim.stop()
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    serve_until_interrupted(start, sim.stop)
 
 
 def emulated_pins(root: Path, m0: int, m1: int, aux: int) -> Pins:

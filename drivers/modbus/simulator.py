@@ -20,7 +20,7 @@ from pymodbus.pdu import DecodePDU
 from drivers.modbus.framing import MbapFrame, MbapParser, RtuFrame, RtuParser, mbap_adu, rtu_adu
 from drivers.modbus.link import char_time_s
 from drivers.modbus.simbank import Fault, SimContext, SlaveSim, load_profile
-from drivers.simport import SimPort
+from drivers.simport import SimPort, serve_until_interrupted
 
 log = structlog.get_logger("modbus_sim")
 
@@ -114,12 +114,10 @@ class ModbusSimulator:
         asyncio.get_running_loop().add_reader(self._fd, self._rtu_readable)
 
     def _rtu_readable(self) -> None:
-        try:
-            data = os.read(self._fd, 4096)
-        except BlockingIOError:
+        assert self._port is not None
+        data = self._port.read()
+        if data is None:
             return
-        except OSError:
-            data = b""
         if not data:  # the other end vanished (socat killed): reopen when the path returns
             self.close_port()
             if self._port is not None and not self._port.create_pty:
@@ -243,7 +241,7 @@ def cli(profile_name: str, profiles_dir: str, units: tuple[int, ...], tcp: str |
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 
-    async def main() -> None:
+    async def start() -> None:
         if tcp:
             host, _, port = tcp.rpartition(":")
             bound = await sim.start_tcp(host or "127.0.0.1", int(port))
@@ -251,10 +249,5 @@ def cli(profile_name: str, profiles_dir: str, units: tuple[int, ...], tcp: str |
         else:
             await sim.start_rtu(pty, create_pty=True)
             click.echo(f"modbus simulator: {profile_name} units {list(units)} on {pty} (baud emulation {baud or 'off'})")
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await sim.stop()
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    serve_until_interrupted(start, sim.stop)

@@ -33,7 +33,10 @@ _encoder = msgspec.json.Encoder()
 
 def decode_request(line: bytes) -> Request:
     """Raises msgspec.ValidationError / DecodeError on malformed input (the server turns it into a reply)."""
-    return _decoder.decode(line)
+    try:
+        return _decoder.decode(line)
+    except UnicodeDecodeError as exc:  # msgspec lets invalid UTF-8 inside a JSON string escape as this
+        raise msgspec.DecodeError(f"invalid UTF-8: {exc.reason} at byte {exc.start}") from None
 
 
 def encode(obj: Any) -> bytes:

@@ -4,9 +4,7 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import stat
-import subprocess
 import sys
 
 from gateway import log as logsetup

@@ -8,8 +8,6 @@ platform -> the sounder goes off.
 """
 
 import asyncio
-import json
-import os
 import signal
 import subprocess
 import sys

@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 from gateway.config import load_credentials
 from gateway.config.schema import Credentials
 from gateway.errors import ConfigError
-from gateway.provision import ProvisionPaths, ProvisionRequest, install_certificate, provision, provision_from_file
+from gateway.provision import ProvisionPaths, ProvisionRequest, install_certificate, provision
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(60)

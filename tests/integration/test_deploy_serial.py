@@ -3,7 +3,6 @@ unique serial, by-path and a KERNELS udev rule for CH340s (no serial), nothing p
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
