@@ -60,6 +60,7 @@ class CourtyardFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     lora: Bus | None = None
     nbiot: Bus | None = None
     sms: bool = True
+    gb26875_centre: bool = False  # a simulated district fire remote-monitoring centre (GB/T 26875.3)
     rules: list[dict[str, Any]] = []  # copied into the gateway config (validated when it loads)
     notify: dict[str, Any] = {}
     scenario: list[Step] = []

@@ -139,6 +139,7 @@ async def _start_sms(c: Courtyard) -> None:
 async def _watch(c: Courtyard) -> None:
     """Say what the people in the courtyard would notice: the sounder, the strobe, an SMS arriving."""
     seen_sms = 0
+    seen_gb = 0
     outputs: dict[tuple[str, str], Any] = {}
     relays = [(d.id, int(d.address)) for d in (c.spec.modbus_rtu.devices if c.spec.modbus_rtu else ()) if c.types[d.id] == "relay_box"]
     while True:
@@ -149,6 +150,12 @@ async def _watch(c: Courtyard) -> None:
             for number, text in texts[seen_sms:]:
                 c.note("sms_received", to=number, text=text)
             seen_sms = len(texts)
+        centre = c.sims.get("gb26875")
+        if centre is not None:
+            for r in centre.received[seen_gb:]:
+                if r.flag is not None and int(r.flag) == 2:  # part state: what the fire centre's screen shows
+                    c.note("fire_centre_received", objects=len(r.objects))
+            seen_gb = len(centre.received)
         for dev, unit in relays:
             for out in ("sounder", "strobe"):
                 value = bool(c.sims["modbus_rtu"].output(unit, out))
@@ -173,6 +180,10 @@ async def start_all(c: Courtyard) -> None:
         await _start_nbiot(c)
     if c.spec.sms:
         await _start_sms(c)
+    if c.spec.gb26875_centre:
+        from gateway.uplink.gb26875.simulator import Centre
+
+        c.sims["gb26875"] = await Centre().start()
     c._spawn(_watch(c))
 
 
@@ -207,7 +218,11 @@ def device_ports(c: Courtyard) -> list[tuple[str, SimDevice]]:
 
 
 def extra_sections(c: Courtyard) -> dict[str, Any]:
-    return {}
+    centre = c.sims.get("gb26875")
+    if centre is None:
+        return {}
+    return {"gb26875": {"enabled": True, "host": "127.0.0.1", "port": centre.port, "source_address": 0x000000000301,
+                        "destination_address": centre.address, "heartbeat_period_s": 30.0}}
 
 
 def credentials(c: Courtyard) -> dict[str, Any]:

@@ -58,6 +58,12 @@ async def test_smoke_alarm_sounder_sms_outage_delivery_and_signed_ack(tmp_path, 
         await async_wait_for(lambda: alarms(), 10, what="alarm record at the platform")
         smoke_alarm = alarms()[0]
         assert smoke_alarm["device"] == "smoke-2-1-301"
+        # The district fire centre (GB/T 26875.3) got a part-state frame with the fire-alarm bit (b1).
+        from gateway.uplink.gb26875.objects import TypeFlag
+
+        centre = cy.sims["gb26875"]
+        fire_states = lambda: [o for r in centre.received if r.flag == TypeFlag.PART_STATE for o in r.objects if o.state & 0x02]
+        await async_wait_for(fire_states, 10, what="part state with the fire-alarm bit at the fire centre")
 
         # 2. Uplink cut; a gas alarm during the outage still sounds and texts; records queue.
         cy.proxy.set_mode(Mode.CUT)
