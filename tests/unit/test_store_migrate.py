@@ -65,3 +65,52 @@ async def test_outbox_refuses_a_file_that_is_not_a_database(tmp_path):
     path.write_bytes(b"not a database at all, " * 200)
     with pytest.raises(StoreError, match="cannot open outbox"):
         await make_outbox(path).open()
+
+
+async def test_a_first_release_database_with_a_backlog_is_upgraded_in_place_and_keeps_every_record(tmp_path):
+    """Field update (issue 10): the first release shipped only 0001_outbox.sql. Its database, with
+    records still queued, is migrated forward on open; nothing is lost, order and seqs are kept."""
+    import shutil
+
+    from gateway.model import RecordClass
+    from gateway.store.outbox import Outbox
+    from gateway.clock import ManualClock
+    from tests.unit.store_support import drain, put_readings
+
+    first = tmp_path / "release1"
+    first.mkdir()
+    shutil.copy(SCHEMA_DIR / "0001_outbox.sql", first)
+    path = tmp_path / "outbox.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert migrate(conn, first) == [1]
+    conn.close()
+
+    clock = ManualClock()
+    old = make_outbox(path, clock)  # the current code on the old file migrates it: check what it did
+    await old.open()
+    seq_alarm = await old.put(RecordClass.ALARM, "alarm.raised", "smoke-1", clock.now(), {"title": "烟感报警"})
+    await put_readings(old, clock, 50)
+    await old.flush()
+    await old.close()
+    # Back to exactly what release 1 had on disk (its tables, its user_version), records still queued.
+    conn = sqlite3.connect(path, isolation_level=None)
+    for table in ("alarm", "alarm_history", "alarm_notice", "uplink_nonce"):
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("DELETE FROM schema_migration WHERE version > 1")
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+
+    new = make_outbox(path, clock)
+    await new.open()
+    try:
+        conn = sqlite3.connect(path)
+        assert user_version(conn) == schema_files(SCHEMA_DIR)[-1][0]
+        assert {"alarm", "uplink_nonce"} <= {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        conn.close()
+        records = drain(new)
+        assert records[0].seq == seq_alarm and records[0].cls == RecordClass.ALARM
+        tele = [r.seq for r in records if r.cls == RecordClass.TELEMETRY]
+        assert len(tele) == 50 and tele == sorted(tele)
+        assert await new.put(RecordClass.EVENT, "event.test", "x", clock.now(), {}) > max(tele)  # seq never reused
+    finally:
+        await new.close()
