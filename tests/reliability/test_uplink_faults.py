@@ -100,22 +100,24 @@ def test_r3_clean_broker_restart_with_platform_offline_loses_nothing_and_resumes
         views[-1].stop()
 
 
-def test_r4_broker_sigkill_gateway_deletes_only_pubacked_rows_and_broker_loss_is_reported(broker, tmp_path):
+def test_r4_broker_sigkill_gateway_deletes_only_pubacked_rows_and_broker_loss_is_reported(broker, tmp_path, monkeypatch):
+    from gateway.uplink.drain import Drainer
+
     view = platform_view(broker.url)
     acked_ok: set[int] = set()
+    original = Drainer.on_publish
+
+    def spy(self, mid: int, rc: int) -> None:  # record which seqs a PUBACK < 0x80 covered, then go on as normal
+        msg = self.inflight.get(mid)
+        if msg is not None and rc < 0x80:
+            acked_ok.update(msg.seqs)
+        original(self, mid, rc)
+
+    # Installed before the uplink exists, so the very first PUBACK is audited too.
+    monkeypatch.setattr(Drainer, "on_publish", spy)
 
     async def main():
         async with UplinkRig(tmp_path, broker.port) as rig:
-            d = rig.up.drainer
-            original = d.on_publish
-
-            def spy(mid: int, rc: int) -> None:  # record which seqs a PUBACK < 0x80 covered, then go on as normal
-                msg = d.inflight.get(mid)
-                if msg is not None and rc < 0x80:
-                    acked_ok.update(msg.seqs)
-                original(mid, rc)
-
-            d.on_publish = spy
             for _ in range(KILLS):
                 await asyncio.sleep(1.0)
                 connects = rig.up.connects
