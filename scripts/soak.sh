@@ -5,12 +5,12 @@
 # one log for docs/RELIABILITY.md.
 #
 #   scripts/soak.sh                 # everything
-#   scripts/soak.sh r1 r6           # only some steps: r1 r6 fuzz flood store
+#   scripts/soak.sh r1 r6           # only some steps: r1 r6 fuzz flood serialflood store
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 LOG=${SOAK_LOG:-soak-$(date -u +%Y%m%dT%H%M%SZ).log}
-steps=${*:-"r1 r6 fuzz flood store"}
+steps=${*:-"r1 r6 fuzz flood serialflood store fleet"}
 
 pytest_run() {  # name, timeout s, env..., -- test files
   local name=$1 limit=$2; shift 2
@@ -39,12 +39,15 @@ for step in $steps; do
     fuzz) pytest_run "F1 fuzz x20000" 1800 FUZZ_EXAMPLES=20000 -- tests/fuzz ;;
     # F2: 1,000,000 malformed frames through the live LoRa driver (~30 s).
     flood) pytest_run "F2 LoRa flood 1M" 600 F2_FRAMES=1000000 -- tests/reliability/test_flood_lora.py ;;
+    # F2 serial: 1,000,000 malformed Modbus RTU frames and AT lines through the live drivers (~4 min).
+    serialflood) pytest_run "F2 serial flood 1M" 900 F2_FRAMES=1000000 -- tests/reliability/test_flood_serial.py ;;
     # Store-level crash / fsync / I/O error / disk-full tests, as in CI (they are already bounded).
     store) pytest_run "store R6-R9" 600 -- tests/reliability/test_store_crash.py tests/reliability/test_store_fsync.py \
              tests/reliability/test_store_ioerror.py tests/reliability/test_store_diskfull.py ;;
-    *) echo "unknown step $step (r1 r6 fuzz flood store)"; exit 2 ;;
+    # R19: 100 uplink clients in one process, broker SIGTERM + restart; reconnect histogram (~10 s).
+    fleet) pytest_run "R19 fleet x100" 300 FLEET_N=100 -- tests/reliability/test_uplink_fleet.py ;;
+    *) echo "unknown step $step (r1 r6 fuzz flood serialflood store fleet)"; exit 2 ;;
   esac
 done
-# R19 (fleet of 100 uplink clients against one broker restart) is not written yet: see docs/RELIABILITY.md.
 echo "log: $LOG; failed steps: $failed" | tee -a "$LOG"
 exit $(( failed > 0 ))

@@ -72,6 +72,20 @@ class AtModemSim:
             self._port.close()
         self._fd = None
 
+    def close_port(self) -> None:
+        """Drop our end. In pty mode the gateway's path vanishes too (a USB unplug, reliability.md §0.8)."""
+        if self._port is not None:
+            self._port.close()  # also removes our reader
+        self._fd = None
+        self._inbuf.clear()
+        self._payload_for = None
+
+    def open_port(self) -> None:
+        """Plug back in: the same path, a fresh pty; the module keeps its state (only the cable moved)."""
+        assert self._port is not None
+        self._fd = self._port.open()
+        asyncio.get_running_loop().add_reader(self._fd, self._readable)
+
     def spawn(self, coro, name: str) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro, name=f"cellular-sim-{name}")
         self._tasks.add(task)

@@ -123,6 +123,22 @@ class LoraSimulator:
             self._port.close()
         self._fd = None
 
+    def close_port(self) -> None:
+        """Drop our end. In pty mode the gateway's path vanishes too (a USB unplug, reliability.md §0.8)."""
+        if self._fd is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_writer(self._fd)
+        self._out.clear()
+        if self._port is not None:
+            self._port.close()  # also removes our reader
+        self._fd = None
+
+    def open_port(self) -> None:
+        """Plug back in: the same path, a fresh pty (heartbeat tasks keep running throughout)."""
+        assert self._port is not None
+        self._fd = self._port.open()
+        asyncio.get_running_loop().add_reader(self._fd, self._readable)
+
     # -- the module's UART -----------------------------------------------------------------------
 
     def _readable(self) -> None:

@@ -49,6 +49,8 @@ class ModbusDriver:
         self._emit: Emit | None = None
         self._last_ok: Stamp | None = None
         self._port_error = ""
+        # Bytes rejected with no request pending belong to no slave; still counted (F2: every reject shows).
+        self._unattributed: dict[str, int] = dict.fromkeys(COUNTERS, 0)
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -66,7 +68,7 @@ class ModbusDriver:
 
     def health(self) -> DriverHealth:
         slaves = self.schedule.slaves.values()
-        totals = {k: sum(s.counters[k] for s in slaves) for k in COUNTERS}
+        totals = {k: sum(s.counters[k] for s in slaves) + self._unattributed[k] for k in COUNTERS}
         totals["port_opens"] = self.link.opens
         offline = [s for s in slaves if s.online is False]
         if not self.link.is_open:
@@ -223,8 +225,7 @@ class ModbusDriver:
 
     def _count(self, unit: int, name: str) -> None:
         s = self.schedule.slaves.get(unit)
-        if s is not None:
-            s.counters[name] += 1
+        (s.counters if s is not None else self._unattributed)[name] += 1
 
     def _emit_item(self, item: Item, collect: list[Item] | None) -> None:
         if collect is not None:

@@ -102,6 +102,7 @@ class RtuLink(_Link):
         self.cfg = cfg
         self._ser = None
         self._parser = RtuParser()
+        self._flushed = False  # input flushed since the last read (a stale readable event may then read 0 bytes)
         bits = 1 + cfg.bytesize + (cfg.parity != "N") + cfg.stopbits
         self.char_s = char_time_s(cfg.baud, bits)
         self.gap_s = frame_gap_s(cfg.baud, bits)
@@ -152,8 +153,12 @@ class RtuLink(_Link):
             self._lost(str(exc))
             return
         if not data:
+            if self._flushed:  # readable, then tcflush emptied it before this read: not an unplug
+                self._flushed = False
+                return
             self._lost("end of file")
             return
+        self._flushed = False
         self._idle_at = self.clock.monotonic()
         unit = self._pending.unit if self._pending else 0
         for item in self._parser.feed(data):
@@ -178,6 +183,7 @@ class RtuLink(_Link):
             self.count(unit, "late_discarded")
         try:
             self._ser.reset_input_buffer()
+            self._flushed = True
         except OSError as exc:
             self._lost(str(exc))
             raise PortLost(f"{self.cfg.path}: {exc}") from None
