@@ -110,12 +110,17 @@ def test_broker_cuts_lose_nothing_and_alarms_go_first(tmp_path, broker):
         with view.lock:
             holes = view.ledger.holes().get((GW, store_id), [])
             alarms = sum(1 for r in view.records if r.get("cls") == "alarm" and r["fresh"])
+            # Each toggle of the cap flag is an event record (the device's own report); the rule's alarm
+            # records are fewer once its flapping suppression holds a cap that keeps opening and closing.
+            cap_events = sum(1 for r in view.records if r.get("cls") == "event" and r["fresh"]
+                             and r.get("body", {}).get("code") == "cap_opened")
             dups = view.ledger.duplicates
         inversions, overtakes = order_violations(view)
         print(f"\nR1: outages={OUTAGES} of {MIN_S}-{MAX_S} s committed={last} lost={len(holes)} keyed_duplicates={dups} "
-              f"alarms={alarms} alarm_inversions={inversions} telemetry_before_alarm={overtakes}")
+              f"alarms={alarms} cap_events={cap_events} alarm_inversions={inversions} telemetry_before_alarm={overtakes}")
         assert holes == [] and payload_conflicts(view) == 0
-        assert alarms >= OUTAGES // 2  # the alarms really were raised during the cuts
+        assert cap_events >= OUTAGES  # a report really was raised inside every cut, and delivered
+        assert alarms >= min(OUTAGES // 2, 3)  # and the rule turned them into alarms (fewer once flapping is held)
         assert inversions == 0 and overtakes == 0
     finally:
         view.stop()
