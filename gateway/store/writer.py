@@ -329,6 +329,11 @@ class Writer:
         except StoreError as exc:
             self.stats.dropped += n
             self.log.debug("store_readings_dropped", count=n, error=str(exc))
+            return
+        # The cap is on DB + WAL together: a WAL past its share is checkpointed now, not at the next
+        # maintenance pass (a burst between passes would otherwise overshoot max_bytes).
+        if caps.wal_bytes(self.path) > caps.wal_budget_bytes(self.cfg.max_bytes):
+            self.maint.checkpoint(truncate=True)
 
     def enforce_caps(self, conn: sqlite3.Connection) -> None:
         """Row cap and byte cap on telemetry, oldest first; inside the current transaction."""
