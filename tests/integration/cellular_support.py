@@ -71,6 +71,8 @@ async def nbiot_rig(tmp_path, n_sensors: int = 2, sim_kw: dict | None = None, **
         yield rig
     finally:
         task.cancel()
+        # Bounded: a driver that does not stop within 10 s of its cancellation is a bug worth its own
+        # clear failure (once seen as a pytest-timeout under heavy CPU starvation).
         with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await sim.stop()
+            await asyncio.wait_for(task, 10)
+        await asyncio.wait_for(sim.stop(), 10)
