@@ -75,7 +75,6 @@ class DaemonActions:
 
     def __init__(self, daemon: "Daemon") -> None:
         self.d = daemon
-        self._down_since: float | None = None
 
     async def actuate(self, command: Any) -> None:
         await self.d.actuate(command)
@@ -90,13 +89,7 @@ class DaemonActions:
         # No uplink at all counts as down forever, so "SMS only when the uplink is down" still goes out.
         if self.d.uplink is None:
             return float("inf")
-        now = self.d.clock.monotonic()
-        if str(self.d.uplink.state) == "connected":
-            self._down_since = None
-            return 0.0
-        if self._down_since is None:  # down since it was last seen connected (or since start)
-            self._down_since = now - float(self.d.uplink.health()["state_age_s"])
-        return now - self._down_since
+        return self.d.uplink.down_for_s()
 
     def notify_uplink(self) -> None:
         if self.d.uplink is not None:

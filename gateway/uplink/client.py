@@ -66,6 +66,7 @@ class Uplink:
         self._state_since_mono = clock.monotonic()
         self._state_since_wall = clock.wall()
         self._started_mono = clock.monotonic()
+        self._down_since_mono: float | None = clock.monotonic()  # None while connected
         self._kick = asyncio.Event()
         self._session: Session | None = None
         self._control_acks: dict[int, asyncio.Future[int]] = {}
@@ -85,6 +86,10 @@ class Uplink:
     def last_puback(self) -> float | None:
         """Wall time of the last PUBACK (< 0x80) for an outbox record, or None if none yet."""
         return self.drainer.last_puback_wall
+
+    def down_for_s(self) -> float:
+        """How long the platform has been unreachable (0 while connected); counts from start if never up."""
+        return 0.0 if self._down_since_mono is None else self.clock.monotonic() - self._down_since_mono
 
     def notify_alarm(self) -> None:
         """A new alarm: skip any probe interval or backoff wait and try to connect now."""
@@ -117,6 +122,10 @@ class Uplink:
             self._state = state
             self._state_since_mono = self.clock.monotonic()
             self._state_since_wall = self.clock.wall()
+            if state == ConnState.CONNECTED:
+                self._down_since_mono = None
+            elif self._down_since_mono is None:
+                self._down_since_mono = self._state_since_mono
 
     async def _wait_kick(self, timeout_s: float) -> None:
         try:

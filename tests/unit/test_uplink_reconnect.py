@@ -45,3 +45,26 @@ def test_probe_tells_a_listening_port_from_a_closed_one():
         down = await probe("127.0.0.1", free_port(), 1.0)
         return up, down
     assert asyncio.run(main()) == (True, False)
+
+
+def test_down_for_counts_from_the_last_connected_moment_not_from_each_state_change():
+    """The rule engine's "SMS only when the uplink has been down > N s" reads this."""
+    from gateway.clock import ManualClock
+    from gateway.uplink.client import ConnState
+    from tests.integration.uplink_support import make_uplink
+    from tests.unit.uplink_fakes import FakeOutbox
+
+    clock = ManualClock()
+    up = make_uplink("mqtt://127.0.0.1:1", FakeOutbox(), clock)
+    clock.advance(5)
+    assert up.down_for_s() == 5.0  # never connected: down since start
+    up._set_state(ConnState.CONNECTED)
+    assert up.down_for_s() == 0.0
+    clock.advance(10)
+    up._set_state(ConnState.PROBING)
+    clock.advance(3)
+    up._set_state(ConnState.BACKOFF)  # more state changes while down do not restart the count
+    clock.advance(4)
+    up._set_state(ConnState.CONNECTING)
+    clock.advance(1)
+    assert up.down_for_s() == 8.0
