@@ -24,6 +24,7 @@ class _Group(click.Group):
     LAZY = {
         "modbus": ("drivers.modbus.simulator", "cli"),
         "lora": ("drivers.lora.simulator", "cli"),
+        "lorawan": ("drivers.lorawan.simulator", "cli"),
         "nbiot": ("drivers.cellular.simulator", "cli_nbiot"),
         "sms-modem": ("drivers.cellular.simulator", "cli_sms"),
         "gb26875-centre": ("gateway.uplink.gb26875.simulator", "cli"),

@@ -1,0 +1,263 @@
+"""The embedded LoRaWAN 1.0.x class A network server, sans-IO: one received packet (rxpk) in, one
+verdict out (decrypted payload to decode, a JoinAccept or ACK to send, a duplicate, or a counted
+rejection). Sessions, counters and DevNonces live here; the driver persists what `dump()` returns.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from drivers.lorawan import crypto, mac
+from drivers.lorawan.config import LorawanPort
+from drivers.lorawan.gwmp import RxPk, TxPk
+from drivers.lorawan.region import JOIN_ACCEPT_DELAY1_US, Region
+from drivers.lorawan.session import DeviceRecord, Session, fcnt_candidates
+from gateway.errors import FrameError
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """A configured device and its keys (from the credentials file)."""
+
+    device_id: str
+    dev_eui: bytes | None = None  # OTAA, on-air (little endian) order
+    app_key: bytes | None = None
+    dev_addr: int | None = None  # ABP
+    nwk_skey: bytes | None = None
+    app_skey: bytes | None = None
+
+    @property
+    def otaa(self) -> bool:
+        return self.dev_eui is not None
+
+
+@dataclass
+class Verdict:
+    kind: str  # "data" | "join" | "duplicate" | "rejected"
+    reason: str = ""  # rejected: why; data: "" or "replay_suspect"
+    device_id: str = ""
+    fcnt: int = -1
+    last_fcnt: int = -1
+    fport: int | None = None
+    payload: bytes = b""  # decrypted FRMPayload (application data)
+    downlink: TxPk | None = None
+    persist: str = ""  # "", "lazy" (counters) or "durable" (join, downlink reservation)
+    security: str = ""  # a security Event code: replay_suspect | devnonce_reused
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def replay_suspect(self) -> bool:
+        return self.reason == "replay_suspect"
+
+
+class NetworkServer:
+    def __init__(self, cfg: LorawanPort, region: Region, devices: list[Provisioned], rng: random.Random | None = None) -> None:
+        self.cfg, self.region, self.rng = cfg, region, rng or random.SystemRandom()
+        self.devices = {d.device_id: d for d in devices}
+        self.by_eui = {d.dev_eui: d for d in devices if d.dev_eui is not None}
+        self.records = {d.device_id: DeviceRecord(d.device_id, "otaa" if d.otaa else "abp") for d in devices}
+        self.sessions: dict[str, Session] = {}
+        self.previous: dict[str, Session] = {}  # OTAA: the session before the last join, until the new one is used
+        self.nonces: dict[str, set[int]] = {d.device_id: set() for d in devices if d.otaa}
+        self._by_addr: dict[int, list[Session]] = {}
+        self._seen: dict[bytes, float] = {}  # PHYPayload -> first heard (monotonic s), for de-duplication
+        self._dev_status_due: dict[str, float] = {}
+        self.counters: dict[str, int] = {}
+        for d in devices:
+            if not d.otaa:
+                assert d.dev_addr is not None and d.nwk_skey and d.app_skey
+                self.sessions[d.device_id] = Session(d.device_id, d.dev_addr, d.nwk_skey, d.app_skey, otaa=False)
+        self._index()
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Sessions, counters and nonces of a previous run. ABP keys always come from the credentials file
+        (a changed key wins over the saved one); only its counters are taken from the state."""
+        for obj in state.get("sessions", {}).values():
+            try:
+                s = Session.from_json(obj)
+            except (KeyError, ValueError, TypeError):
+                continue
+            dev = self.devices.get(s.device_id)
+            if dev is None:
+                continue
+            if dev.otaa and s.otaa:
+                self.sessions[s.device_id] = s
+            elif not dev.otaa and not s.otaa and s.dev_addr == dev.dev_addr and s.nwk_skey == dev.nwk_skey:
+                cur = self.sessions[s.device_id]
+                cur.fcnt_up, cur.fcnt_down = s.fcnt_up, s.fcnt_down
+                cur.fcnt_down_reserved = s.fcnt_down
+        for dev_id, nonces in state.get("dev_nonces", {}).items():
+            if dev_id in self.nonces and isinstance(nonces, list):
+                self.nonces[dev_id] = {int(n) & 0xFFFF for n in nonces if isinstance(n, int)}
+        self._index()
+
+    def dump(self) -> dict[str, Any]:
+        return {"sessions": {k: s.to_json() for k, s in self.sessions.items()},
+                "dev_nonces": {k: sorted(v) for k, v in self.nonces.items()}}
+
+    def _index(self) -> None:
+        self._by_addr = {}
+        for s in [*self.sessions.values(), *self.previous.values()]:
+            self._by_addr.setdefault(s.dev_addr, []).append(s)
+
+    def _bump(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    # -- uplink --------------------------------------------------------------------------------
+
+    def uplink(self, rx: RxPk, now_mono: float, wall_s: float) -> Verdict:
+        """Never raises: every failure is a Verdict("rejected", reason) counted by the caller."""
+        if self._duplicate(rx.data, now_mono):
+            return Verdict("duplicate")
+        try:
+            mtype = mac.mtype_of(rx.data)
+            if mtype is mac.MType.JOIN_REQUEST:
+                return self._join(rx, wall_s)
+            if mtype in (mac.MType.UNCONFIRMED_UP, mac.MType.CONFIRMED_UP):
+                return self._data(rx, wall_s, now_mono)
+            return Verdict("rejected", f"unexpected_{mtype.name.lower()}")
+        except FrameError as exc:
+            return Verdict("rejected", exc.reason)
+
+    def _duplicate(self, phy: bytes, now: float) -> bool:
+        """The same bytes within the window: another chain or path heard the same transmission. A device
+        never sends identical bytes twice (its counter moves), so later copies are replays for the FCnt check."""
+        if len(self._seen) > 4096 or (self._seen and now - next(iter(self._seen.values())) > self.cfg.dedup_window_s):
+            self._seen = {k: t for k, t in self._seen.items() if now - t <= self.cfg.dedup_window_s}
+        first = self._seen.get(phy)
+        if first is not None and now - first <= self.cfg.dedup_window_s:
+            return True
+        self._seen[phy] = now
+        return False
+
+    def _data(self, rx: RxPk, wall_s: float, now_mono: float) -> Verdict:
+        frame = mac.parse_data(rx.data)
+        sessions = self._by_addr.get(frame.dev_addr)
+        if not sessions:
+            return Verdict("rejected", "unknown_devaddr")  # another network's device: common, not a fault
+        for s in sessions:
+            ahead, behind = fcnt_candidates(s.fcnt_up, frame.fcnt16, self.cfg.fcnt_epochs_ahead)
+            for fcnt in ahead:
+                if mac.verify_data_mic(frame, s.nwk_skey, fcnt):
+                    return self._accept(s, frame, fcnt, rx, wall_s, now_mono)
+            for fcnt in behind:
+                if mac.verify_data_mic(frame, s.nwk_skey, fcnt):
+                    return self._suspect(s, frame, fcnt, rx, wall_s)
+        self.records[sessions[0].device_id].reject("mic")
+        return Verdict("rejected", "mic", sessions[0].device_id)
+
+    def _plain(self, s: Session, frame: mac.DataFrame, fcnt: int) -> bytes:
+        key = s.nwk_skey if frame.fport == 0 else s.app_skey
+        return crypto.payload_cipher(key, s.dev_addr, fcnt, crypto.UPLINK, frame.frm_payload)
+
+    def _suspect(self, s: Session, frame: mac.DataFrame, fcnt: int, rx: RxPk, wall_s: float) -> Verdict:
+        rec = self.records[s.device_id]
+        rec.replay_suspects += 1
+        self._seen_radio(rec, rx, wall_s)
+        payload = self._plain(s, frame, fcnt) if frame.fport else b""
+        # No ACK and no counter move: a replay must not change anything a later genuine frame depends on.
+        return Verdict("data", "replay_suspect", s.device_id, fcnt, s.fcnt_up, frame.fport, payload,
+                       security="replay_suspect", detail={"fcnt": fcnt, "last_fcnt": s.fcnt_up})
+
+    def _accept(self, s: Session, frame: mac.DataFrame, fcnt: int, rx: RxPk, wall_s: float, now_mono: float) -> Verdict:
+        last, s.fcnt_up = s.fcnt_up, fcnt
+        persist = "lazy"
+        if s.otaa and not s.confirmed:
+            persist = self._confirm(s)
+        rec = self.records[s.device_id]
+        rec.frames += 1
+        self._seen_radio(rec, rx, wall_s)
+        payload = self._plain(s, frame, fcnt) if frame.fport is not None else b""
+        commands = mac.parse_uplink_commands(payload if frame.fport == 0 else frame.fopts)
+        answers = b""
+        for cid, body in commands:
+            if cid is mac.Cid.LINK_CHECK:
+                floor = mac.SNR_FLOOR_DB.get(rx.datr.split("BW")[0], -20.0)
+                answers += mac.link_check_ans(round((rx.lsnr_db or 0.0) - floor), 1)
+            elif cid is mac.Cid.DEV_STATUS and len(body) == 2:
+                rec.battery, rec.margin_db = mac.parse_dev_status_ans(body)
+                rec.dev_status_wall_s = wall_s
+        # ADRACKReq: any downlink resets the device's ADR_ACK_CNT (§4.3.1.1); ADR itself is off.
+        need = frame.confirmed or bool(answers) or bool(frame.fctrl & mac.ADR_ACK_REQ)
+        if need and now_mono >= self._dev_status_due.get(s.device_id, 0.0):
+            answers += mac.dev_status_req()  # piggy-backed: never a downlink of its own (one radio, half duplex)
+            self._dev_status_due[s.device_id] = now_mono + self.cfg.dev_status_interval_s
+        verdict = Verdict("data", "", s.device_id, fcnt, last, frame.fport if frame.fport else None,
+                          payload if frame.fport else b"", persist=persist)
+        if need:
+            verdict.downlink, durable = self._downlink(s, rx, answers[:15], ack=frame.confirmed)
+            if durable:
+                verdict.persist = "durable"
+        return verdict
+
+    def _confirm(self, s: Session) -> str:
+        """The first uplink on a new OTAA session: the device has the JoinAccept; forget the old session."""
+        s.confirmed = True
+        self.previous.pop(s.device_id, None)
+        self._index()
+        return "durable"
+
+    def _seen_radio(self, rec: DeviceRecord, rx: RxPk, wall_s: float) -> None:
+        rec.last_rssi_dbm, rec.last_snr_db, rec.last_seen_wall_s = rx.rssi_dbm, rx.lsnr_db, wall_s
+
+    def _downlink(self, s: Session, rx: RxPk, fopts: bytes, ack: bool) -> tuple[TxPk, bool]:
+        fcnt, durable = s.next_fcnt_down()
+        phy = mac.build_data(mac.MType.UNCONFIRMED_DOWN, s.dev_addr, fcnt, s.nwk_skey, s.app_skey,
+                             fctrl=mac.ACK if ack else 0, fopts=fopts)
+        return self._rx1(phy, rx, s.rx_delay_s * 1_000_000, s.rx1_dr_offset), durable
+
+    def _rx1(self, phy: bytes, rx: RxPk, delay_us: int, dr_offset: int) -> TxPk:
+        dr = self.region.rx1_dr(self.region.dr_of(rx.datr), dr_offset)
+        return TxPk(phy, (rx.tmst + delay_us) & 0xFFFFFFFF, self.region.rx1_freq_mhz(rx.freq_mhz, rx.chan),
+                    self.region.data_rates[dr], self.region.downlink_power_dbm, rfch=0)
+
+    # -- join ----------------------------------------------------------------------------------
+
+    def _join(self, rx: RxPk, wall_s: float) -> Verdict:
+        req = mac.parse_join_request(rx.data)
+        dev = self.by_eui.get(req.dev_eui)
+        if dev is None or dev.app_key is None:
+            return Verdict("rejected", "unknown_deveui", detail={"dev_eui": req.dev_eui_hex})
+        rec = self.records[dev.device_id]
+        if crypto.join_mic(dev.app_key, req.signed) != req.mic:
+            rec.reject("join_mic")
+            return Verdict("rejected", "join_mic", dev.device_id)
+        used = self.nonces[dev.device_id]
+        if req.dev_nonce in used:
+            # §6.2.4: the server keeps the DevNonces used and ignores a JoinRequest that reuses one (a replay
+            # of a recorded join would otherwise reset the session and deafen the device).
+            rec.reject("devnonce_reused")
+            return Verdict("rejected", "devnonce_reused", dev.device_id, security="devnonce_reused",
+                           detail={"dev_nonce": req.dev_nonce})
+        self.region.dr_of(rx.datr)  # a join on a rate this region does not have cannot be answered
+        used.add(req.dev_nonce)
+        app_nonce = self.rng.getrandbits(24).to_bytes(3, "little")
+        net_id = self.cfg.net_id.to_bytes(3, "little")
+        nwk_skey, app_skey = crypto.session_keys(dev.app_key, app_nonce, net_id, req.dev_nonce.to_bytes(2, "little"))
+        new = Session(dev.device_id, self._new_dev_addr(), nwk_skey, app_skey, otaa=True, rx1_dr_offset=self.cfg.rx1_dr_offset,
+                      rx_delay_s=self.cfg.rx1_delay_s, joined_wall_s=wall_s, confirmed=False)
+        old = self.sessions.get(dev.device_id)
+        if old is not None and old.confirmed:
+            self.previous[dev.device_id] = old  # until the device shows it got this JoinAccept
+        self.sessions[dev.device_id] = new
+        self._index()
+        self._dev_status_due.pop(dev.device_id, None)
+        rec.joins += 1
+        ja = mac.JoinAccept(app_nonce, net_id, new.dev_addr, self.cfg.rx1_dr_offset, self.region.rx2_dr,
+                            self.cfg.rx1_delay_s, self.region.cflist())
+        phy = mac.build_join_accept(dev.app_key, ja)
+        down = self._rx1(phy, rx, JOIN_ACCEPT_DELAY1_US, 0)  # §6.2.5: RX1 of a JoinAccept uses offset 0
+        return Verdict("join", "", dev.device_id, downlink=down, persist="durable",
+                       detail={"dev_addr": f"{new.dev_addr:08x}", "dev_nonce": req.dev_nonce})
+
+    def _new_dev_addr(self) -> int:
+        # §6.1.1: DevAddr = NwkID (7 LSBs of the NetID) in the top 7 bits | a 25-bit NwkAddr we choose.
+        taken = {s.dev_addr for s in [*self.sessions.values(), *self.previous.values()]}
+        while True:
+            addr = ((self.cfg.net_id & 0x7F) << 25) | self.rng.getrandbits(25)
+            if addr not in taken:
+                return addr

@@ -1,0 +1,174 @@
+"""LoRaWAN driver against the GWMP forwarder simulator over real UDP on 127.0.0.1 (issue 19 "Tests")."""
+
+from __future__ import annotations
+
+import json
+
+from drivers.lorawan import mac
+from gateway.clock import ManualClock
+from gateway.model import EventKind
+from tests.integration.lorawan_rig import rig
+from tests.support.wait import async_wait_for
+
+
+async def test_abp_uplink_decoded_and_raised_as_alarm(tmp_path):
+    async with rig(tmp_path) as r:
+        r.sim.report("smoke-2-401", "alarm")
+        alarms = await async_wait_for(lambda: r.events("smoke-2-401", EventKind.ALARM, "smoke"), what="smoke alarm")
+        assert alarms[0].via == "lorawan" and "replay_suspect" not in alarms[0].detail
+        reading = r.readings("smoke-2-401")[0]
+        assert reading.values["alarm"] is True and reading.values["smoke_pct"] == 12 and reading.values["rssi_dbm"] == -95
+        assert r.device("smoke-2-401")["last_fcnt"] == 0 and r.sim.acks_received["push"] >= 1
+
+
+async def test_otaa_join_then_uplink_with_join_accept_in_rx1(tmp_path):
+    async with rig(tmp_path) as r:
+        join = r.sim.join("gas-3-102")
+        (dl,) = await r.sim.wait_downlink(1)
+        assert dl.device_id == "gas-3-102" and r.sim.devices["gas-3-102"].joined
+        # JOIN_ACCEPT_DELAY1 = 5 s after the end of the JoinRequest, on the CN470 RX1 channel (up mod 48).
+        rx = next(x for x in r.driver.ns.records.values() if x.device_id == "gas-3-102")
+        assert rx.joins == 1
+        assert dl.txpk["ipol"] is True and dl.txpk["datr"] == "SF7BW125" and dl.txpk["size"] == len(dl.phy) == 17
+        up_freq = r.sim.last_sent_freq
+        assert dl.txpk["freq"] == round(500.3 + 0.2 * (round((up_freq - 470.3) / 0.2) % 48), 1)
+        assert dl.txpk["tmst"] == (r.sim.last_sent_tmst + 5_000_000) & 0xFFFFFFFF
+        assert mac.mtype_of(join) is mac.MType.JOIN_REQUEST
+        r.sim.report("gas-3-102", "alarm")
+        await async_wait_for(lambda: r.events("gas-3-102", EventKind.ALARM, "gas_low"), what="gas alarm after join")
+        assert r.device("gas-3-102")["joined"] and r.device("gas-3-102")["last_fcnt"] == 0
+
+
+async def test_fcnt_rollover_past_65535_accepted(tmp_path):
+    async with rig(tmp_path) as r:
+        r.sim.devices["smoke-2-401"].fcnt_up = 65534
+        for _ in range(4):  # 65534, 65535, 65536 (0 on air), 65537 (1 on air)
+            r.sim.report("smoke-2-401", "heartbeat")
+        await async_wait_for(lambda: r.device("smoke-2-401")["last_fcnt"] == 65537, what="counter past 65,535")
+        assert len(r.readings("smoke-2-401")) == 4 and r.device("smoke-2-401")["replay_suspects"] == 0
+
+
+async def test_replay_rejected_recorded_and_later_genuine_frame_accepted(tmp_path):
+    clock = ManualClock()
+    async with rig(tmp_path, clock=clock) as r:
+        r.sim.report("leak-riser", "heartbeat")
+        await async_wait_for(lambda: r.readings("leak-riser"), what="first frame")
+        old = r.sim.devices["leak-riser"].last_phy
+        r.sim.devices["leak-riser"].fcnt_up = 2000  # the device moves on (frames we never heard)
+        r.sim.report("leak-riser", "heartbeat")
+        await async_wait_for(lambda: r.device("leak-riser")["last_fcnt"] == 2000, what="frame 2000")
+        clock.advance(5)  # later than the de-duplication window: not another chain's copy
+        r.sim.send(old)  # the recorded frame 0, replayed
+        sec = await async_wait_for(lambda: r.events("leak-riser", EventKind.SECURITY, "replay_suspect"), what="security event")
+        assert sec[0].detail == {"fcnt": 0, "last_fcnt": 2000}
+        assert len(r.readings("leak-riser")) == 2  # the replayed heartbeat is not a reading
+        r.sim.report("leak-riser", "alarm")  # the genuine next frame, 2001
+        await async_wait_for(lambda: r.events("leak-riser", EventKind.ALARM, "leak"), what="genuine alarm after replay")
+        assert r.device("leak-riser")["last_fcnt"] == 2001 and r.device("leak-riser")["replay_suspects"] == 1
+
+
+async def test_replayed_alarm_frame_still_raised_flagged(tmp_path):
+    clock = ManualClock()
+    async with rig(tmp_path, clock=clock) as r:
+        r.sim.report("smoke-2-401", "alarm")
+        await async_wait_for(lambda: r.events("smoke-2-401", EventKind.ALARM), what="alarm")
+        alarm_frame = r.sim.devices["smoke-2-401"].last_phy
+        r.sim.report("smoke-2-401", "heartbeat")
+        await async_wait_for(lambda: r.device("smoke-2-401")["last_fcnt"] == 1, what="heartbeat")
+        clock.advance(5)
+        r.sim.send(alarm_frame)
+        flagged = await async_wait_for(lambda: [e for e in r.events("smoke-2-401", EventKind.ALARM) if e.detail.get("replay_suspect")])
+        assert flagged[0].code == "smoke"
+        assert r.device("smoke-2-401")["last_fcnt"] == 1  # a replay never moves the counter
+
+
+async def test_duplicate_on_two_chains_counted_once(tmp_path):
+    async with rig(tmp_path) as r:
+        r.sim.set_fault("duplicate", "smoke-2-401")
+        r.sim.report("smoke-2-401", "alarm")
+        await async_wait_for(lambda: r.counter("duplicates") == 1, what="duplicate counted")
+        assert len(r.events("smoke-2-401", EventKind.ALARM)) == 1 and len(r.readings("smoke-2-401")) == 1
+        assert r.device("smoke-2-401")["replay_suspects"] == 0 and not r.events("smoke-2-401", EventKind.SECURITY)
+
+
+async def test_wrong_mic_rejected_and_counted(tmp_path):
+    async with rig(tmp_path) as r:
+        r.sim.set_fault("wrong_mic", "smoke-2-401")
+        r.sim.report("smoke-2-401", "alarm")
+        await async_wait_for(lambda: r.counter("reject_mic") == 1, what="mic reject")
+        assert not r.events("smoke-2-401", EventKind.ALARM) and r.device("smoke-2-401")["rejects"] == {"mic": 1}
+        r.sim.report("smoke-2-401", "alarm")  # the next good frame is heard
+        await async_wait_for(lambda: r.events("smoke-2-401", EventKind.ALARM), what="next good alarm")
+
+
+async def test_confirmed_uplink_gets_ack_in_rx1(tmp_path):
+    async with rig(tmp_path) as r:
+        r.sim.report("smoke-2-401", "alarm", confirmed=True)
+        (dl,) = await r.sim.wait_downlink(1)
+        assert dl.device_id == "smoke-2-401" and r.sim.devices["smoke-2-401"].acks == 1
+        assert dl.txpk["tmst"] == (r.sim.last_sent_tmst + 1_000_000) & 0xFFFFFFFF  # RECEIVE_DELAY1
+        assert dl.txpk["imme"] is False and dl.txpk["powe"] == 17
+        frame = mac.parse_data(dl.phy)
+        assert frame.mtype is mac.MType.UNCONFIRMED_DOWN and frame.fctrl & mac.ACK
+        await async_wait_for(lambda: r.counter("tx_ack_ok") == 1, what="TX_ACK")
+
+
+async def test_reused_devnonce_refused_and_recorded(tmp_path):
+    clock = ManualClock()
+    async with rig(tmp_path, clock=clock) as r:
+        r.sim.join("gas-3-102")
+        await r.sim.wait_downlink(1)
+        clock.advance(60)  # a recorded JoinRequest replayed a minute later
+        r.sim.set_fault("reused_devnonce", "gas-3-102")
+        r.sim.join("gas-3-102")
+        await async_wait_for(lambda: r.events("gas-3-102", EventKind.SECURITY, "devnonce_reused"), what="security event")
+        assert len(r.sim.downlinks) == 1 and r.device("gas-3-102")["joins"] == 1
+
+
+async def test_restart_keeps_counters_sessions_and_nonces(tmp_path):
+    async with rig(tmp_path) as r:
+        r.sim.join("gas-3-102")
+        await r.sim.wait_downlink(1)
+        gas = r.sim.devices["gas-3-102"]
+        r.sim.report("gas-3-102", "heartbeat")
+        r.sim.devices["smoke-2-401"].fcnt_up = 70000
+        r.sim.report("smoke-2-401", "heartbeat")
+        await async_wait_for(lambda: r.device("smoke-2-401")["last_fcnt"] == 70000 and r.device("gas-3-102")["last_fcnt"] == 0)
+        replay = r.sim.devices["smoke-2-401"].last_phy
+        assert r.driver.state.writes >= 1
+    state = json.loads((tmp_path / "lorawan-lw.json").read_text())
+    assert state["sessions"]["smoke-2-401"]["fcnt_up"] == 70000 and state["dev_nonces"]["gas-3-102"] == gas.dev_nonces
+    async with rig(tmp_path) as r2:
+        r2.sim.devices["gas-3-102"] = gas  # the same device, still in its session: no rejoin needed
+        r2.sim.report("gas-3-102", "alarm")
+        await async_wait_for(lambda: r2.events("gas-3-102", EventKind.ALARM), what="alarm on the restored session")
+        r2.sim.send(replay)  # no trust-on-first-use after a restart: frame 70000 again is a replay
+        await async_wait_for(lambda: r2.events("smoke-2-401", EventKind.SECURITY), what="replay after restart")
+        r2.sim.set_fault("reused_devnonce", "gas-3-102")
+        r2.sim.join("gas-3-102")
+        await async_wait_for(lambda: r2.events("gas-3-102", EventKind.SECURITY, "devnonce_reused"))
+
+
+async def test_forwarder_silent_takes_driver_down_with_reason(tmp_path):
+    async with rig(tmp_path, forwarder_timeout_s=5) as r:
+        assert r.driver.health().state == "ok"
+        r.sim.set_fault("silent")
+        r.driver.forwarders.by_eui[r.sim.eui.hex()].last_pull_mono -= 10  # as if 10 s had passed
+        r.driver.forwarders.by_eui[r.sim.eui.hex()].last_push_mono -= 10
+        h = r.driver.health()
+        assert h.state == "down" and "silent" in h.detail["reason"]
+        r.sim.clear_fault("silent")
+        await async_wait_for(lambda: r.driver.health().state == "ok", what="forwarder back")
+
+
+async def test_unwritable_state_dir_keeps_running_in_memory(tmp_path):
+    # Tests run as root, which ignores directory modes: a path below a regular file is refused for anyone.
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("")
+    async with rig(blocked, state_flush_s=0.1) as r:
+        r.sim.join("gas-3-102")
+        await r.sim.wait_downlink(1)
+        r.sim.report("gas-3-102", "alarm")
+        await async_wait_for(lambda: r.events("gas-3-102", EventKind.ALARM))
+        h = r.driver.health()
+        assert h.state == "degraded" and "in memory only" in h.detail["state_error"]
