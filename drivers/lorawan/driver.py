@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from gateway.model import Event, EventKind, Item, Stamp
 
 TICK_S = 1.0  # forwarder liveness and state flush checks
 VIA = "lorawan"
+RCVBUF_BYTES = 1 << 20
 
 
 class _Proto(asyncio.DatagramProtocol):
@@ -77,7 +79,7 @@ class LorawanDriver:
         self._last_ok: Stamp | None = None
         self._dirty_since: float | None = None
         self._bind_error = ""
-        self._down_reason = ""
+        self._down = False
         self._rng = random.Random()
 
     def _provision(self, device_id: str, address: str) -> Provisioned:
@@ -130,6 +132,9 @@ class LorawanDriver:
                     (self.log.warning if tries == 1 else self.log.debug)("bind_failed", error=self._bind_error, tries=tries)
                     await asyncio.sleep(min(0.5 * 2 ** min(tries, 6), 30.0))
             self._bind_error = ""
+            sock = self._transport.get_extra_info("socket")
+            if sock is not None:  # a burst of PUSH_DATA while the loop is busy must not overflow (kernel caps at rmem_max)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
             self.log.info("gwmp_listening", address=f"{self.cfg.bind_host}:{self.cfg.bind_port}", region=self.region.name)
             while True:
                 await asyncio.sleep(TICK_S)
@@ -144,12 +149,12 @@ class LorawanDriver:
     def _tick(self) -> None:
         now = self.clock.monotonic()
         reason = self.forwarders.down_reason(now)
-        if reason != self._down_reason:
+        if bool(reason) != self._down:  # log the transition once (the reason's seconds change every tick)
+            self._down = bool(reason)
             if reason:
                 self.log.warning("forwarder_silent", reason=reason)
             else:
                 self.log.info("forwarder_heard")
-            self._down_reason = reason
         for f in self.forwarders.by_eui.values():
             heard = f.last_heard()
             f.silent = heard is None or now - heard > self.cfg.forwarder_timeout_s

@@ -17,6 +17,9 @@ from drivers.lorawan.session import DeviceRecord, Session, fcnt_candidates
 from gateway.errors import FrameError
 
 
+MAX_DEDUP_ENTRIES = 4096  # frames remembered for de-duplication at most (a flood cannot grow memory)
+
+
 @dataclass(frozen=True)
 class Provisioned:
     """A configured device and its keys (from the credentials file)."""
@@ -126,8 +129,12 @@ class NetworkServer:
     def _duplicate(self, phy: bytes, now: float) -> bool:
         """The same bytes within the window: another chain or path heard the same transmission. A device
         never sends identical bytes twice (its counter moves), so later copies are replays for the FCnt check."""
-        if len(self._seen) > 4096 or (self._seen and now - next(iter(self._seen.values())) > self.cfg.dedup_window_s):
-            self._seen = {k: t for k, t in self._seen.items() if now - t <= self.cfg.dedup_window_s}
+        seen = self._seen  # insertion-ordered: the oldest first, so expiry pops from the front (O(1) per frame)
+        while seen:
+            oldest = next(iter(seen))
+            if now - seen[oldest] <= self.cfg.dedup_window_s and len(seen) < MAX_DEDUP_ENTRIES:
+                break
+            del seen[oldest]
         first = self._seen.get(phy)
         if first is not None and now - first <= self.cfg.dedup_window_s:
             return True
