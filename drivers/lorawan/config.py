@@ -33,7 +33,9 @@ class LorawanPort(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     dev_status_interval_s: Annotated[float, Meta(ge=60)] = 86400.0  # ask DevStatusReq with a downlink this rarely
     # ADR is not implemented: devices keep the data rate they chose. Only false is accepted, said here.
     adr: Literal[False] = False
-    upstream: str = ""  # "host:port" of a district network server to copy the raw GWMP traffic to ("" off)
+    # "host:port" of a district network server (ChirpStack's gateway bridge) that gets a verbatim copy of the
+    # forwarder's traffic and may send its own downlinks through us ("" off). Never on the local alarm path.
+    upstream: Annotated[str, Meta(pattern=r"^$|^[A-Za-z0-9.\-]+:[0-9]{1,5}$")] = ""
 
 
 class LorawanProfile(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -16,6 +16,7 @@ import msgspec
 from drivers.base import DriverContext, DriverHealth, DriverState, Emit
 from drivers.codecs import CodecMeta
 from drivers.lorawan import crypto, gwmp
+from drivers.lorawan.bridge import Bridge
 from drivers.lorawan.config import activation
 from drivers.lorawan.forwarders import Forwarders
 from drivers.lorawan.netserver import NetworkServer, Provisioned, Verdict
@@ -81,6 +82,7 @@ class LorawanDriver:
         self._bind_error = ""
         self._down = False
         self._rng = random.Random()
+        self.bridge = Bridge(self.cfg.upstream, self._to_forwarder) if self.cfg.upstream else None
 
     def _provision(self, device_id: str, address: str) -> Provisioned:
         if device_id not in self.ctx.secrets:
@@ -105,7 +107,7 @@ class LorawanDriver:
             state = DriverState.DEGRADED
         else:
             state = DriverState.OK if self.forwarders.by_eui else DriverState.STARTING
-        rejects = {f"reject_{k}": v for k, v in self.ns.counters.items()}
+        bridge = self.bridge.counters if self.bridge else {}
         detail: dict[str, Any] = {
             "reason": reason, "region": self.region.name, "listen": f"{self.cfg.bind_host}:{self.cfg.bind_port}",
             "adr": "off (not implemented: devices keep their data rate)",
@@ -114,7 +116,9 @@ class LorawanDriver:
             "forwarders": {e: f.snapshot(now) for e, f in self.forwarders.by_eui.items()},
             "devices": {d: r.snapshot(self.ns.sessions.get(d)) for d, r in self.ns.records.items()},
         }
-        return DriverHealth(state, self._last_ok, {**self.counters, **rejects, "state_writes": self.state.writes}, detail)
+        if self.bridge is not None:
+            detail["upstream"] = {"address": self.cfg.upstream, "error": self.bridge.error}
+        return DriverHealth(state, self._last_ok, {**self.counters, **bridge, "state_writes": self.state.writes}, detail)
 
     async def run(self, emit: Emit) -> None:
         """Bind the UDP port (retrying while it is taken), then serve until cancelled."""
@@ -136,11 +140,15 @@ class LorawanDriver:
             if sock is not None:  # a burst of PUSH_DATA while the loop is busy must not overflow (kernel caps at rmem_max)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
             self.log.info("gwmp_listening", address=f"{self.cfg.bind_host}:{self.cfg.bind_port}", region=self.region.name)
+            if self.bridge is not None:
+                await self.bridge.open()
             while True:
                 await asyncio.sleep(TICK_S)
                 self._tick()
         finally:
             self._emit = None
+            if self.bridge is not None:
+                self.bridge.close()
             if self._transport is not None:
                 self._transport.close()
                 self._transport = None
@@ -179,6 +187,8 @@ class LorawanDriver:
         except FrameError as exc:
             self._reject_datagram(exc.reason, data)
             return
+        if self.bridge is not None and pkt.ident in (gwmp.Ident.PUSH_DATA, gwmp.Ident.PULL_DATA, gwmp.Ident.TX_ACK):
+            self.bridge.to_upstream(data)  # verbatim: the upstream sees the forwarder's own EUI and tokens
         try:
             self._packet(pkt, addr)
         except Exception as exc:  # noqa: BLE001 - the radio path must survive our own bug too; counted and logged
@@ -277,6 +287,12 @@ class LorawanDriver:
             return
         self._send(gwmp.pull_resp(fwd.version, self._rng.getrandbits(16), txpk.json()), fwd.pull_addr)
         self.counters["downlinks"] += 1
+
+    def _to_forwarder(self, datagram: bytes) -> None:
+        """An upstream PULL_RESP: to the forwarder whose keepalive came last (it holds the NAT path)."""
+        fwd = max((f for f in self.forwarders.by_eui.values() if f.pull_addr), key=lambda f: f.last_pull_mono or 0.0, default=None)
+        if fwd is not None and fwd.pull_addr is not None:
+            self._send(datagram, fwd.pull_addr)
 
     # -- helpers ----------------------------------------------------------------------------------
 

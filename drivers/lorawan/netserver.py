@@ -67,7 +67,6 @@ class NetworkServer:
         self._by_addr: dict[int, list[Session]] = {}
         self._seen: dict[bytes, float] = {}  # PHYPayload -> first heard (monotonic s), for de-duplication
         self._dev_status_due: dict[str, float] = {}
-        self.counters: dict[str, int] = {}
         for d in devices:
             if not d.otaa:
                 assert d.dev_addr is not None and d.nwk_skey and d.app_skey
@@ -106,9 +105,6 @@ class NetworkServer:
         self._by_addr = {}
         for s in [*self.sessions.values(), *self.previous.values()]:
             self._by_addr.setdefault(s.dev_addr, []).append(s)
-
-    def _bump(self, name: str) -> None:
-        self.counters[name] = self.counters.get(name, 0) + 1
 
     # -- uplink --------------------------------------------------------------------------------
 

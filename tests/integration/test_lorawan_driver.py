@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
-from drivers.lorawan import mac
+from drivers.lorawan import gwmp, mac
 from gateway.clock import ManualClock
 from gateway.model import EventKind
 from tests.integration.lorawan_rig import rig
@@ -172,3 +173,28 @@ async def test_unwritable_state_dir_keeps_running_in_memory(tmp_path):
         await async_wait_for(lambda: r.events("gas-3-102", EventKind.ALARM))
         h = r.driver.health()
         assert h.state == "degraded" and "in memory only" in h.detail["state_error"]
+
+
+async def test_upstream_bridge_gets_a_verbatim_copy_and_can_send_downlinks(tmp_path):
+    loop = asyncio.get_running_loop()
+    got: list[tuple[bytes, tuple]] = []
+
+    class Upstream(asyncio.DatagramProtocol):
+        def datagram_received(self, data, addr):
+            got.append((data, addr))
+
+    up, _ = await loop.create_datagram_endpoint(Upstream, local_addr=("127.0.0.1", 0))
+    try:
+        async with rig(tmp_path, upstream=f"127.0.0.1:{up.get_extra_info('sockname')[1]}") as r:
+            r.sim.report("smoke-2-401", "alarm")
+            await async_wait_for(lambda: any(d[3] == gwmp.Ident.PUSH_DATA and b"rxpk" in d for d, _ in got), what="copy upstream")
+            push = next(d for d, _ in got if d[3] == gwmp.Ident.PUSH_DATA and b"rxpk" in d)
+            assert gwmp.parse(push).rxpk[0].data == r.sim.devices["smoke-2-401"].last_phy  # verbatim
+            await async_wait_for(lambda: r.events("smoke-2-401", EventKind.ALARM), what="local alarm as well")
+            # the district server answers with its own downlink: it reaches the forwarder through us
+            txpk = gwmp.TxPk(b"\x60" + bytes(11), 123, 506.7, "SF7BW125", 17).json()
+            up.sendto(gwmp.pull_resp(2, 0x4242, txpk), got[0][1])
+            await r.sim.wait_downlink(1)
+            assert r.sim.downlinks[0].txpk["tmst"] == 123 and r.counter("bridge_down") == 1
+    finally:
+        up.close()
