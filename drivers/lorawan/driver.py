@@ -15,11 +15,10 @@ import msgspec
 
 from drivers.base import DriverContext, DriverHealth, DriverState, Emit
 from drivers.codecs import CodecMeta
-from drivers.lorawan import crypto, gwmp
+from drivers.lorawan import gwmp
 from drivers.lorawan.bridge import Bridge
-from drivers.lorawan.config import activation
 from drivers.lorawan.forwarders import Forwarders
-from drivers.lorawan.netserver import NetworkServer, Provisioned, Verdict
+from drivers.lorawan.netserver import NetworkServer, Verdict, provision
 from drivers.lorawan.region import REGIONS
 from drivers.lorawan.state import StateFile
 from gateway.errors import CodecError, ConfigError, FrameError
@@ -28,6 +27,7 @@ from gateway.model import Event, EventKind, Item, Stamp
 TICK_S = 1.0  # forwarder liveness and state flush checks
 VIA = "lorawan"
 RCVBUF_BYTES = 1 << 20
+BRIDGE_RETRY_S = 30.0
 
 
 class _Proto(asyncio.DatagramProtocol):
@@ -61,7 +61,7 @@ class LorawanDriver:
                 continue
             self.codecs[dev.id] = CODECS[prof.codec]
             try:
-                provisioned.append(self._provision(dev.id, str(dev.address)))
+                provisioned.append(provision(dev.id, str(dev.address), ctx.secrets.get(dev.id)))
             except ConfigError as exc:
                 # One device without its keys must not silence the others: it is named in health().
                 self.misconfigured[dev.id] = "; ".join(exc.problems)
@@ -83,18 +83,6 @@ class LorawanDriver:
         self._down = False
         self._rng = random.Random()
         self.bridge = Bridge(self.cfg.upstream, self._to_forwarder) if self.cfg.upstream else None
-
-    def _provision(self, device_id: str, address: str) -> Provisioned:
-        if device_id not in self.ctx.secrets:
-            raise ConfigError([f"the credentials file has no lora_keys.{device_id}"])
-        keys = crypto.parse_keys(device_id, self.ctx.secrets[device_id])
-        if activation(address) == "otaa":
-            if len(keys) != 1:
-                raise ConfigError([f"lora_keys.{device_id}: an OTAA device (DevEUI address) needs its AppKey only"])
-            return Provisioned(device_id, dev_eui=bytes.fromhex(address)[::-1], app_key=keys[0])
-        if len(keys) != 2:
-            raise ConfigError([f"lora_keys.{device_id}: an ABP device (DevAddr address) needs NwkSKey:AppSKey"])
-        return Provisioned(device_id, dev_addr=int(address, 16), nwk_skey=keys[0], app_skey=keys[1])
 
     # -- Driver ---------------------------------------------------------------------------------
 
@@ -125,6 +113,7 @@ class LorawanDriver:
         self._emit = emit
         loop = asyncio.get_running_loop()
         tries = 0
+        bridge_task: asyncio.Task | None = None
         try:
             while self._transport is None:
                 try:
@@ -140,13 +129,21 @@ class LorawanDriver:
             if sock is not None:  # a burst of PUSH_DATA while the loop is busy must not overflow (kernel caps at rmem_max)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
             self.log.info("gwmp_listening", address=f"{self.cfg.bind_host}:{self.cfg.bind_port}", region=self.region.name)
-            if self.bridge is not None:
-                await self.bridge.open()
+            if self.bridge is not None:  # in the background: resolving the upstream's name may take seconds
+                bridge_task = asyncio.create_task(self.bridge.open())
+            next_bridge_try = self.clock.monotonic() + BRIDGE_RETRY_S
             while True:
                 await asyncio.sleep(TICK_S)
                 self._tick()
+                # An upstream that did not resolve is retried, also in the background.
+                if self.bridge is not None and self.bridge.error and (bridge_task is None or bridge_task.done()) \
+                        and self.clock.monotonic() >= next_bridge_try:
+                    bridge_task = asyncio.create_task(self.bridge.open())
+                    next_bridge_try = self.clock.monotonic() + BRIDGE_RETRY_S
         finally:
             self._emit = None
+            if bridge_task is not None:
+                bridge_task.cancel()
             if self.bridge is not None:
                 self.bridge.close()
             if self._transport is not None:

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drivers.lorawan import crypto, mac
-from drivers.lorawan.config import LorawanPort
+from drivers.lorawan.config import LorawanPort, activation
 from drivers.lorawan.gwmp import RxPk, TxPk
 from drivers.lorawan.region import JOIN_ACCEPT_DELAY1_US, Region
 from drivers.lorawan.session import DeviceRecord, Session, fcnt_candidates
-from gateway.errors import FrameError
+from gateway.errors import ConfigError, FrameError
 
 
 MAX_DEDUP_ENTRIES = 4096  # frames remembered for de-duplication at most (a flood cannot grow memory)
@@ -34,6 +34,21 @@ class Provisioned:
     @property
     def otaa(self) -> bool:
         return self.dev_eui is not None
+
+
+def provision(device_id: str, address: str, secret: str | None) -> Provisioned:
+    """A configured device with its keys from the credentials file's lora_keys: OTAA when the address is a
+    DevEUI (the secret is the AppKey), ABP when it is a DevAddr (the secret is "NwkSKey:AppSKey")."""
+    if secret is None:
+        raise ConfigError([f"the credentials file has no lora_keys.{device_id}"])
+    keys = crypto.parse_keys(device_id, secret)
+    if activation(address) == "otaa":
+        if len(keys) != 1:
+            raise ConfigError([f"lora_keys.{device_id}: an OTAA device (DevEUI address) needs its AppKey only"])
+        return Provisioned(device_id, dev_eui=bytes.fromhex(address)[::-1], app_key=keys[0])
+    if len(keys) != 2:
+        raise ConfigError([f"lora_keys.{device_id}: an ABP device (DevAddr address) needs NwkSKey:AppSKey"])
+    return Provisioned(device_id, dev_addr=int(address, 16), nwk_skey=keys[0], app_skey=keys[1])
 
 
 @dataclass
