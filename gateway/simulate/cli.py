@@ -98,8 +98,8 @@ async def _serve_trigger(cy, reader: asyncio.StreamReader, writer: asyncio.Strea
 @click.option("--duration", "duration_s", type=float, default=10.0, show_default=True, help="for silent / uplink_outage")
 @click.option("--socket", "sock", default=default_trigger_socket)
 def trigger(scenario: str, device: str, duration_s: float, sock: str) -> None:
-    """Trigger SCENARIO (smoke, gas, hydrant_opened, pump_fault, manhole_tilted, water_flow, battery_low,
-    silent, clear, uplink_outage) on DEVICE, or on a device of the right type."""
+    """Trigger SCENARIO (smoke, gas, hydrant_opened, pump_fault, manhole_tilted, water_flow, leak, door_open,
+    battery_low, silent, clear, uplink_outage) on DEVICE, or on a device of the right type."""
     import socket as s
 
     try:
