@@ -255,6 +255,9 @@ class LorawanDriver:
             self._dirty_since = self.clock.monotonic()
 
     def _data(self, v: Verdict, rx: gwmp.RxPk, stamp: Stamp) -> None:
+        if v.reason == "retransmission":
+            self._bump("retransmissions")  # delivered already; the ACK (if confirmed) goes out again
+            return
         items: list[Item] = []
         if v.fport is not None and v.payload:
             meta = CodecMeta(v.device_id, stamp, VIA, rssi_dbm=rx.rssi_dbm, snr_db=rx.lsnr_db)

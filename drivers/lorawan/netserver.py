@@ -105,7 +105,7 @@ class NetworkServer:
                 self.sessions[s.device_id] = s
             elif not dev.otaa and not s.otaa and s.dev_addr == dev.dev_addr and s.nwk_skey == dev.nwk_skey:
                 cur = self.sessions[s.device_id]
-                cur.fcnt_up, cur.fcnt_down = s.fcnt_up, s.fcnt_down
+                cur.fcnt_up, cur.fcnt_down, cur.last_mic = s.fcnt_up, s.fcnt_down, s.last_mic
                 cur.fcnt_down_reserved = s.fcnt_down
         for dev_id, nonces in state.get("dev_nonces", {}).items():
             if dev_id in self.nonces and isinstance(nonces, list):
@@ -164,6 +164,8 @@ class NetworkServer:
                     return self._accept(s, frame, fcnt, rx, wall_s, now_mono)
             for fcnt in behind:
                 if mac.verify_data_mic(frame, s.nwk_skey, fcnt):
+                    if fcnt == s.fcnt_up and frame.mic == s.last_mic:
+                        return self._retransmission(s, frame, rx, wall_s)
                     return self._suspect(s, frame, fcnt, rx, wall_s)
         self.records[sessions[0].device_id].reject("mic")
         return Verdict("rejected", "mic", sessions[0].device_id)
@@ -171,6 +173,18 @@ class NetworkServer:
     def _plain(self, s: Session, frame: mac.DataFrame, fcnt: int) -> bytes:
         key = s.nwk_skey if frame.fport == 0 else s.app_skey
         return crypto.payload_cipher(key, s.dev_addr, fcnt, crypto.UPLINK, frame.frm_payload)
+
+    def _retransmission(self, s: Session, frame: mac.DataFrame, rx: RxPk, wall_s: float) -> Verdict:
+        """LoRaWAN 1.0.2 §18.4: a device that missed the ACK of a confirmed uplink sends the same frame again,
+        same FCnt. Its content was already delivered: acknowledge it again, deliver nothing twice."""
+        rec = self.records[s.device_id]
+        rec.retransmissions += 1
+        self._seen_radio(rec, rx, wall_s)
+        verdict = Verdict("data", "retransmission", s.device_id, s.fcnt_up, s.fcnt_up)
+        if frame.confirmed:
+            verdict.downlink, durable = self._downlink(s, rx, b"", ack=True)
+            verdict.persist = "durable" if durable else ""
+        return verdict
 
     def _suspect(self, s: Session, frame: mac.DataFrame, fcnt: int, rx: RxPk, wall_s: float) -> Verdict:
         rec = self.records[s.device_id]
@@ -182,7 +196,7 @@ class NetworkServer:
                        security="replay_suspect", detail={"fcnt": fcnt, "last_fcnt": s.fcnt_up})
 
     def _accept(self, s: Session, frame: mac.DataFrame, fcnt: int, rx: RxPk, wall_s: float, now_mono: float) -> Verdict:
-        last, s.fcnt_up = s.fcnt_up, fcnt
+        last, s.fcnt_up, s.last_mic = s.fcnt_up, fcnt, frame.mic
         persist = "lazy"
         if s.otaa and not s.confirmed:
             persist = self._confirm(s)

@@ -30,19 +30,22 @@ class Session:
     rx_delay_s: int = 1
     joined_wall_s: float | None = None
     confirmed: bool = True  # OTAA: an uplink arrived on this session (the device got the JoinAccept)
+    last_mic: bytes = b""  # of the last accepted uplink: its retransmission (same FCnt, same bytes) is not a replay
 
     def to_json(self) -> dict[str, Any]:
         return {"device_id": self.device_id, "dev_addr": f"{self.dev_addr:08x}", "nwk_skey": self.nwk_skey.hex(),
                 "app_skey": self.app_skey.hex(), "otaa": self.otaa, "fcnt_up": self.fcnt_up,
                 "fcnt_down": max(self.fcnt_down, self.fcnt_down_reserved), "rx1_dr_offset": self.rx1_dr_offset,
-                "rx_delay_s": self.rx_delay_s, "joined_wall_s": self.joined_wall_s, "confirmed": self.confirmed}
+                "rx_delay_s": self.rx_delay_s, "joined_wall_s": self.joined_wall_s, "confirmed": self.confirmed,
+                "last_mic": self.last_mic.hex()}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "Session":
         down = int(obj.get("fcnt_down", 0))
         return cls(str(obj["device_id"]), int(obj["dev_addr"], 16), bytes.fromhex(obj["nwk_skey"]), bytes.fromhex(obj["app_skey"]),
                    bool(obj.get("otaa", False)), int(obj.get("fcnt_up", -1)), down, down, int(obj.get("rx1_dr_offset", 0)),
-                   int(obj.get("rx_delay_s", 1)), obj.get("joined_wall_s"), bool(obj.get("confirmed", True)))
+                   int(obj.get("rx_delay_s", 1)), obj.get("joined_wall_s"), bool(obj.get("confirmed", True)),
+                   bytes.fromhex(obj.get("last_mic", "")))
 
     def next_fcnt_down(self) -> tuple[int, bool]:
         """The counter for the next downlink, and whether the reservation must be persisted (durably)
@@ -78,7 +81,7 @@ class DeviceRecord:
     device_id: str
     activation: str  # "abp" | "otaa"
     frames: int = 0
-    duplicates: int = 0
+    retransmissions: int = 0
     replay_suspects: int = 0
     joins: int = 0
     last_rssi_dbm: int | None = None
@@ -96,7 +99,7 @@ class DeviceRecord:
         return {"activation": self.activation, "joined": session is not None,
                 "dev_addr": f"{session.dev_addr:08x}" if session else None,
                 "last_fcnt": session.fcnt_up if session and session.fcnt_up >= 0 else None,
-                "frames": self.frames, "duplicates": self.duplicates, "replay_suspects": self.replay_suspects,
+                "frames": self.frames, "retransmissions": self.retransmissions, "replay_suspects": self.replay_suspects,
                 "joins": self.joins, "last_rssi_dbm": self.last_rssi_dbm, "last_snr_db": self.last_snr_db,
                 "last_seen_wall_s": self.last_seen_wall_s, "battery": self.battery, "margin_db": self.margin_db,
                 "rejects": dict(self.rejects)}

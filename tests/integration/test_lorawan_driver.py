@@ -198,3 +198,17 @@ async def test_upstream_bridge_gets_a_verbatim_copy_and_can_send_downlinks(tmp_p
             assert r.sim.downlinks[0].txpk["tmst"] == 123 and r.counter("bridge_down") == 1
     finally:
         up.close()
+
+
+async def test_retransmitted_confirmed_uplink_is_acked_again_not_a_replay(tmp_path):
+    # LoRaWAN 1.0.2 §18.4: the ACK was lost, the device sends the same frame (same FCnt) a few seconds later.
+    clock = ManualClock()
+    async with rig(tmp_path, clock=clock) as r:
+        r.sim.report("smoke-2-401", "alarm", confirmed=True)
+        await r.sim.wait_downlink(1)
+        clock.advance(3)  # ACK_TIMEOUT later: outside the de-duplication window
+        r.sim.send(r.sim.devices["smoke-2-401"].last_phy)
+        await r.sim.wait_downlink(2)
+        assert r.sim.devices["smoke-2-401"].acks == 2 and r.counter("retransmissions") == 1
+        assert len(r.events("smoke-2-401", EventKind.ALARM)) == 1 and not r.events("smoke-2-401", EventKind.SECURITY)
+        assert r.device("smoke-2-401")["retransmissions"] == 1 and r.device("smoke-2-401")["replay_suspects"] == 0
