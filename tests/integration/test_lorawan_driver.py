@@ -134,16 +134,17 @@ async def test_restart_keeps_counters_sessions_and_nonces(tmp_path):
         r.sim.report("gas-3-102", "heartbeat")
         r.sim.devices["smoke-2-401"].fcnt_up = 70000
         r.sim.report("smoke-2-401", "heartbeat")
-        await async_wait_for(lambda: r.device("smoke-2-401")["last_fcnt"] == 70000 and r.device("gas-3-102")["last_fcnt"] == 0)
-        replay = r.sim.devices["smoke-2-401"].last_phy
+        replay = r.sim.devices["smoke-2-401"].last_phy  # frame 70000, replayed after the restart
+        r.sim.report("smoke-2-401", "heartbeat")
+        await async_wait_for(lambda: r.device("smoke-2-401")["last_fcnt"] == 70001 and r.device("gas-3-102")["last_fcnt"] == 0)
         assert r.driver.state.writes >= 1
     state = json.loads((tmp_path / "lorawan-lw.json").read_text())
-    assert state["sessions"]["smoke-2-401"]["fcnt_up"] == 70000 and state["dev_nonces"]["gas-3-102"] == gas.dev_nonces
+    assert state["sessions"]["smoke-2-401"]["fcnt_up"] == 70001 and state["dev_nonces"]["gas-3-102"] == gas.dev_nonces
     async with rig(tmp_path) as r2:
         r2.sim.devices["gas-3-102"] = gas  # the same device, still in its session: no rejoin needed
         r2.sim.report("gas-3-102", "alarm")
         await async_wait_for(lambda: r2.events("gas-3-102", EventKind.ALARM), what="alarm on the restored session")
-        r2.sim.send(replay)  # no trust-on-first-use after a restart: frame 70000 again is a replay
+        r2.sim.send(replay)  # no trust-on-first-use after a restart: frame 70000 is a replay
         await async_wait_for(lambda: r2.events("smoke-2-401", EventKind.SECURITY), what="replay after restart")
         r2.sim.set_fault("reused_devnonce", "gas-3-102")
         r2.sim.join("gas-3-102")
