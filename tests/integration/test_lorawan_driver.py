@@ -8,7 +8,7 @@ import json
 from drivers.lorawan import gwmp, mac
 from gateway.clock import ManualClock
 from gateway.model import EventKind
-from tests.integration.lorawan_rig import rig
+from tests.integration.lorawan_rig import build_driver, free_udp_port, rig
 from tests.support.wait import async_wait_for
 
 
@@ -152,15 +152,26 @@ async def test_restart_keeps_counters_sessions_and_nonces(tmp_path):
 
 
 async def test_forwarder_silent_takes_driver_down_with_reason(tmp_path):
-    async with rig(tmp_path, forwarder_timeout_s=5) as r:
+    clock = ManualClock()
+    async with rig(tmp_path, clock=clock, forwarder_timeout_s=30) as r:
         assert r.driver.health().state == "ok"
         r.sim.set_fault("silent")
-        r.driver.forwarders.by_eui[r.sim.eui.hex()].last_pull_mono -= 10  # as if 10 s had passed
-        r.driver.forwarders.by_eui[r.sim.eui.hex()].last_push_mono -= 10
+        clock.advance(29)
+        assert r.driver.health().state == "ok"
+        clock.advance(2)  # 31 s without a keepalive: down, within the 100 s fault budget
         h = r.driver.health()
-        assert h.state == "down" and "silent" in h.detail["reason"]
+        assert h.state == "down" and "silent for 31 s" in h.detail["reason"]
         r.sim.clear_fault("silent")
         await async_wait_for(lambda: r.driver.health().state == "ok", what="forwarder back")
+
+
+async def test_no_forwarder_ever_is_down_after_the_timeout(tmp_path):
+    clock = ManualClock()
+    driver = build_driver(free_udp_port(), tmp_path, clock, forwarder_timeout_s=30)
+    assert driver.health().state == "starting"
+    clock.advance(31)
+    h = driver.health()
+    assert h.state == "down" and "no packet forwarder" in h.detail["reason"]
 
 
 async def test_unwritable_state_dir_keeps_running_in_memory(tmp_path):
@@ -213,3 +224,36 @@ async def test_retransmitted_confirmed_uplink_is_acked_again_not_a_replay(tmp_pa
         assert r.sim.devices["smoke-2-401"].acks == 2 and r.counter("retransmissions") == 1
         assert len(r.events("smoke-2-401", EventKind.ALARM)) == 1 and not r.events("smoke-2-401", EventKind.SECURITY)
         assert r.device("smoke-2-401")["retransmissions"] == 1 and r.device("smoke-2-401")["replay_suspects"] == 0
+
+
+async def test_mac_commands_link_check_and_dev_status_answered(tmp_path):
+    async with rig(tmp_path) as r:
+        dev = r.sim.devices["smoke-2-401"]
+        r.sim.send(dev.uplink(b"", None, fopts=bytes([mac.Cid.LINK_CHECK])), lsnr_db=2.5)
+        (dl,) = await r.sim.wait_downlink(1)
+        cmds = mac.parse_data(dl.phy).fopts
+        # LinkCheckAns: margin = 2.5 dB - (-7.5 dB SF7 floor) = 10, one gateway; DevStatusReq piggy-backed.
+        assert cmds == bytes([mac.Cid.LINK_CHECK, 10, 1, mac.Cid.DEV_STATUS])
+        r.sim.send(dev.uplink(b"", None, fopts=bytes([mac.Cid.DEV_STATUS, 200, 7])))
+        await async_wait_for(lambda: r.device("smoke-2-401")["battery"] == 200, what="DevStatusAns")
+        assert r.device("smoke-2-401")["margin_db"] == 7
+        r.sim.send(dev.uplink(b"", None, fctrl=mac.ADR_ACK_REQ))  # ADR is off, but the device wants a downlink
+        await r.sim.wait_downlink(2)
+
+
+async def test_eu868_join_accept_carries_the_cflist(tmp_path):
+    async with rig(tmp_path, region="EU868") as r:
+        r.sim.region = "EU868"
+        r.sim.join("gas-3-102")
+        (dl,) = await r.sim.wait_downlink(1)
+        assert len(dl.phy) == 33 and dl.txpk["freq"] == r.sim.last_sent_freq and dl.txpk["powe"] == 14
+        ja = mac.open_join_accept(r.sim.devices["gas-3-102"].app_key, dl.phy)
+        assert [int.from_bytes(ja.cflist[i:i + 3], "little") / 10_000 for i in range(0, 15, 3)] == [867.1, 867.3, 867.5, 867.7, 867.9]
+
+
+async def test_tx_ack_error_counted(tmp_path):
+    async with rig(tmp_path) as r:
+        r.sim.tx_error = "TOO_LATE"
+        r.sim.report("smoke-2-401", "alarm", confirmed=True)
+        await r.sim.wait_downlink(1)
+        await async_wait_for(lambda: r.counter("tx_ack_too_late") == 1, what="TX_ACK error counted")
