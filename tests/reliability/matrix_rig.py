@@ -128,8 +128,11 @@ class Rig:
 
     async def trouble_within(self, deadline_s: float, on: bool = True) -> float:
         t0 = time.monotonic()
-        await async_wait_for(lambda: self.coil("trouble") is on, deadline_s, interval_s=0.05,
-                             what=f"trouble coil {'on' if on else 'off'}")
+        try:
+            await async_wait_for(lambda: self.coil("trouble") is on, deadline_s, interval_s=0.05,
+                                 what=f"trouble coil {'on' if on else 'off'}")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; faults now: {self.faults()}") from None
         return time.monotonic() - t0
 
     def faults(self) -> dict[str, str]:
