@@ -40,6 +40,9 @@ class LoraPort(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     sub_packet_bytes: Literal[240, 128, 64, 32] = 240  # REG1 b7-6
     # Mode pins and AUX as sysfs GPIO numbers (`gpio_root`/gpioN/value). Without M0/M1 the registers
     # cannot be read and verification is skipped (logged); the module must then be strapped to mode 00.
+    # Without M0/M1: verify through the 2024 firmware's software mode switching (REG1 b4 must be on;
+    # `C0 C1 C2 C3 02 <mode>` at the normal baud). Ignored when the pins are wired.
+    software_mode_switch: bool = False
     m0_gpio: Gpio | None = None
     m1_gpio: Gpio | None = None
     aux_gpio: Gpio | None = None

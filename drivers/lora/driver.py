@@ -149,9 +149,9 @@ class LoraDriver:
                 await flusher
 
     async def _verify(self) -> None:
-        if not self.pins.mode_wired:
+        if not self.pins.mode_wired and not self.cfg.software_mode_switch:
             self.verification = "skipped"
-            self.log.warning("module_verification_skipped", reason="m0_gpio/m1_gpio not configured",
+            self.log.warning("module_verification_skipped", reason="neither m0_gpio/m1_gpio nor software_mode_switch configured",
                              hint="the module's address, channel, air rate, fixed point and RSSI settings are trusted unchecked")
             return
         try:

@@ -181,34 +181,63 @@ def soft_command(data: bytes) -> tuple[int, int] | None:
 async def verify(port: LoraPort, answer_timeout_s: float = 1.0) -> E22Registers:
     """Read the module's registers in configuration mode and compare them with `port`.
 
-    Needs M0/M1 wired (RuntimeError otherwise: the caller logs that verification was skipped). Raises
-    ModuleMismatch with every difference, DeviceTimeout when the module does not answer, FrameError on
-    a malformed answer. Leaves the module in normal mode. Used at driver start and by `gateway selftest`.
+    Configuration mode by M0/M1 when wired, else by the 2024 firmware's software mode switching when
+    `port.software_mode_switch` (REG1 b4 on); RuntimeError when neither (the caller logs that
+    verification was skipped). Raises ModuleMismatch with every difference, DeviceTimeout when the
+    module does not answer, FrameError on a malformed answer. Leaves the module in normal mode. Used at
+    driver start and by `gateway selftest`.
     """
-    import serial_asyncio_fast  # opened here only, at the configuration baud; the driver reopens its own
-
     pins = Pins(port.gpio_root, port.m0_gpio, port.m1_gpio, port.aux_gpio)
-    if not pins.mode_wired:
-        raise RuntimeError("verification needs m0_gpio and m1_gpio")
-    pins.set_mode(Mode.CONFIG)
-    try:
-        await pins.wait_idle(port.aux_timeout_s)
-        reader, writer = await serial_asyncio_fast.open_serial_connection(url=port.path, baudrate=CONFIG_BAUD)
+    if pins.mode_wired:
+        pins.set_mode(Mode.CONFIG)
         try:
-            writer.write(READ_ALL)
-            buf = b""
-            async with asyncio.timeout(answer_timeout_s):
-                while (raw := parse_answer(buf)) is None:
-                    buf += await reader.read(64)
-        except TimeoutError:
-            raise DeviceTimeout(f"LoRa module on {port.path} (no answer to C1 00 09)", answer_timeout_s) from None
+            await pins.wait_idle(port.aux_timeout_s)
+            raw = await _exchange(port.path, CONFIG_BAUD, [], answer_timeout_s)
         finally:
-            writer.close()
-    finally:
-        pins.set_mode(Mode.NORMAL)
+            pins.set_mode(Mode.NORMAL)
+    elif port.software_mode_switch:
+        # 2024 manual REG1 b4: the module answers C1 C2 C3 02 <mode>; it stays at its normal UART baud.
+        raw = await _exchange(port.path, port.baud, [SOFT_PREFIX + bytes([SOFT_MODE_REG, Mode.CONFIG])], answer_timeout_s,
+                              leave=SOFT_PREFIX + bytes([SOFT_MODE_REG, Mode.NORMAL]))
+    else:
+        raise RuntimeError("verification needs m0_gpio and m1_gpio, or software_mode_switch")
     regs = E22Registers.from_bytes(raw)
     problems = mismatches(regs, port)
     if problems:
         raise ModuleMismatch(port.path, problems)
     await pins.wait_idle(port.aux_timeout_s)
     return regs
+
+
+async def _exchange(path: str, baud: int, enter: list[bytes], timeout_s: float, leave: bytes = b"") -> bytes:
+    """Optional mode-switch commands (each answered C1 C2 C3 ...), then C1 00 09; `leave` switches back."""
+    import serial_asyncio_fast  # opened here only; the driver reopens its own port afterwards
+
+    reader, writer = await serial_asyncio_fast.open_serial_connection(url=path, baudrate=baud)
+    step = "C1 00 09"
+    try:
+        async with asyncio.timeout(timeout_s):
+            for command in enter:
+                step = command.hex(" ").upper()
+                writer.write(command)
+                want, buf = command[1:], b""
+                while len(buf) < len(want):
+                    buf += await reader.read(len(want) - len(buf))
+                if buf != want:
+                    raise FrameError("unexpected_answer", buf)
+            step = "C1 00 09"
+            writer.write(READ_ALL)
+            buf = b""
+            while (raw := parse_answer(buf)) is None:
+                buf += await reader.read(64)
+            if leave:
+                step = leave.hex(" ").upper()
+                writer.write(leave)
+                want, buf = leave[1:], b""
+                while len(buf) < len(want):
+                    buf += await reader.read(len(want) - len(buf))
+        return raw
+    except TimeoutError:
+        raise DeviceTimeout(f"LoRa module on {path} (no answer to {step})", timeout_s) from None
+    finally:
+        writer.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from drivers.lora import crypto
 from drivers.modbus.framing import crc16  # CRC-16/MODBUS, the check protocols.md §2.1 names for keyless devices
@@ -51,7 +51,8 @@ class Frame:
     encrypted: bool = False
     verified: bool = True  # False only in listen mode for a keyed device whose key we lack
     wire_bytes: int = 0
-    trailer: bytes = b""  # the MIC (or CRC): identifies the content, so an exact duplicate is recognised
+    # The MIC (or CRC): identifies the content, so an exact duplicate is recognised (not part of equality).
+    trailer: bytes = field(default=b"", compare=False)
 
 
 KEYLESS = None
