@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,12 @@ class CounterStore:
         self.counters = {"state_writes": 0, "state_write_failed": 0, "state_corrupt": 0}
         self.error = "" if self.path is not None else "no state directory: counters kept in memory only"
         self._dirty = False
-        self._urgent = asyncio.Event()  # binds to a loop only when first awaited (Python >= 3.10)
+        self._gen = 0  # bumped by every put(): an older snapshot never overwrites a newer one on disk
+        self._written_gen = -1
+        self._urgent = asyncio.Event()  # replaced in run(): an Event belongs to the loop that awaits it
+        # One writer at a time: the flusher's worker thread may still be writing when a cancelled run()
+        # (or a downlink's reservation) writes again; both use the same temp file.
+        self._write_lock = threading.Lock()
         self._load()
 
     # -- records ----------------------------------------------------------------------------------
@@ -55,6 +61,7 @@ class CounterStore:
 
     def put(self, key: str, record: Record, urgent: bool = False) -> None:
         self.records[key] = record
+        self._gen += 1
         self._dirty = True
         if urgent:
             self._kick()
@@ -81,6 +88,7 @@ class CounterStore:
 
     async def run(self) -> None:
         """Flush when dirty, every `flush_interval_s` or sooner when urged, until cancelled (then once more)."""
+        self._urgent = asyncio.Event()
         try:
             while True:
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -96,21 +104,31 @@ class CounterStore:
         if self._dirty and self.path is not None:
             snapshot = self._snapshot()
             self._dirty = False
-            ok = await asyncio.to_thread(self._write, snapshot)
+            ok = await asyncio.to_thread(self._write, *snapshot)
             if not ok:
                 self._dirty = True
 
     def flush_sync(self) -> None:
         if self._dirty and self.path is not None:
-            self._dirty = not self._write(self._snapshot())
+            self._dirty = not self._write(*self._snapshot())
 
-    def _snapshot(self) -> bytes:
-        return json.dumps({"v": FORMAT_VERSION, "records": self.records}, separators=(",", ":"), sort_keys=True).encode()
+    def _snapshot(self) -> tuple[int, bytes]:
+        doc = {"v": FORMAT_VERSION, "records": self.records}
+        return self._gen, json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
 
-    def _write(self, data: bytes) -> bool:
+    def _write(self, gen: int, data: bytes) -> bool:
         """Atomic replace: temp file, fsync, rename, fsync the directory. False (counted) on any OSError."""
         assert self.path is not None
-        tmp = self.path.with_name(self.path.name + ".tmp")
+        with self._write_lock:
+            if gen <= self._written_gen:
+                return True  # a newer snapshot is already on disk
+            ok = self._write_locked(data, self.path)
+            if ok:
+                self._written_gen = gen
+            return ok
+
+    def _write_locked(self, data: bytes, path: Path) -> bool:
+        tmp = path.with_name(path.name + ".tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
@@ -118,8 +136,8 @@ class CounterStore:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, self.path)
-            dfd = os.open(self.path.parent, os.O_RDONLY)
+            os.replace(tmp, path)
+            dfd = os.open(path.parent, os.O_RDONLY)
             try:
                 os.fsync(dfd)
             finally:
@@ -127,13 +145,13 @@ class CounterStore:
         except OSError as exc:
             self.counters["state_write_failed"] += 1
             first = not self.error
-            self.error = f"cannot write {self.path}: {exc.strerror or exc}"
+            self.error = f"cannot write {path}: {exc.strerror or exc}"
             # First failure WARNING, repeats DEBUG (STYLE "Errors and logging"); the driver keeps running.
-            (self.log.warning if first else self.log.debug)("counter_state_unwritable", path=str(self.path), error=str(exc))
+            (self.log.warning if first else self.log.debug)("counter_state_unwritable", path=str(path), error=str(exc))
             return False
         self.counters["state_writes"] += 1
         if self.error:
-            self.log.info("counter_state_writable", path=str(self.path))
+            self.log.info("counter_state_writable", path=str(path))
         self.error = ""
         return True
 
