@@ -153,3 +153,38 @@ def test_write_ahead_reservation_never_reuses_a_counter_after_a_crash(tmp_path):
     s.flush_sync()
     crashed = CounterStore(tmp_path, "t", LOG)  # no clean stop: only the reservation reached the disk
     assert crashed.reserve("tx", 16) == 16
+
+
+forge = st.one_of(
+    st.tuples(st.just("genuine"), st.integers(1, 3000), st.booleans()),  # (kind, step, is an alarm)
+    st.tuples(st.just("replay"), st.integers(0, 10_000), st.booleans()),
+    st.tuples(st.just("forged"), st.integers(0, 70_000), st.booleans()),  # keyless: any counter, even above
+    st.tuples(st.just("restart"), st.just(0), st.just(False)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(forge, max_size=60))
+def test_a_genuine_alarm_frame_always_emits_its_alarm_whatever_came_before(tmp_path_factory, ops):
+    state = tmp_path_factory.mktemp("state")
+    g = guard(state, k=3, min_s=0)
+    stamp = ManualClock().now()
+    sent: list[tuple[int, str, bool]] = []
+    counter = 0
+    for kind, n, alarm in ops:
+        if kind == "restart":
+            g.store.flush_sync()
+            g = guard(state, k=3, min_s=0)
+            continue
+        if kind == "genuine":
+            counter += n
+            frame = (counter, f"g{counter}", alarm)
+            sent.append(frame)
+        elif kind == "replay" and sent:
+            frame = sent[n % len(sent)]
+        else:
+            frame = (n, f"f{n}", alarm)
+        items = [Event("d", EventKind.ALARM if frame[2] else EventKind.HEARTBEAT, stamp)]
+        out, _ = screen(items, g.check("dev", frame[0], frame[1], 0.0).verdict)
+        if kind == "genuine" and alarm:
+            assert [i.kind for i in out] == [EventKind.ALARM], frame
