@@ -173,3 +173,17 @@ async def test_downlink_counters_are_reserved_ahead_and_never_repeat_after_a_res
         await rig.driver.write(Command(SMOKE, "silence", True))
         await async_wait_for(lambda: len(r.sim.downlinks) == 2, what="second downlink")
         assert [d.frame.fcnt for d in r.sim.downlinks] == [0, 16]  # the next reserved block
+
+
+async def test_keyless_device_follows_the_same_rules_unauthenticated(pty_link, tmp_path):
+    from tests.integration.lora_rig import FLOW_ID
+
+    async with restartable(pty_link(), tmp_path) as r:
+        rig = await r.start_driver()
+        r.sim.trigger(FLOW_ID, "flow_started")
+        r.sim.trigger(FLOW_ID, "flow_stopped")
+        await r.heard("flow-riser-1", 2)
+        r.sim.send_frame(r.sim.sensors[FLOW_ID].sent[0], FLOW_ID)  # CRC-16 frames: anyone can replay (or forge) them
+        await async_wait_for(lambda: rig.events("flow-riser-1", EventKind.SECURITY), what="security event")
+        flagged = [e for e in rig.events("flow-riser-1", EventKind.ALARM) if e.detail.get("replay_suspect")]
+        assert len(flagged) == 1 and len(rig.events("flow-riser-1", EventKind.ALARM)) == 2
