@@ -76,7 +76,8 @@ class LoraDriver:
         self.replay = SequenceGuard(self.store, "lora", reorder_window=0, resync_frames=self.cfg.resync_frames,
                                     resync_min_s=self.cfg.resync_min_s)
         # The key's fingerprint is part of the state key: a re-keyed (replaced) sensor starts afresh.
-        self._rkey = {i: f"{i:08x}:" + (hashlib.sha256(k).hexdigest()[:8] if k else "crc") for i, k in self.keys.items()}
+        self._rkey = {i: f"{i:08x}:" + (hashlib.sha256(k).hexdigest()[:8] if k else "crc" if i in self.keys else "nokey")
+                      for i, k in ((i, self.keys.get(i)) for i in self.devices)}
         self.pins = Pins(self.cfg.gpio_root, self.cfg.m0_gpio, self.cfg.m1_gpio, self.cfg.aux_gpio)
         self.radio = {i: DeviceRadio(d.id) for i, d in self.devices.items()}
         self.counters: dict[str, int] = {"frames": 0, "bytes_in": 0, "downlinks": 0, "port_opens": 0}

@@ -187,3 +187,11 @@ async def test_keyless_device_follows_the_same_rules_unauthenticated(pty_link, t
         await async_wait_for(lambda: rig.events("flow-riser-1", EventKind.SECURITY), what="security event")
         flagged = [e for e in rig.events("flow-riser-1", EventKind.ALARM) if e.detail.get("replay_suspect")]
         assert len(flagged) == 1 and len(rig.events("flow-riser-1", EventKind.ALARM)) == 2
+
+
+def test_health_lists_a_device_whose_key_is_missing(tmp_path):
+    from tests.integration.lora_rig import KEY_HEX
+
+    driver = build_driver(str(tmp_path / "tty"), secrets={"gas-3-kitchen": KEY_HEX[::-1]}, state_dir=tmp_path)
+    h = driver.health()
+    assert h.detail["devices"][SMOKE]["replay"]["replay_suspects"] == 0 and SMOKE in h.detail["misconfigured"]
