@@ -152,6 +152,9 @@ class Daemon:
                 clock=self.clock,
                 log=logsetup.get(driver=driver_name, port=port_name),
                 secrets=secrets,
+                # Frame counters and sessions persist beside the outbox (drivers/counters.py); a read-only
+                # card leaves them in memory, never deaf.
+                state_dir=Path(self.cfg.store.path).parent,
             )
             self.drivers[port_name] = spec.build(ctx)
 
@@ -391,6 +394,8 @@ class Daemon:
             return f"not running: {self._task_error(name) or 'starting'}"
         down = link.down_for_s() if hasattr(link, "down_for_s") else self._link_down_for(name, link)
         h = link.health()
+        if h.get("config_fault"):  # a missing certificate or refused credentials: no reconnect will fix it
+            return f"{h.get('reason')}: {h.get('detail') or ''}".rstrip(": ")
         if down <= after_s:
             # Connected as far as TCP knows, but a blackholed link is only noticed at the keepalive
             # timeout (1.5 x keepalive): records in flight without a PUBACK for after_s is the earlier sign.

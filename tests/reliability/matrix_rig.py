@@ -111,9 +111,9 @@ class Rig:
         self._smoke_used.add(dev.id)
         return dev
 
-    async def smoke(self, expect_sms: bool = True) -> float:
+    async def smoke(self, expect_sms: bool = True, dev: Any = None) -> float:
         """Smoke in a flat: returns trigger -> sounder coil on (s); waits for its SMS too."""
-        dev = self.smoke_device()
+        dev = dev or self.smoke_device()
         place = f"{dev.building}栋{dev.unit}单元{dev.room}"
         t0 = time.monotonic()
         await self.cy.trigger("smoke", dev.id)
@@ -134,6 +134,17 @@ class Rig:
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}; faults now: {self.faults()}") from None
         return time.monotonic() - t0
+
+    async def restart_daemon(self) -> subprocess.Popen[bytes]:
+        """SIGTERM the running daemon, wait for it, start a new one on the same config and state."""
+        proc = self.daemons[-1]
+        proc.terminate()
+        assert await asyncio.get_running_loop().run_in_executor(None, proc.wait, 15) == 0
+        return await self.run_daemon()
+
+    def lora_device_status(self, device_id: str) -> dict[str, Any]:
+        lora = next(v for v in self.status()["drivers"].values() if "devices" in (v.get("detail") or {}))
+        return lora["detail"]["devices"].get(device_id, {})
 
     def faults(self) -> dict[str, str]:
         return {f["source"]: f["reason"] for f in self.status()["trouble"]}

@@ -124,3 +124,73 @@ async def test_clean_stop_exit_code(rig):
     assert rig.status()["trouble"] == []
     proc.terminate()
     assert await asyncio.get_running_loop().run_in_executor(None, proc.wait, 15) == 0
+
+
+# ---- replayed radio frames (issue 15, item 5) -----------------------------------------------------
+async def _heartbeats(rig: Rig, dev, n: int) -> None:
+    sim, addr = rig.cy.sims["lora"], int(dev.address)
+    for _ in range(n):
+        sim.send_frame(sim.sensors[addr].report("heartbeat"), addr)
+    last = sim.sensors[addr].fcnt - 1
+    await async_wait_for(lambda: rig.lora_device_status(dev.id).get("last_fcnt") == last, 20, interval_s=0.1,
+                         what=f"{dev.id} heard up to counter {last}")
+
+
+async def _replay_then_genuine_alarm(rig: Rig, dev) -> None:
+    sim, addr = rig.cy.sims["lora"], int(dev.address)
+    sim.send_frame(sim.sensors[addr].sent[0], addr)  # a recorded genuine frame, counter 0
+    await async_wait_for(lambda: rig.lora_device_status(dev.id).get("replay", {}).get("suspects", 0) >= 1
+                         or any(r.get("kind") == "event.security" and r.get("device") == dev.id for r in rig.view.records),
+                         20, interval_s=0.1, what="the replay recorded as a security event")
+    # The detector's real smoke alarm, at a later counter, is heard: the replay deafened nothing.
+    assert await rig.smoke(dev=dev) < 2.0
+    await async_wait_for(lambda: any(r.get("kind") == "event.security" and r.get("device") == dev.id for r in rig.view.records),
+                         20, what="security event at the platform")
+
+
+async def test_lora_replay_after_restart(rig):
+    await rig.start()
+    await rig.run_daemon()
+    dev = rig.smoke_device()
+    await _heartbeats(rig, dev, 3)
+    await rig.restart_daemon()  # counters persisted: the first frame after the restart is not trusted
+    await _replay_then_genuine_alarm(rig, dev)
+
+
+async def test_lora_replay_after_a_quiet_period(rig):
+    def quiet_reset(doc):  # the old trust-after-quiet rule, set short: it must have no effect any more
+        next(p for p in doc["ports"].values() if p["driver"] == "lora_e22")["counter_reset_quiet_s"] = 1.0
+
+    await rig.start(quiet_reset)
+    await rig.run_daemon()
+    dev = rig.smoke_device()
+    await _heartbeats(rig, dev, 3)
+    await asyncio.sleep(1.5)  # the detector is quiet longer than counter_reset_quiet_s (the fault itself)
+    await _replay_then_genuine_alarm(rig, dev)
+
+
+# ---- a flood of downlink commands (issue 15, item 6) ----------------------------------------------
+async def test_command_flood_on_cmd(rig):
+    import paho.mqtt.client as mqtt
+
+    await rig.start()
+    await rig.run_daemon()
+    await async_wait_for(lambda: rig.view.telemetry_count > 0, 30, what="uplink connected")
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    pub.connect("127.0.0.1", rig.broker.port)
+    pub.loop_start()
+    junk = b'{"cmd": "ack_alarm", "args": {"pad": "' + b"x" * 30_000 + b'"}}'
+    try:
+        infos = [pub.publish("cg/v1/gw-xinhong-03/cmd", junk, qos=0) for _ in range(3000)]
+        assert await rig.smoke() < 2.0  # while 90 MB of unsigned commands arrive
+        for info in infos[-10:]:
+            info.wait_for_publish(30)
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+    def refused() -> int:
+        c = rig.status()["uplink"]["commands"]
+        return sum(c["rejected"].values()) + c["refused_busy"] + c["refused_oversized"]
+
+    await async_wait_for(lambda: refused() >= 1000, 60, interval_s=0.5, what="the flood refused, counted")
+    await delivered_without_holes(rig)
