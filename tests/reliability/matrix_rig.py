@@ -52,6 +52,8 @@ class Rig:
         self.daemons: list[subprocess.Popen[bytes]] = []
         self.log = tmp_path / "daemon.log"
         self._smoke_used: set[str] = set()
+        self.figures: dict[str, float] = {}  # printed per row (-s): docs/RELIABILITY.md "Fault matrix"
+        self._fault_t0: float | None = None
 
     async def start(self, bend: Callable[[dict[str, Any]], None] | None = None) -> None:
         await self.cy.start()
@@ -119,20 +121,27 @@ class Rig:
         await self.cy.trigger("smoke", dev.id)
         await async_wait_for(lambda: self.coil("sounder"), 10, interval_s=0.005, what="sounder on")
         latency = time.monotonic() - t0
+        self.figures.setdefault("sounder_s", round(latency, 3))
         if expect_sms:
             await self.sms_for(place)
+            self.figures.setdefault("sms_s", round(time.monotonic() - t0, 3))
         return latency
 
     async def sms_for(self, place: str, timeout_s: float = 20) -> None:
         await async_wait_for(lambda: any(place in t for t in self.sms_texts()), timeout_s, what=f"SMS for {place}")
 
+    def fault_starts(self) -> None:
+        """Mark the instant the row injects its fault: time to trouble counts from here."""
+        self._fault_t0 = time.monotonic()
+
     async def trouble_within(self, deadline_s: float, on: bool = True) -> float:
-        t0 = time.monotonic()
+        t0 = self._fault_t0 if (on and self._fault_t0 is not None) else time.monotonic()
         try:
             await async_wait_for(lambda: self.coil("trouble") is on, deadline_s, interval_s=0.05,
                                  what=f"trouble coil {'on' if on else 'off'}")
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}; faults now: {self.faults()}") from None
+        self.figures.setdefault("trouble_on_s" if on else "trouble_off_s", round(time.monotonic() - t0, 2))
         return time.monotonic() - t0
 
     async def restart_daemon(self) -> subprocess.Popen[bytes]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 import subprocess
 
 import pytest
@@ -22,9 +23,10 @@ SLACK_S = 4.0  # process scheduling on a loaded 2-core machine, on top of deadli
 
 
 @pytest.fixture
-async def rig(tmp_path, broker):
+async def rig(request, tmp_path, broker):
     r = Rig(tmp_path, broker)
     yield r
+    print(f"MATRIX {request.node.name}: {r.figures}")
     codes = await r.stop()
     assert all(c in (0, 1) for c in codes), f"daemon exit codes {codes}: {r.log.read_text()[-3000:]}"
 
@@ -39,6 +41,7 @@ async def test_broker_down(rig):
     await rig.run_daemon()
     await async_wait_for(lambda: rig.view.telemetry_count > 0, 30, what="telemetry before the fault")
     assert not rig.coil("trouble")
+    rig.fault_starts()
     rig.cy.proxy.set_mode(Mode.BLACKHOLE)
     latency = await rig.smoke()
     assert latency < 2.0
@@ -54,6 +57,7 @@ async def test_modem_removed(rig):
     await rig.start()
     await rig.run_daemon()
     modem = rig.cy.sims["sms"]
+    rig.fault_starts()
     modem.close_port()  # a USB unplug: the gateway's path vanishes
     await rig.trouble_within(TROUBLE["bus_after_s"] + TROUBLE["check_period_s"] + SLACK_S + 10)
     assert any(src.startswith("port:") for src in rig.faults())
@@ -69,8 +73,10 @@ async def test_modem_removed(rig):
 async def test_relay_box_silent(rig):
     await rig.start()
     await rig.run_daemon()
+    t0 = time.monotonic()
     rig.cy.sims["modbus_rtu"].set_fault(10, silent=True)
     await async_wait_for(lambda: "sounder" in rig.faults(), 30, interval_s=0.2, what="relay box fault in status")
+    rig.figures["trouble_on_s"] = round(time.monotonic() - t0, 2)  # in status: the lamp is on the silent box
     dev = rig.smoke_device()
     await rig.cy.trigger("smoke", dev.id)
     await rig.sms_for(f"{dev.building}栋{dev.unit}单元{dev.room}")  # the SMS does not depend on the relay box

@@ -39,9 +39,10 @@ def card(tmp_path):
 
 
 @pytest.fixture
-async def rig(tmp_path, broker):
+async def rig(request, tmp_path, broker):
     r = Rig(tmp_path, broker)
     yield r
+    print(f"MATRIX {request.node.name}: {r.figures}")
     codes = await r.stop()
     assert all(c == 0 for c in codes), f"daemon exit codes {codes}: {r.log.read_text()[-3000:]}"
 
@@ -75,6 +76,7 @@ def store_fault(rig: Rig) -> str:
 async def test_store_read_only_at_start(rig, card):
     mount("-o", "remount,ro", str(card))
     await rig.start(on_card(card))
+    rig.fault_starts()
     await rig.run_daemon()  # starts: the card is no precondition
     assert await rig.smoke() < 2.0
     await rig.trouble_within(TROUBLE["check_period_s"] + SLACK_S)
@@ -108,6 +110,7 @@ async def test_store_going_read_only_while_running(rig, ext4):
     await rig.run_daemon()
     await async_wait_for(lambda: rig.view.telemetry_count > 0, 30, what="telemetry before the fault")
     dev = Path(subprocess.run(["findmnt", "-no", "SOURCE", str(card)], check=True, capture_output=True, text=True).stdout.strip()).name
+    rig.fault_starts()
     Path(f"/sys/fs/ext4/{dev}/trigger_fs_error").write_text("matrix: card failing\n")  # kernel remounts it read-only
     assert await rig.smoke() < 2.0
     await rig.trouble_within(TROUBLE["check_period_s"] + SLACK_S + 10)
@@ -126,10 +129,16 @@ async def test_store_going_read_only_while_running(rig, ext4):
 async def test_corrupt_database_file(rig, card):
     (card / "outbox.db").write_bytes(b"this is not an SQLite database, it is what a failing card returns\n" * 200)
     await rig.start(on_card(card))
+    rig.fault_starts()
     await rig.run_daemon()
     assert await rig.smoke() < 2.0
     # Moved aside for forensics, a new store under a new store_id: the platform's dedupe key holds.
     await async_wait_for(lambda: any(p.name.startswith("outbox.db.corrupt") for p in card.iterdir()), 30, what="corrupt file kept aside")
+    await rig.trouble_within(TROUBLE["check_period_s"] + SLACK_S)
+    assert "corrupt" in store_fault(rig)
+    for kept in card.glob("outbox.db.corrupt*"):  # the maintainer has looked at it
+        kept.unlink()
+    await rig.trouble_within(30, on=False)
     await platform_has_no_hole(rig)
     events = [r for r in rig.view.records if r.get("cls") == "event" and "corrupt" in str(r.get("body", {}))]
     assert events, "the corrupt store is reported to the platform"
@@ -142,6 +151,7 @@ async def test_disk_full_past_ballast(rig, card):
     filler = card / "filler"
     fill(filler)  # whatever the card has left, taken by another writer
     await async_wait_for(lambda: "store" in rig.faults(), 60, interval_s=0.2, what="store on its ballast")
+    rig.fault_starts()
     fill(card / "filler2")  # ... and the space the ballast gave back: past the ballast
     assert await rig.smoke() < 2.0
     await rig.trouble_within(TROUBLE["check_period_s"] + SLACK_S + 30)
