@@ -152,8 +152,7 @@ class Rig:
         return await self.run_daemon()
 
     def lora_device_status(self, device_id: str) -> dict[str, Any]:
-        lora = next(v for v in self.status()["drivers"].values() if "devices" in (v.get("detail") or {}))
-        return lora["detail"]["devices"].get(device_id, {})
+        return self.status()["drivers"]["lora"]["detail"]["devices"].get(device_id, {})
 
     def faults(self) -> dict[str, str]:
         return {f["source"]: f["reason"] for f in self.status()["trouble"]}

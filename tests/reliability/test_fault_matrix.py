@@ -145,7 +145,7 @@ async def _heartbeats(rig: Rig, dev, n: int) -> None:
 async def _replay_then_genuine_alarm(rig: Rig, dev) -> None:
     sim, addr = rig.cy.sims["lora"], int(dev.address)
     sim.send_frame(sim.sensors[addr].sent[0], addr)  # a recorded genuine frame, counter 0
-    await async_wait_for(lambda: rig.lora_device_status(dev.id).get("replay", {}).get("suspects", 0) >= 1
+    await async_wait_for(lambda: rig.lora_device_status(dev.id).get("replay", {}).get("replay_suspects", 0) >= 1
                          or any(r.get("kind") == "event.security" and r.get("device") == dev.id for r in rig.view.records),
                          20, interval_s=0.1, what="the replay recorded as a security event")
     # The detector's real smoke alarm, at a later counter, is heard: the replay deafened nothing.
