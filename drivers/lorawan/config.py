@@ -29,7 +29,11 @@ class LorawanPort(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     rx1_delay_s: Annotated[int, Meta(ge=1, le=15)] = 1  # JoinAccept RxDelay (RECEIVE_DELAY1)
     # How many 65,536-frame epochs ahead a counter may be (a device that sent frames we never heard).
     fcnt_epochs_ahead: Annotated[int, Meta(ge=1, le=64)] = 4
-    state_flush_s: Annotated[float, Meta(ge=0.1, le=3600)] = 10.0  # counters' write-behind period
+    # A device reset (ABP battery change): this many strictly increasing frames below the last accepted
+    # counter, spanning at least resync_min_s, start a new epoch (drivers/sequence.py; never deafens).
+    resync_frames: Annotated[int, Meta(ge=2, le=100)] = 3
+    resync_min_s: Annotated[float, Meta(ge=0, le=7 * 86400)] = 60.0
+    state_flush_s: Annotated[float, Meta(ge=0.1, le=3600)] = 30.0  # counters' write-behind period (joins at once)
     dev_status_interval_s: Annotated[float, Meta(ge=60)] = 86400.0  # ask DevStatusReq with a downlink this rarely
     # ADR is not implemented: devices keep the data rate they chose. Only false is accepted, said here.
     adr: Literal[False] = False

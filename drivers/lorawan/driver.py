@@ -8,19 +8,20 @@ import asyncio
 import random
 import socket
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from drivers.base import DriverContext, DriverHealth, DriverState, Emit
 from drivers.codecs import CodecMeta
+from drivers.counters import CounterStore
 from drivers.lorawan import gwmp
 from drivers.lorawan.bridge import Bridge
 from drivers.lorawan.forwarders import Forwarders
 from drivers.lorawan.netserver import NetworkServer, Verdict, provision
 from drivers.lorawan.region import REGIONS
-from drivers.lorawan.state import StateFile
+from drivers.sequence import Verdict as SeqVerdict
+from drivers.sequence import screen, security_event
 from gateway.errors import CodecError, ConfigError, FrameError
 from gateway.model import Event, EventKind, Item, Stamp
 
@@ -68,17 +69,16 @@ class LorawanDriver:
                 self.log.error("lorawan_keys_invalid", device_id=dev.id, problem=exc.problems[0])
         if problems:
             raise ConfigError(problems)
-        self.ns = NetworkServer(self.cfg, self.region, provisioned)
-        state_dir = getattr(ctx, "state_dir", None)  # drivers.base.DriverContext gains state_dir (issue 15)
-        self.state = StateFile(Path(state_dir) if state_dir else None, f"lorawan-{ctx.port_name}.json")
-        self.ns.load(self.state.load())
+        # Sessions, counters and used DevNonces survive a restart (drivers/counters.py): no trust on first use.
+        self.store = CounterStore(ctx.state_dir, ctx.port_name, self.log, flush_interval_s=self.cfg.state_flush_s)
+        self.ns = NetworkServer(self.cfg, self.region, provisioned, self.store)
         self.forwarders = Forwarders(self.cfg.forwarder_timeout_s, self.clock.monotonic(), self.cfg.gateway_euis)
-        self.counters: dict[str, int] = {"datagrams": 0, "uplinks": 0, "joins": 0, "duplicates": 0, "downlinks": 0}
+        self.counters: dict[str, int] = {"datagrams": 0, "uplinks": 0, "joins": 0, "duplicate_copies": 0, "downlinks": 0}
         self.observer: Callable[[gwmp.RxPk, Verdict], None] | None = None  # `gateway lorawan listen`
         self._transport: asyncio.DatagramTransport | None = None
         self._emit: Emit | None = None
         self._last_ok: Stamp | None = None
-        self._dirty_since: float | None = None
+        self._sending: set[asyncio.Task] = set()  # downlinks waiting for their state to reach the disk
         self._bind_error = ""
         self._down = False
         self._rng = random.Random()
@@ -91,7 +91,7 @@ class LorawanDriver:
         reason = self._bind_error or self.forwarders.down_reason(now)
         if reason:
             state = DriverState.DOWN
-        elif self.misconfigured or self.state.error:
+        elif self.misconfigured or self.store.error:
             state = DriverState.DEGRADED
         else:
             state = DriverState.OK if self.forwarders.by_eui else DriverState.STARTING
@@ -99,14 +99,14 @@ class LorawanDriver:
         detail: dict[str, Any] = {
             "reason": reason, "region": self.region.name, "listen": f"{self.cfg.bind_host}:{self.cfg.bind_port}",
             "adr": "off (not implemented: devices keep their data rate)",
-            "state_file": str(self.state.path) if self.state.path else None, "state_error": self.state.error,
-            "misconfigured": dict(self.misconfigured),
+            "counter_state": self.store.health(), "misconfigured": dict(self.misconfigured),
             "forwarders": {e: f.snapshot(now) for e, f in self.forwarders.by_eui.items()},
-            "devices": {d: r.snapshot(self.ns.sessions.get(d)) for d, r in self.ns.records.items()},
+            "devices": {d: r.snapshot(self.ns.sessions.get(d), self.ns.last_fcnt(d)) for d, r in self.ns.records.items()},
         }
         if self.bridge is not None:
             detail["upstream"] = {"address": self.cfg.upstream, "error": self.bridge.error}
-        return DriverHealth(state, self._last_ok, {**self.counters, **bridge, "state_writes": self.state.writes}, detail)
+        counters = {**self.counters, **bridge, **self.ns.guard.totals(), **self.store.counters}
+        return DriverHealth(state, self._last_ok, counters, detail)
 
     async def run(self, emit: Emit) -> None:
         """Bind the UDP port (retrying while it is taken), then serve until cancelled."""
@@ -114,6 +114,7 @@ class LorawanDriver:
         loop = asyncio.get_running_loop()
         tries = 0
         bridge_task: asyncio.Task | None = None
+        flusher = loop.create_task(self.store.run(), name=f"lorawan:{self.ctx.port_name}:counters")
         try:
             while self._transport is None:
                 try:
@@ -142,14 +143,15 @@ class LorawanDriver:
                     next_bridge_try = self.clock.monotonic() + BRIDGE_RETRY_S
         finally:
             self._emit = None
-            if bridge_task is not None:
-                bridge_task.cancel()
+            for task in (flusher, bridge_task, *self._sending):
+                if task is not None:
+                    task.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)  # its finally writes the last state
             if self.bridge is not None:
                 self.bridge.close()
             if self._transport is not None:
                 self._transport.close()
                 self._transport = None
-            self._flush(durable=True)
 
     def _tick(self) -> None:
         now = self.clock.monotonic()
@@ -163,16 +165,6 @@ class LorawanDriver:
         for f in self.forwarders.by_eui.values():
             heard = f.last_heard()
             f.silent = heard is None or now - heard > self.cfg.forwarder_timeout_s
-        if self._dirty_since is not None and now - self._dirty_since >= self.cfg.state_flush_s:
-            self._flush(durable=False)
-
-    def _flush(self, durable: bool) -> None:
-        if self._dirty_since is None and not durable:
-            return
-        had_error = self.state.error
-        if not self.state.save(self.ns.dump(), durable) and self.state.path is not None and not had_error:
-            self.log.warning("state_not_persisted", error=self.state.error)
-        self._dirty_since = None
 
     # -- receive path ---------------------------------------------------------------------------
 
@@ -229,7 +221,7 @@ class LorawanDriver:
         if self.observer is not None:
             self.observer(rx, v)
         if v.kind == "duplicate":
-            self.counters["duplicates"] += 1
+            self.counters["duplicate_copies"] += 1
             return
         if v.kind == "rejected":
             first = f"reject_{v.reason}" not in self.counters
@@ -245,14 +237,20 @@ class LorawanDriver:
             self.log.info("device_joined", device_id=v.device_id, **v.detail)
         else:
             self._data(v, rx, stamp)
-        if v.downlink is not None:
-            if v.persist == "durable":
-                self._flush(durable=True)  # a JoinAccept's session or a downlink counter block before it is sent
+        if v.downlink is None:
+            return
+        if v.durable:
+            # A JoinAccept's session and nonce, or a new downlink-counter block, reach the disk before the
+            # frame goes out (RX1 is 1-5 s away; the write is in a thread, the loop never waits for it).
+            task = asyncio.get_running_loop().create_task(self._persist_then_send(v.downlink, eui))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        else:
             self._transmit(v.downlink, eui)
-        elif v.persist == "durable":
-            self._flush(durable=True)
-        if v.persist == "lazy" and self._dirty_since is None:
-            self._dirty_since = self.clock.monotonic()
+
+    async def _persist_then_send(self, txpk: gwmp.TxPk, eui: str) -> None:
+        await self.store.flush()
+        self._transmit(txpk, eui)
 
     def _data(self, v: Verdict, rx: gwmp.RxPk, stamp: Stamp) -> None:
         if v.reason == "retransmission":
@@ -267,18 +265,23 @@ class LorawanDriver:
                 self._bump("reject_codec_error")
                 self.ns.records[v.device_id].reject("codec_error")
                 self.log.warning("payload_rejected", device_id=v.device_id, error=str(exc), fcnt=v.fcnt)
-        if not v.replay_suspect:
+        if v.check is None or v.check.verdict.accepted:
+            if v.check is not None and v.check.verdict is SeqVerdict.RESYNC:
+                # A device that restarted its counter (ABP battery change), recognised by a run of frames.
+                self.log.warning("counter_reset", device_id=v.device_id, fcnt=v.fcnt, last_fcnt=v.last_fcnt)
+                self._out(Event(v.device_id, EventKind.COUNTER_RESET, stamp, code="counter_reset", via=VIA,
+                                detail={"fcnt": v.fcnt, "last_fcnt": v.last_fcnt}))
             for item in items:
                 self._out(item)
             return
-        # Replay policy (issue 15, CLARIFICATIONS "Turn 2"): recorded and raised as a security event; a
-        # fire/gas alarm inside it is still raised, flagged, because a missed authentic alarm is worse.
-        self._bump("replay_suspects")
-        self.log.warning("replay_suspect", device_id=v.device_id, fcnt=v.fcnt, last_fcnt=v.last_fcnt)
-        self._out(Event(v.device_id, EventKind.SECURITY, stamp, code="replay_suspect", detail=v.detail, via=VIA))
-        for item in items:
-            if isinstance(item, Event) and item.kind is EventKind.ALARM:
-                self._out(msgspec.structs.replace(item, detail={**item.detail, "replay_suspect": True}))
+        # Replay policy (drivers/sequence.py, issue 15, CLARIFICATIONS "Turn 2"): recorded and raised as a
+        # security event; a fire/gas alarm inside it is still raised, flagged, and the rest is dropped.
+        passed, dropped = screen(items, v.check.verdict)
+        self.ns.guard.note_screened(v.seq_key, len(passed), dropped)
+        self.log.warning("replay_suspect", device_id=v.device_id, fcnt=v.fcnt, last_fcnt=v.last_fcnt, alarms_passed=len(passed))
+        self._out(security_event(v.device_id, stamp, VIA, v.fcnt, v.check, alarm=bool(passed)))
+        for item in passed:
+            self._out(item)
 
     def _transmit(self, txpk: gwmp.TxPk, eui: str) -> None:
         fwd = self.forwarders.downlink_target(eui)

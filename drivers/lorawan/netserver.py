@@ -1,6 +1,6 @@
 """The embedded LoRaWAN 1.0.x class A network server, sans-IO: one received packet (rxpk) in, one
 verdict out (decrypted payload to decode, a JoinAccept or ACK to send, a duplicate, or a counted
-rejection). Sessions, counters and DevNonces live here; the driver persists what `dump()` returns.
+rejection). Sessions, counters and DevNonces live here, persisted through drivers/counters.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ from drivers.lorawan import crypto, mac
 from drivers.lorawan.config import LorawanPort, activation
 from drivers.lorawan.gwmp import RxPk, TxPk
 from drivers.lorawan.region import JOIN_ACCEPT_DELAY1_US, Region
+from drivers.counters import CounterStore
 from drivers.lorawan.session import DeviceRecord, Session, fcnt_candidates
+from drivers.sequence import Check, SequenceGuard
+from drivers.sequence import Verdict as Seq
 from gateway.errors import ConfigError, FrameError
 
 
@@ -61,8 +64,10 @@ class Verdict:
     fport: int | None = None
     payload: bytes = b""  # decrypted FRMPayload (application data)
     downlink: TxPk | None = None
-    persist: str = ""  # "", "lazy" (counters) or "durable" (join, downlink reservation)
-    security: str = ""  # a security Event code: replay_suspect | devnonce_reused
+    durable: bool = False  # persist (join, downlink-counter block) before the downlink is sent
+    security: str = ""  # a security Event code of a rejected frame: devnonce_reused
+    check: Check | None = None  # the replay verdict of a data frame (drivers/sequence.py)
+    seq_key: str = ""  # its key in the SequenceGuard (device:DevAddr)
     detail: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -71,8 +76,14 @@ class Verdict:
 
 
 class NetworkServer:
-    def __init__(self, cfg: LorawanPort, region: Region, devices: list[Provisioned], rng: random.Random | None = None) -> None:
-        self.cfg, self.region, self.rng = cfg, region, rng or random.SystemRandom()
+    def __init__(self, cfg: LorawanPort, region: Region, devices: list[Provisioned], store: CounterStore,
+                 rng: random.Random | None = None) -> None:
+        self.cfg, self.region, self.rng, self.store = cfg, region, rng or random.SystemRandom(), store
+        # The replay rule every protocol shares (issue 15): above the mark accepted however far ahead, the
+        # same frame again a duplicate (a retransmission), anything else below a suspect; a device reset
+        # re-syncs after a run of increasing frames. Keyed by device and DevAddr: a new session starts afresh.
+        self.guard = SequenceGuard(store, "lorawan", reorder_window=0, resync_frames=cfg.resync_frames,
+                                   resync_min_s=cfg.resync_min_s)
         self.devices = {d.device_id: d for d in devices}
         self.by_eui = {d.dev_eui: d for d in devices if d.dev_eui is not None}
         self.records = {d.device_id: DeviceRecord(d.device_id, "otaa" if d.otaa else "abp") for d in devices}
@@ -86,35 +97,37 @@ class NetworkServer:
             if not d.otaa:
                 assert d.dev_addr is not None and d.nwk_skey and d.app_skey
                 self.sessions[d.device_id] = Session(d.device_id, d.dev_addr, d.nwk_skey, d.app_skey, otaa=False)
+        self._load()
         self._index()
 
-    # -- persistence ---------------------------------------------------------------------------
+    # -- persistence (drivers/counters.py: one JSON file per port in the state directory) -----------
 
-    def load(self, state: dict[str, Any]) -> None:
-        """Sessions, counters and nonces of a previous run. ABP keys always come from the credentials file
-        (a changed key wins over the saved one); only its counters are taken from the state."""
-        for obj in state.get("sessions", {}).values():
+    def _load(self) -> None:
+        """Sessions and used DevNonces of a previous run. ABP keys always come from the credentials file
+        (a changed key wins over the saved one); only its downlink counter is taken from the state."""
+        for dev_id, dev in self.devices.items():
+            obj = self.store.get(f"session:{dev_id}")
             try:
-                s = Session.from_json(obj)
+                s = Session.from_json(obj) if obj else None
             except (KeyError, ValueError, TypeError):
-                continue
-            dev = self.devices.get(s.device_id)
-            if dev is None:
-                continue
-            if dev.otaa and s.otaa:
-                self.sessions[s.device_id] = s
-            elif not dev.otaa and not s.otaa and s.dev_addr == dev.dev_addr and s.nwk_skey == dev.nwk_skey:
-                cur = self.sessions[s.device_id]
-                cur.fcnt_up, cur.fcnt_down, cur.last_mic = s.fcnt_up, s.fcnt_down, s.last_mic
-                cur.fcnt_down_reserved = s.fcnt_down
-        for dev_id, nonces in state.get("dev_nonces", {}).items():
-            if dev_id in self.nonces and isinstance(nonces, list):
+                s = None  # a damaged record: an OTAA device joins again, an ABP device keeps its keys
+            if s is not None and dev.otaa and s.otaa:
+                self.sessions[dev_id] = s
+            elif s is not None and not dev.otaa and not s.otaa and s.dev_addr == dev.dev_addr and s.nwk_skey == dev.nwk_skey:
+                self.sessions[dev_id].fcnt_down = self.sessions[dev_id].fcnt_down_reserved = s.fcnt_down
+            nonces = (self.store.get(f"nonces:{dev_id}") or {}).get("used")
+            if dev.otaa and isinstance(nonces, list):
                 self.nonces[dev_id] = {int(n) & 0xFFFF for n in nonces if isinstance(n, int)}
-        self._index()
 
-    def dump(self) -> dict[str, Any]:
-        return {"sessions": {k: s.to_json() for k, s in self.sessions.items()},
-                "dev_nonces": {k: sorted(v) for k, v in self.nonces.items()}}
+    def _save(self, s: Session, urgent: bool) -> None:
+        self.store.put(f"session:{s.device_id}", s.to_json(), urgent)
+
+    def key(self, s: Session) -> str:
+        return f"{s.device_id}:{s.dev_addr:08x}"
+
+    def last_fcnt(self, device_id: str) -> int | None:
+        s = self.sessions.get(device_id)
+        return self.guard.last(self.key(s)) if s else None
 
     def _index(self) -> None:
         self._by_addr = {}
@@ -158,52 +171,52 @@ class NetworkServer:
         if not sessions:
             return Verdict("rejected", "unknown_devaddr")  # another network's device: common, not a fault
         for s in sessions:
-            ahead, behind = fcnt_candidates(s.fcnt_up, frame.fcnt16, self.cfg.fcnt_epochs_ahead)
-            for fcnt in ahead:
-                if mac.verify_data_mic(frame, s.nwk_skey, fcnt):
-                    return self._accept(s, frame, fcnt, rx, wall_s, now_mono)
-            for fcnt in behind:
-                if mac.verify_data_mic(frame, s.nwk_skey, fcnt):
-                    if fcnt == s.fcnt_up and frame.mic == s.last_mic:
-                        return self._retransmission(s, frame, rx, wall_s)
-                    return self._suspect(s, frame, fcnt, rx, wall_s)
+            key = self.key(s)
+            last = self.guard.last(key)
+            ahead, behind = fcnt_candidates(-1 if last is None else last, frame.fcnt16, self.cfg.fcnt_epochs_ahead)
+            fcnt = next((c for c in (*ahead, *behind) if mac.verify_data_mic(frame, s.nwk_skey, c)), None)
+            if fcnt is None:
+                continue
+            check = self.guard.check(key, fcnt, frame.mic.hex(), now_mono)
+            verdict = self._classified(s, frame, fcnt, last, check, rx, wall_s, now_mono)
+            verdict.seq_key = key
+            return verdict
         self.records[sessions[0].device_id].reject("mic")
         return Verdict("rejected", "mic", sessions[0].device_id)
+
+    def _classified(self, s: Session, frame: mac.DataFrame, fcnt: int, last: int | None, check: Check, rx: RxPk,
+                    wall_s: float, now_mono: float) -> Verdict:
+        rec = self.records[s.device_id]
+        rec.last_rssi_dbm, rec.last_snr_db, rec.last_seen_wall_s = rx.rssi_dbm, rx.lsnr_db, wall_s
+        if check.verdict is Seq.DUPLICATE:
+            return self._retransmission(s, frame, rx, check)
+        payload = self._plain(s, frame, fcnt) if frame.fport is not None else b""
+        if check.verdict is Seq.SUSPECT:
+            # No ACK, no MAC answers, no counter move: a replay changes nothing a later genuine frame needs.
+            rec.replay_suspects += 1
+            return Verdict("data", "replay_suspect", s.device_id, fcnt, -1 if last is None else last,
+                           frame.fport or None, payload if frame.fport else b"", check=check)
+        return self._accept(s, frame, fcnt, payload, rx, check, wall_s, now_mono)
 
     def _plain(self, s: Session, frame: mac.DataFrame, fcnt: int) -> bytes:
         key = s.nwk_skey if frame.fport == 0 else s.app_skey
         return crypto.payload_cipher(key, s.dev_addr, fcnt, crypto.UPLINK, frame.frm_payload)
 
-    def _retransmission(self, s: Session, frame: mac.DataFrame, rx: RxPk, wall_s: float) -> Verdict:
+    def _retransmission(self, s: Session, frame: mac.DataFrame, rx: RxPk, check: Check) -> Verdict:
         """LoRaWAN 1.0.2 §18.4: a device that missed the ACK of a confirmed uplink sends the same frame again,
-        same FCnt. Its content was already delivered: acknowledge it again, deliver nothing twice."""
-        rec = self.records[s.device_id]
-        rec.retransmissions += 1
-        self._seen_radio(rec, rx, wall_s)
-        verdict = Verdict("data", "retransmission", s.device_id, s.fcnt_up, s.fcnt_up)
+        same FCnt (the guard's DUPLICATE: same counter, same MIC). Acknowledge it again, deliver nothing twice."""
+        self.records[s.device_id].retransmissions += 1
+        verdict = Verdict("data", "retransmission", s.device_id, check.last or 0, check.last or 0, check=check)
         if frame.confirmed:
-            verdict.downlink, durable = self._downlink(s, rx, b"", ack=True)
-            verdict.persist = "durable" if durable else ""
+            verdict.downlink, verdict.durable = self._downlink(s, rx, b"", ack=True)
         return verdict
 
-    def _suspect(self, s: Session, frame: mac.DataFrame, fcnt: int, rx: RxPk, wall_s: float) -> Verdict:
-        rec = self.records[s.device_id]
-        rec.replay_suspects += 1
-        self._seen_radio(rec, rx, wall_s)
-        payload = self._plain(s, frame, fcnt) if frame.fport else b""
-        # No ACK and no counter move: a replay must not change anything a later genuine frame depends on.
-        return Verdict("data", "replay_suspect", s.device_id, fcnt, s.fcnt_up, frame.fport, payload,
-                       security="replay_suspect", detail={"fcnt": fcnt, "last_fcnt": s.fcnt_up})
-
-    def _accept(self, s: Session, frame: mac.DataFrame, fcnt: int, rx: RxPk, wall_s: float, now_mono: float) -> Verdict:
-        last, s.fcnt_up, s.last_mic = s.fcnt_up, fcnt, frame.mic
-        persist = "lazy"
+    def _accept(self, s: Session, frame: mac.DataFrame, fcnt: int, payload: bytes, rx: RxPk, check: Check,
+                wall_s: float, now_mono: float) -> Verdict:
         if s.otaa and not s.confirmed:
-            persist = self._confirm(s)
+            self._confirm(s)
         rec = self.records[s.device_id]
         rec.frames += 1
-        self._seen_radio(rec, rx, wall_s)
-        payload = self._plain(s, frame, fcnt) if frame.fport is not None else b""
         commands = mac.parse_uplink_commands(payload if frame.fport == 0 else frame.fopts)
         answers = b""
         for cid, body in commands:
@@ -218,26 +231,23 @@ class NetworkServer:
         if need and now_mono >= self._dev_status_due.get(s.device_id, 0.0):
             answers += mac.dev_status_req()  # piggy-backed: never a downlink of its own (one radio, half duplex)
             self._dev_status_due[s.device_id] = now_mono + self.cfg.dev_status_interval_s
-        verdict = Verdict("data", "", s.device_id, fcnt, last, frame.fport if frame.fport else None,
-                          payload if frame.fport else b"", persist=persist)
+        verdict = Verdict("data", "", s.device_id, fcnt, -1 if check.last is None else check.last,
+                          frame.fport or None, payload if frame.fport else b"", check=check)
         if need:
-            verdict.downlink, durable = self._downlink(s, rx, answers[:15], ack=frame.confirmed)
-            if durable:
-                verdict.persist = "durable"
+            verdict.downlink, verdict.durable = self._downlink(s, rx, answers[:15], ack=frame.confirmed)
         return verdict
 
-    def _confirm(self, s: Session) -> str:
+    def _confirm(self, s: Session) -> None:
         """The first uplink on a new OTAA session: the device has the JoinAccept; forget the old session."""
         s.confirmed = True
         self.previous.pop(s.device_id, None)
         self._index()
-        return "durable"
-
-    def _seen_radio(self, rec: DeviceRecord, rx: RxPk, wall_s: float) -> None:
-        rec.last_rssi_dbm, rec.last_snr_db, rec.last_seen_wall_s = rx.rssi_dbm, rx.lsnr_db, wall_s
+        self._save(s, urgent=True)
 
     def _downlink(self, s: Session, rx: RxPk, fopts: bytes, ack: bool) -> tuple[TxPk, bool]:
         fcnt, durable = s.next_fcnt_down()
+        if durable:
+            self._save(s, urgent=True)  # the new block's floor, written before the frame goes out
         phy = mac.build_data(mac.MType.UNCONFIRMED_DOWN, s.dev_addr, fcnt, s.nwk_skey, s.app_skey,
                              fctrl=mac.ACK if ack else 0, fopts=fopts)
         return self._rx1(phy, rx, s.rx_delay_s * 1_000_000, s.rx1_dr_offset), durable
@@ -267,6 +277,7 @@ class NetworkServer:
                            detail={"dev_nonce": req.dev_nonce})
         self.region.dr_of(rx.datr)  # a join on a rate this region does not have cannot be answered
         used.add(req.dev_nonce)
+        self.store.put(f"nonces:{dev.device_id}", {"used": sorted(used)}, urgent=True)
         app_nonce = self.rng.getrandbits(24).to_bytes(3, "little")
         net_id = self.cfg.net_id.to_bytes(3, "little")
         nwk_skey, app_skey = crypto.session_keys(dev.app_key, app_nonce, net_id, req.dev_nonce.to_bytes(2, "little"))
@@ -277,13 +288,14 @@ class NetworkServer:
             self.previous[dev.device_id] = old  # until the device shows it got this JoinAccept
         self.sessions[dev.device_id] = new
         self._index()
+        self._save(new, urgent=True)
         self._dev_status_due.pop(dev.device_id, None)
         rec.joins += 1
         ja = mac.JoinAccept(app_nonce, net_id, new.dev_addr, self.cfg.rx1_dr_offset, self.region.rx2_dr,
                             self.cfg.rx1_delay_s, self.region.cflist())
         phy = mac.build_join_accept(dev.app_key, ja)
         down = self._rx1(phy, rx, JOIN_ACCEPT_DELAY1_US, 0)  # §6.2.5: RX1 of a JoinAccept uses offset 0
-        return Verdict("join", "", dev.device_id, downlink=down, persist="durable",
+        return Verdict("join", "", dev.device_id, downlink=down, durable=True,
                        detail={"dev_addr": f"{new.dev_addr:08x}", "dev_nonce": req.dev_nonce})
 
     def _new_dev_addr(self) -> int:

@@ -83,7 +83,6 @@ def listen(target: Target, port_name: str | None, seconds: float, state_dir: str
 
     from drivers.base import DriverContext
     from drivers.lorawan.driver import LorawanDriver
-    from drivers.lorawan.state import StateFile
     from gateway.clock import Clock
     from gateway.config import load_config, load_credentials
     from gateway.daemon import resolve_devices
@@ -103,7 +102,7 @@ def listen(target: Target, port_name: str | None, seconds: float, state_dir: str
                Clock(cfg.clock.sync), structlog.get_logger(), secrets=dict(creds.lora_keys) if creds else {},
                state_dir=state_dir or str(Path(cfg.store.path).parent))
     driver = LorawanDriver(ctx)
-    driver.state = StateFile(None, "")  # read the daemon's sessions, never write them: the daemon owns the file
+    driver.store.path = None  # read the daemon's sessions and counters, never write them: the daemon owns the file
     heard: list[dict[str, Any]] = []
 
     def observe(rx: Any, v: Any) -> None:

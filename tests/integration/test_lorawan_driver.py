@@ -61,7 +61,7 @@ async def test_replay_rejected_recorded_and_later_genuine_frame_accepted(tmp_pat
         clock.advance(5)  # later than the de-duplication window: not another chain's copy
         r.sim.send(old)  # the recorded frame 0, replayed
         sec = await async_wait_for(lambda: r.events("leak-riser", EventKind.SECURITY, "replay_suspect"), what="security event")
-        assert sec[0].detail == {"fcnt": 0, "last_fcnt": 2000}
+        assert sec[0].detail == {"counter": 0, "last_counter": 2000, "alarm": False}
         assert len(r.readings("leak-riser")) == 2  # the replayed heartbeat is not a reading
         r.sim.report("leak-riser", "alarm")  # the genuine next frame, 2001
         await async_wait_for(lambda: r.events("leak-riser", EventKind.ALARM, "leak"), what="genuine alarm after replay")
@@ -87,7 +87,7 @@ async def test_duplicate_on_two_chains_counted_once(tmp_path):
     async with rig(tmp_path) as r:
         r.sim.set_fault("duplicate", "smoke-2-401")
         r.sim.report("smoke-2-401", "alarm")
-        await async_wait_for(lambda: r.counter("duplicates") == 1, what="duplicate counted")
+        await async_wait_for(lambda: r.counter("duplicate_copies") == 1, what="duplicate counted")
         assert len(r.events("smoke-2-401", EventKind.ALARM)) == 1 and len(r.readings("smoke-2-401")) == 1
         assert r.device("smoke-2-401")["replay_suspects"] == 0 and not r.events("smoke-2-401", EventKind.SECURITY)
 
@@ -137,9 +137,10 @@ async def test_restart_keeps_counters_sessions_and_nonces(tmp_path):
         replay = r.sim.devices["smoke-2-401"].last_phy  # frame 70000, replayed after the restart
         r.sim.report("smoke-2-401", "heartbeat")
         await async_wait_for(lambda: r.device("smoke-2-401")["last_fcnt"] == 70001 and r.device("gas-3-102")["last_fcnt"] == 0)
-        assert r.driver.state.writes >= 1
-    state = json.loads((tmp_path / "lorawan-lw.json").read_text())
-    assert state["sessions"]["smoke-2-401"]["fcnt_up"] == 70001 and state["dev_nonces"]["gas-3-102"] == gas.dev_nonces
+        await r.driver.store.flush()
+    state = json.loads((tmp_path / "counters-lw.json").read_text())["records"]
+    assert state["lorawan:smoke-2-401:26011bda"]["hw"] == 70001 and state["nonces:gas-3-102"]["used"] == sorted(gas.dev_nonces)
+    assert state["session:gas-3-102"]["dev_addr"] == f"{gas.dev_addr:08x}"
     async with rig(tmp_path) as r2:
         r2.sim.devices["gas-3-102"] = gas  # the same device, still in its session: no rejoin needed
         r2.sim.report("gas-3-102", "alarm")
@@ -184,7 +185,7 @@ async def test_unwritable_state_dir_keeps_running_in_memory(tmp_path):
         r.sim.report("gas-3-102", "alarm")
         await async_wait_for(lambda: r.events("gas-3-102", EventKind.ALARM))
         h = r.driver.health()
-        assert h.state == "degraded" and "in memory only" in h.detail["state_error"]
+        assert h.state == "degraded" and not h.detail["counter_state"]["persisted"] and h.detail["counter_state"]["error"]
 
 
 async def test_upstream_bridge_gets_a_verbatim_copy_and_can_send_downlinks(tmp_path):
@@ -257,3 +258,25 @@ async def test_tx_ack_error_counted(tmp_path):
         r.sim.report("smoke-2-401", "alarm", confirmed=True)
         await r.sim.wait_downlink(1)
         await async_wait_for(lambda: r.counter("tx_ack_too_late") == 1, what="TX_ACK error counted")
+
+
+async def test_abp_counter_reset_resyncs_after_a_run_of_frames(tmp_path):
+    # An ABP detector whose battery was changed starts again at FCnt 0 (drivers/sequence.py rule 5).
+    clock = ManualClock()
+    async with rig(tmp_path, clock=clock, resync_frames=3, resync_min_s=60) as r:
+        dev = r.sim.devices["leak-riser"]
+        dev.fcnt_up = 500
+        r.sim.report("leak-riser", "heartbeat")
+        await async_wait_for(lambda: r.device("leak-riser")["last_fcnt"] == 500)
+        dev.fcnt_up = 0  # battery change
+        for i in range(3):
+            clock.advance(40)
+            r.sim.report("leak-riser", "alarm" if i == 0 else "heartbeat")
+            await async_wait_for(lambda: r.counter("uplinks") == 2 + i, what=f"frame {i}")
+        reset = await async_wait_for(lambda: r.events("leak-riser", EventKind.COUNTER_RESET), what="re-sync")
+        assert reset[0].detail == {"fcnt": 2, "last_fcnt": 500} and r.device("leak-riser")["last_fcnt"] == 2
+        flagged = r.events("leak-riser", EventKind.ALARM)
+        assert len(flagged) == 1 and flagged[0].detail["replay_suspect"] is True  # before the re-sync: flagged
+        r.sim.report("leak-riser", "heartbeat")  # frame 3: an ordinary frame again
+        await async_wait_for(lambda: r.device("leak-riser")["last_fcnt"] == 3)
+        assert len(r.events("leak-riser", EventKind.SECURITY)) == 2
