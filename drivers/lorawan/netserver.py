@@ -240,7 +240,9 @@ class NetworkServer:
     def _confirm(self, s: Session) -> None:
         """The first uplink on a new OTAA session: the device has the JoinAccept; forget the old session."""
         s.confirmed = True
-        self.previous.pop(s.device_id, None)
+        old = self.previous.pop(s.device_id, None)
+        if old is not None:  # its replay mark is of no further use: keep the state file from growing with rejoins
+            self.store.records.pop(f"lorawan:{self.key(old)}", None)
         self._index()
         self._save(s, urgent=True)
 

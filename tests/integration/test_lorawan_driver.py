@@ -280,3 +280,24 @@ async def test_abp_counter_reset_resyncs_after_a_run_of_frames(tmp_path):
         r.sim.report("leak-riser", "heartbeat")  # frame 3: an ordinary frame again
         await async_wait_for(lambda: r.device("leak-riser")["last_fcnt"] == 3)
         assert len(r.events("leak-riser", EventKind.SECURITY)) == 2
+
+
+async def test_lost_join_accept_never_strands_the_device(tmp_path):
+    async with rig(tmp_path) as r:
+        gas = r.sim.devices["gas-3-102"]
+        r.sim.join("gas-3-102")
+        await r.sim.wait_downlink(1)
+        r.sim.report("gas-3-102", "heartbeat")
+        await async_wait_for(lambda: r.device("gas-3-102")["frames"] == 1)
+        old = (gas.dev_addr, gas.nwk_skey, gas.app_skey, gas.fcnt_up)
+        r.sim.join("gas-3-102")  # the device rejoins, but the JoinAccept is lost on the air ...
+        await r.sim.wait_downlink(2)
+        gas.dev_addr, gas.nwk_skey, gas.app_skey, gas.fcnt_up = old  # ... so it keeps its old session
+        r.sim.report("gas-3-102", "alarm")
+        await async_wait_for(lambda: r.events("gas-3-102", EventKind.ALARM), what="alarm on the old session")
+        r.sim.join("gas-3-102")  # third join, received this time
+        await r.sim.wait_downlink(3)
+        r.sim.report("gas-3-102", "heartbeat")
+        await async_wait_for(lambda: r.device("gas-3-102")["frames"] == 3, what="uplink on the new session")
+        assert f"lorawan:gas-3-102:{old[0]:08x}" not in r.driver.store.records  # the old mark is dropped
+        assert r.device("gas-3-102")["dev_addr"] == f"{gas.dev_addr:08x}" and r.device("gas-3-102")["joins"] == 3
