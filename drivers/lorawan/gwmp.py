@@ -109,10 +109,10 @@ def _rxpk(obj: Any) -> RxPk:
     size = obj.get("size")
     if size is not None and size != len(data):
         raise ValueError("size_mismatch")
+    rssi = _opt(obj, "rssi")
     return RxPk(data, _num(obj, "tmst", int) & 0xFFFFFFFF, _num(obj, "freq"), obj["datr"],
-                int(_opt(obj, "chan") or 0), int(_opt(obj, "rfch") or 0),
-                None if _opt(obj, "rssi") is None else int(_opt(obj, "rssi")), _opt(obj, "lsnr"),
-                obj["codr"] if isinstance(obj.get("codr"), str) else "4/5")
+                int(_opt(obj, "chan") or 0), int(_opt(obj, "rfch") or 0), None if rssi is None else int(rssi),
+                _opt(obj, "lsnr"), obj["codr"] if isinstance(obj.get("codr"), str) else "4/5")
 
 
 def _opt(obj: dict[str, Any], key: str) -> float | None:
