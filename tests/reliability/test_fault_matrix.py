@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-import subprocess
 
 import pytest
 
@@ -20,15 +19,6 @@ from tests.support.wait import async_wait_for
 
 pytestmark = pytest.mark.slow
 SLACK_S = 4.0  # process scheduling on a loaded 2-core machine, on top of deadline + check period
-
-
-@pytest.fixture
-async def rig(request, tmp_path, broker):
-    r = Rig(tmp_path, broker)
-    yield r
-    print(f"MATRIX {request.node.name}: {r.figures}")
-    codes = await r.stop()
-    assert all(c in (0, 1) for c in codes), f"daemon exit codes {codes}: {r.log.read_text()[-3000:]}"
 
 
 async def delivered_without_holes(rig: Rig) -> None:
@@ -89,7 +79,7 @@ async def test_relay_box_silent(rig):
 async def test_second_gateway_run_is_refused(rig):
     await rig.start()
     first = await rig.run_daemon()
-    second = rig.spawn()
+    second = rig.spawn(refused=True)
     code = await asyncio.get_running_loop().run_in_executor(None, second.wait, 20)
     assert code == 1
     assert f"PID {first.pid}" in rig.log.read_text()
