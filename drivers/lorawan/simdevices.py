@@ -45,6 +45,7 @@ class SimDevice:
     dev_nonces: list[int] = field(default_factory=list)
     acks: int = 0
     last_phy: bytes = b""
+    history: list[bytes] = field(default_factory=list)  # the last uplinks sent, oldest first (for replays)
     rng: random.Random = field(default_factory=random.Random)
 
     @classmethod
@@ -70,6 +71,7 @@ class SimDevice:
         phy = mac.build_data(mtype, self.dev_addr, self.fcnt_up, self.nwk_skey, self.app_skey, fctrl, fopts, fport, data)
         self.fcnt_up += 1
         self.last_phy = phy
+        self.history = [*self.history[-7:], phy]
         return phy
 
     def join_request(self, reuse_nonce: bool = False) -> bytes:

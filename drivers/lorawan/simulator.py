@@ -90,9 +90,11 @@ class LorawanSimulator:
             for dev in self.devices.values() if device_id is None else [self.devices[device_id]]:
                 dev.fcnt_up = max(dev.fcnt_up, 0xFFFF - 1)  # two more frames and its counter passes 65,535
         elif name == "replay":
+            # An earlier frame of the device, recorded and sent again: the one before its last (the last
+            # again is what a device sends itself when it missed an ACK: a retransmission, not a replay).
             dev = self.devices[device_id] if device_id else next(iter(self.devices.values()))
-            if dev.last_phy:
-                self.send(dev.last_phy)
+            if len(dev.history) >= 2:
+                self.send(dev.history[-2])
         else:
             self._faults[name] = device_id
 

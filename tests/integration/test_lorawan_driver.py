@@ -301,3 +301,16 @@ async def test_lost_join_accept_never_strands_the_device(tmp_path):
         await async_wait_for(lambda: r.device("gas-3-102")["frames"] == 3, what="uplink on the new session")
         assert f"lorawan:gas-3-102:{old[0]:08x}" not in r.driver.store.records  # the old mark is dropped
         assert r.device("gas-3-102")["dev_addr"] == f"{gas.dev_addr:08x}" and r.device("gas-3-102")["joins"] == 3
+
+
+async def test_simulator_replay_fault_is_seen_as_a_replay(tmp_path):
+    clock = ManualClock()
+    async with rig(tmp_path, clock=clock) as r:
+        r.sim.report("smoke-2-401", "alarm")
+        r.sim.report("smoke-2-401", "heartbeat")
+        await async_wait_for(lambda: r.device("smoke-2-401")["last_fcnt"] == 1)
+        clock.advance(10)
+        r.sim.set_fault("replay", "smoke-2-401")  # frame 0 (an alarm) again
+        sec = await async_wait_for(lambda: r.events("smoke-2-401", EventKind.SECURITY), what="security event")
+        assert sec[0].detail == {"counter": 0, "last_counter": 1, "alarm": True}
+        assert [e.detail.get("replay_suspect", False) for e in r.events("smoke-2-401", EventKind.ALARM)] == [False, True]
