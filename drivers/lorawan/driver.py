@@ -29,6 +29,8 @@ TICK_S = 1.0  # forwarder liveness and state flush checks
 VIA = "lorawan"
 RCVBUF_BYTES = 1 << 20
 BRIDGE_RETRY_S = 30.0
+MAX_PENDING_RX2 = 64
+RX2_RETRY_ERRORS = ("TOO_LATE", "COLLISION_PACKET")  # PROTOCOL.md TX_ACK errors that RX2 can still fix
 
 
 class _Proto(asyncio.DatagramProtocol):
@@ -78,7 +80,8 @@ class LorawanDriver:
         self._transport: asyncio.DatagramTransport | None = None
         self._emit: Emit | None = None
         self._last_ok: Stamp | None = None
-        self._sending: set[asyncio.Task] = set()  # downlinks waiting for their state to reach the disk
+        self._sending: set[asyncio.Task] = set()
+        self._rx2: dict[int, tuple[gwmp.TxPk, str]] = {}  # PULL_RESP token -> its RX2 twin, until TX_ACK  # downlinks waiting for their state to reach the disk
         self._bind_error = ""
         self._down = False
         self._rng = random.Random()
@@ -209,7 +212,11 @@ class LorawanDriver:
                 self._uplink(rx, fwd.eui)
         elif pkt.ident is I.TX_ACK:
             self._bump(f"tx_ack_{pkt.tx_error.lower() or 'ok'}")
-            if pkt.tx_error:
+            rx2 = self._rx2.pop(pkt.token, None)
+            if pkt.tx_error in RX2_RETRY_ERRORS and rx2 is not None:
+                self._bump("downlinks_rx2")  # RX1 missed (a busy Pi, a collision): the same frame in RX2
+                self._transmit(*rx2)
+            elif pkt.tx_error:
                 self.log.warning("downlink_refused_by_forwarder", error=pkt.tx_error)
         else:
             self._reject_datagram(f"unexpected_{pkt.ident.name.lower()}", b"")
@@ -288,8 +295,13 @@ class LorawanDriver:
         if fwd is None or fwd.pull_addr is None:
             self._bump("downlink_no_forwarder")  # no PULL_DATA yet: the forwarder's NAT path is unknown
             return
-        self._send(gwmp.pull_resp(fwd.version, self._rng.getrandbits(16), txpk.json()), fwd.pull_addr)
+        token = self._rng.getrandbits(16)
+        self._send(gwmp.pull_resp(fwd.version, token, txpk.json()), fwd.pull_addr)
         self.counters["downlinks"] += 1
+        if txpk.fallback is not None:
+            self._rx2[token] = (txpk.fallback, eui)
+            while len(self._rx2) > MAX_PENDING_RX2:  # a forwarder that never answers TX_ACK (protocol v1)
+                del self._rx2[next(iter(self._rx2))]
 
     def _to_forwarder(self, datagram: bytes) -> None:
         """An upstream PULL_RESP: to the forwarder whose keepalive came last (it holds the NAT path)."""

@@ -210,6 +210,7 @@ class TxPk:
     codr: str = "4/5"
     rfch: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    fallback: "TxPk | None" = None  # the same frame in RX2, sent if the forwarder answers TOO_LATE for this one
 
     def json(self) -> dict[str, Any]:
         # ipol true: downlinks use inverted polarity so devices do not hear each other (LoRaWAN 1.0.x §2.1).

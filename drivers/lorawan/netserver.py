@@ -12,7 +12,7 @@ from typing import Any
 from drivers.lorawan import crypto, mac
 from drivers.lorawan.config import LorawanPort, activation
 from drivers.lorawan.gwmp import RxPk, TxPk
-from drivers.lorawan.region import JOIN_ACCEPT_DELAY1_US, Region
+from drivers.lorawan.region import JOIN_ACCEPT_DELAY1_US, RX2_EXTRA_US, Region
 from drivers.counters import CounterStore
 from drivers.lorawan.session import DeviceRecord, Session, fcnt_candidates
 from drivers.sequence import Check, SequenceGuard
@@ -255,9 +255,14 @@ class NetworkServer:
         return self._rx1(phy, rx, s.rx_delay_s * 1_000_000, s.rx1_dr_offset), durable
 
     def _rx1(self, phy: bytes, rx: RxPk, delay_us: int, dr_offset: int) -> TxPk:
+        """The downlink in RX1, with its RX2 twin one second later on the region's RX2 channel and rate
+        (LoRaWAN 1.0.2 §3.3.2): the driver sends the twin if the forwarder says RX1 is too late."""
         dr = self.region.rx1_dr(self.region.dr_of(rx.datr), dr_offset)
+        power = self.region.downlink_power_dbm
+        rx2 = TxPk(phy, (rx.tmst + delay_us + RX2_EXTRA_US) & 0xFFFFFFFF, self.region.rx2_freq_mhz,
+                   self.region.data_rates[self.region.rx2_dr], power)
         return TxPk(phy, (rx.tmst + delay_us) & 0xFFFFFFFF, self.region.rx1_freq_mhz(rx.freq_mhz, rx.chan),
-                    self.region.data_rates[dr], self.region.downlink_power_dbm, rfch=0)
+                    self.region.data_rates[dr], power, fallback=rx2)
 
     # -- join ----------------------------------------------------------------------------------
 

@@ -252,12 +252,15 @@ async def test_eu868_join_accept_carries_the_cflist(tmp_path):
         assert [int.from_bytes(ja.cflist[i:i + 3], "little") / 10_000 for i in range(0, 15, 3)] == [867.1, 867.3, 867.5, 867.7, 867.9]
 
 
-async def test_tx_ack_error_counted(tmp_path):
+async def test_rx1_too_late_is_sent_again_in_rx2(tmp_path):
     async with rig(tmp_path) as r:
-        r.sim.tx_error = "TOO_LATE"
+        r.sim.tx_error = "TOO_LATE"  # the forwarder refuses every downlink as too late
         r.sim.report("smoke-2-401", "alarm", confirmed=True)
-        await r.sim.wait_downlink(1)
-        await async_wait_for(lambda: r.counter("tx_ack_too_late") == 1, what="TX_ACK error counted")
+        first, second = await r.sim.wait_downlink(2)
+        assert first.phy == second.phy and second.txpk["freq"] == 505.3 and second.txpk["datr"] == "SF12BW125"
+        assert second.txpk["tmst"] == (first.txpk["tmst"] + 1_000_000) & 0xFFFFFFFF  # RECEIVE_DELAY2
+        await async_wait_for(lambda: r.counter("tx_ack_too_late") == 2, what="both TX_ACK errors counted")
+        assert r.counter("downlinks_rx2") == 1 and r.counter("downlinks") == 2  # RX2 once, never a third
 
 
 async def test_abp_counter_reset_resyncs_after_a_run_of_frames(tmp_path):
