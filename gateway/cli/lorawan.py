@@ -64,8 +64,9 @@ def devices(target: Target, as_json: bool) -> None:
                        f"{'  SILENT' if f.get('silent') else ''}")
         rows = [{"id": dev_id, **row} for dev_id, row in (d.get("devices") or {}).items()]
         click.echo(render.table(rows, DEVICE_COLUMNS) if rows else "  no devices")
-        if d.get("state_error"):
-            click.echo(f"  state: {d['state_error']}")
+        state = d.get("counter_state") or {}
+        if state.get("error"):
+            click.echo(f"  state: {state['error']}")
 
 
 @lorawan.command()
