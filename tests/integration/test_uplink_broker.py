@@ -75,7 +75,9 @@ def test_records_are_published_deleted_on_puback_and_match_their_schemas(broker,
         return set(produced)
 
     produced = asyncio.run(main())
-    time.sleep(0.3)
+    # The last message of a clean stop is the retained offline status: everything before it has arrived.
+    wait_for(lambda: any(t.endswith("/status") and b'"reason":"shutdown"' in p for t, p, _r in platform.snapshot()),
+             timeout_s=10, what="offline status at the platform")
     msgs = platform.snapshot()
     platform.close()
     assert msgs, "nothing arrived"
