@@ -121,6 +121,11 @@ def _at(o: Done | Urc | Reboot | Prompt) -> list[dict[str, Any]]:
                                              "remaining": dg.remaining}})
                 except FrameError as exc:
                     out.append({"datagram_rejected": exc.reason})
+        for line in o.lines if o.error is None else ():
+            if line.startswith("+CSQ"):
+                out.append({"csq_dbm": info.csq_dbm(line)[0]})  # 27.007 §8.5: -113 + 2 * rssi
+            elif line.startswith("+CEREG"):
+                out.append({"cereg_stat": info.CEREG_STAT[info.cereg_stat(line)]})  # 27.007 §10.1.22
         return out
     if isinstance(o, Urc):
         out = [{"urc": o.prefix, "line": o.line}]
