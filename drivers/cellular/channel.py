@@ -84,6 +84,10 @@ class AtChannel(asyncio.Protocol):
         for item in self.parser.feed(data):
             if isinstance(item, Done):
                 self._settle_future(self._done, item)
+                # A final result instead of the prompt (AT+CMGS refused: +CMS ERROR: 330, SIM busy, ...)
+                # ends the wait for the prompt now, not after the 120 s SMS timeout.
+                if self._prompt is not None and not self._prompt.done():
+                    self._prompt.set_result(None)
             elif isinstance(item, Prompt):
                 if self._prompt is not None and not self._prompt.done():
                     self._prompt.set_result(None)
@@ -119,7 +123,8 @@ class AtChannel(asyncio.Protocol):
                 self._write(cmd.text.encode("ascii") + b"\r")
                 if self._prompt is not None:
                     await self._wait(self._prompt, cmd.text, timeout_s)
-                    self._write(payload + CTRL_Z)
+                    if not self._done.done():  # prompted; a refused command gets no payload
+                        self._write(payload + CTRL_Z)
                 done: Done = await self._wait(self._done, cmd.text, timeout_s)
             finally:
                 if self.parser.in_flight is cmd:
