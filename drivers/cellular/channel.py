@@ -147,8 +147,11 @@ class AtChannel(asyncio.Protocol):
                 self.counters["timeouts"] += 1
                 self._dirty = True
                 raise DeviceTimeout(f"modem {text[:40]}", timeout_s)
-            with contextlib.suppress(asyncio.TimeoutError):
-                return await asyncio.wait_for(asyncio.shield(fut), remaining)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that lands
+            # while the awaited future completes (gh-86296), and the driver then never stops.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    return await asyncio.shield(fut)
 
     async def _settle(self) -> None:
         loop = asyncio.get_running_loop()
