@@ -15,6 +15,7 @@ import tomllib
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 
 from gateway.cli.common import locate
 from gateway.control.client import call
@@ -44,6 +45,7 @@ def _queued_alarms(gateway_toml: Path) -> int:
     return int(resp.result["store"]["depth"]["alarm"])
 
 
+@pytest.mark.slow  # over 5 s (issue 16)
 async def test_smoke_alarm_sounder_sms_outage_delivery_and_signed_ack(tmp_path, broker):
     spec_path = _courtyard_file(tmp_path)
     out = tmp_path / "gateway.toml"

@@ -102,6 +102,7 @@ async def test_every_type_and_order_decoded_over_the_wire_in_merged_requests(pty
         assert len(requests) <= 5 * (polls + 1)
 
 
+@pytest.mark.slow  # over 5 s (issue 16)
 async def test_one_silent_slave_of_six_does_not_slow_the_other_five(pty_link):
     """Timeout 3 periods (1.5 s against 0.5 s). Each probe of the dead slave holds the half-duplex bus
     for 3 slots; the other five must still deliver >= 95 % of their slots over the span in which the
