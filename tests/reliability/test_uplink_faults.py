@@ -10,6 +10,8 @@ import os
 import signal
 import time
 
+import pytest
+
 from gateway.simulate.proxy import Mode
 from tests.reliability.test_daemon_kill import committed, payload_conflicts
 from tests.reliability.uplink_rig import UplinkRig, platform_view, seen
@@ -26,6 +28,7 @@ async def _everything_delivered(views, rig, last: int, timeout_s: float = 30.0) 
                          interval_s=0.05, what=f"seqs 1..{last} at the platform")
 
 
+@pytest.mark.slow  # over 5 s (issue 16)
 def test_r2_blackhole_detected_within_2k_plus_1_and_ingest_never_blocks(broker, tmp_path):
     """Behaviour, not throughput (issue 16: performance belongs in benchmarks): while the link is a
     blackhole the producer keeps going, every reading offered is committed, none dropped, and the loop
@@ -71,6 +74,7 @@ def test_r2_blackhole_detected_within_2k_plus_1_and_ingest_never_blocks(broker, 
         view.stop()
 
 
+@pytest.mark.slow  # over 5 s (issue 16)
 def test_r3_clean_broker_restart_with_platform_offline_loses_nothing_and_resumes_within_2s(broker, tmp_path):
     views = [platform_view(broker.url)]
 
