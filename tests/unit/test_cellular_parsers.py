@@ -183,16 +183,15 @@ def test_ingest_identifies_decodes_and_acks():
     assert ing.counters["accepted"] == 1
 
 
-def test_a_retry_inside_the_window_is_acked_again_but_not_emitted_twice():
+def test_a_retry_is_acked_again_but_not_emitted_twice():
     clock = ManualClock()
     ing = _ingest(clock)
     payload = nbiot_smoke.encode(IMEIS[0], nbiot_smoke.ALARM, 5, flags=1)
     ing.accept(payload, "nbiot-modem")
-    again = ing.accept(payload, "nbiot-modem")
+    clock.advance(5)
+    again = ing.accept(payload, "nbiot-modem")  # the sensor's retry, byte for byte
     assert again.duplicate and again.items == [] and again.ack is not None  # the first ack may have been lost
-    clock.advance(601)  # past the window: the same seq is a new report (the counter wrapped)
-    assert not ing.accept(payload, "nbiot-modem").duplicate
-    assert ing.counters["duplicates"] == 1
+    assert ing.counters["duplicates"] == 1 and ing.counters["accepted"] == 1
 
 
 def test_profiles_without_ack_send_none():
