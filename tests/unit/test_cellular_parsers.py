@@ -83,6 +83,12 @@ def test_cclk_is_utc_with_the_zone_beside_it():
     assert info.cclk_utc("+CCLK:26/12/01,03:04:05") == want  # no zone
 
 
+def test_cclk_two_digit_years_pivot_like_posix():
+    # A BC95 without NITZ counts from the epoch: 70/01/01 is 1970 (refused as "no time"), never 2070.
+    assert info.cclk_utc("+CCLK:70/01/01,00:00:45+00") == 45.0
+    assert info.cclk_utc("+CCLK:68/01/01,00:00:00") == calendar.timegm((2068, 1, 1, 0, 0, 0, 0, 0, 0))
+
+
 @pytest.mark.parametrize("line", ["+CCLK:26/13/01,03:04:05+32", "+CCLK:26/12/32,00:00:00", "+CCLK:26/12/01,24:00:00",
                                   "+CCLK:garbage", "+CCLK", "+CCLK:26-12-01 03:04:05"])
 def test_cclk_impossible_times_are_frame_errors(line):
