@@ -37,3 +37,18 @@ async def test_the_answer_is_returned_and_silence_is_a_timeout():
     with pytest.raises(TimeoutError):
         await ch._wait(asyncio.get_running_loop().create_future(), "AT", 0.05)
     assert ch.counters["timeouts"] == 1 and ch._dirty  # the next command settles the line first
+
+
+async def test_the_counter_flusher_stops_even_when_an_alarm_urges_it_at_that_moment():
+    # drivers/counters.py: the NB-IoT driver in relay mode did not stop when the stop met an alarm's
+    # urgent flush (seen as a 10 s hang in tests/integration/test_cellular_nbiot_edges.py).
+    from drivers.counters import CounterStore
+
+    for _ in range(20):
+        store = CounterStore(None, "nbiot", structlog.get_logger("test"))
+        flusher = asyncio.create_task(store.run())
+        await asyncio.sleep(0)  # waiting for the interval or an urgent flush
+        store._urgent.set()  # an alarm frame urges a flush...
+        flusher.cancel()  # ...as the daemon stops
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(flusher, 5)
