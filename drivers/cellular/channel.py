@@ -43,6 +43,7 @@ class AtChannel(asyncio.Protocol):
         self._prompt: asyncio.Future | None = None
         self._last_rx = 0.0
         self._dirty = False  # a command timed out: settle before the next one
+        self._dirty_at = 0.0  # when it timed out: the quiet period counts from here at the earliest
         self.baud = 9600
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -146,6 +147,7 @@ class AtChannel(asyncio.Protocol):
             if remaining <= 0:
                 self.counters["timeouts"] += 1
                 self._dirty = True
+                self._dirty_at = now
                 raise DeviceTimeout(f"modem {text[:40]}", timeout_s)
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that lands
             # while the awaited future completes (gh-86296), and the driver then never stops.
@@ -156,7 +158,9 @@ class AtChannel(asyncio.Protocol):
     async def _settle(self) -> None:
         loop = asyncio.get_running_loop()
         end = loop.time() + SETTLE_CAP_S
-        while loop.time() < end and loop.time() - self._last_rx < SETTLE_QUIET_S:
+        # Quiet since the timeout, not merely since the last byte: the line was silent during the timeout,
+        # so a late answer that starts just after it would otherwise be read as the next command's answer.
+        while loop.time() < end and loop.time() - max(self._last_rx, self._dirty_at) < SETTLE_QUIET_S:
             await asyncio.sleep(SETTLE_QUIET_S / 2)
         self.parser.abort()
         self._dirty = False
