@@ -362,3 +362,36 @@ async def test_sms_module_banner_after_a_reboot_is_reboot_evidence(tmp_path):
         await async_wait_for(lambda: len(h.reboots) >= 3, 5, what="RDY, +CFUN: 1, +CPIN: READY")
         assert h.reboots[:3] == ["REBOOT_CAUSE_SECURITY_RESET_PIN", "RDY", "+CFUN: 1"] or "RDY" in h.reboots
         assert await h.ch.command("AT+CPIN?") == ("+CPIN: READY",)  # asked for: an answer, not evidence
+
+
+async def test_a_late_answer_after_a_timeout_is_never_taken_for_the_next_command(tmp_path):
+    async with line(tmp_path, NbiotModemSim()) as h:
+        await h.ch.command("ATE0")
+        h.sim.faults.silent = True
+        with pytest.raises(DeviceTimeout):
+            await h.ch.command("AT+CGSN=1")
+        h.sim.faults.silent = False
+        h.sim.write_raw(b"\r\n+CGSN:490154203237518\r\n\r\nOK\r\n")  # the timed-out command's answer, late
+        assert await h.ch.command("AT+CSQ") == ("+CSQ:99,99",)  # its own answer, not the late one
+        assert await h.ch.command("AT+CGSN=1") == (f"+CGSN:{h.sim.imei}",)
+
+
+async def test_a_failing_urc_handler_is_counted_and_the_line_discipline_goes_on(tmp_path):
+    sim = NbiotModemSim()
+    path = str(tmp_path / "modem")
+    await sim.start(path)
+
+    def broken(_urc: Urc) -> None:
+        raise RuntimeError("handler bug")
+
+    ch = AtChannel(structlog.get_logger("test"), FAST, broken, lambda b: None)
+    await ch.open(path, 115200)
+    try:
+        sim.urc("+CSCON:1")
+        await async_wait_for(lambda: ch.counters["handler_errors"] == 1, 5, what="handler error counted")
+        assert await ch.command("AT+CGSN=1") == (f"+CGSN:{sim.imei}",)
+    finally:
+        ch.close()
+        await asyncio.wait_for(sim.stop(), 10)
+    with pytest.raises(ModemUnavailable, match="not open"):
+        await ch.command("AT")
