@@ -231,3 +231,38 @@ def test_a_report_of_unknown_type_is_refused_with_the_codec_reason():
         _ingest(ManualClock()).accept(bytes(body), "nbiot-modem")
     with pytest.raises(CodecError):  # the codec itself says CodecError
         nbiot_smoke.header(bytes(body))
+
+
+# ---- port schemas: the limits an installer can hit -------------------------------------------------------------
+
+def test_sms_port_defaults_follow_the_manuals_and_carry_into_timeouts():
+    import msgspec
+
+    from drivers.cellular.config import SmsPort, check_no_device
+
+    port = msgspec.convert({"path": "/dev/ttyUSB2"}, SmsPort)
+    assert (port.baud, port.validity_h, port.send_timeout_s) == (115200, 96.0, 120.0)  # EC200; 96 h = 0xAA; CMGS max
+    assert port.timeouts == Timeouts(query_s=0.3, slow_s=10.0, sms_s=120.0)
+    for bad in ({"path": ""}, {"path": "/dev/x", "validity_h": 0.5}, {"path": "/dev/x", "global_max_per_minute": 61},
+                {"path": "/dev/x", "send_timeout_s": 301}, {"path": "/dev/x", "unknown": 1}):
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.convert(bad, SmsPort)
+    assert "serves no devices" in check_no_device("anything")
+
+
+def test_nbiot_port_limits():
+    import msgspec
+
+    from drivers.cellular.config import NbiotPort
+
+    assert msgspec.convert({"path": "/dev/ttyAMA1"}, NbiotPort).bands == (5, 8)  # China Telecom B5, Mobile/Unicom B8
+    for bad in ({"path": "/dev/x", "bands": [86]}, {"path": "/dev/x", "listen_port": 0}, {"path": "/dev/x", "nsonmi_mode": 3},
+                {"path": "/dev/x", "ack_within_s": 31}, {"path": "/dev/x", "dialect": "qi"}, {"path": "/dev/x", "baud": 14400}):
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.convert(bad, NbiotPort)
+
+
+def test_simulated_imeis_pass_the_luhn_check():
+    from drivers.cellular.config import check_imei
+
+    assert all(check_imei(make_imei(n)) is None for n in (1, 2, 999, 900001, 999001))
