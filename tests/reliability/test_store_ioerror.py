@@ -60,8 +60,8 @@ def test_injected_io_errors_never_lose_a_committed_alarm(tmp_path, point, probab
     assert proc.stdin is not None and proc.stdout is not None
     head = proc.stdout.readline().split()
     assert head[:1] == ["open"], head
-    subprocess.run([fiu_ctrl, "-f", str(tmp_path / "fiu-ctrl"), "-c", f"enable_random name={point},probability={probability},failinfo=5", head[1]],
-                   check=True, timeout=10)
+    arm = f"enable_random name={point},probability={probability},failinfo=5"
+    subprocess.run([fiu_ctrl, "-f", str(tmp_path / "fiu-ctrl"), "-c", arm, head[1]], check=True, timeout=10)
     proc.stdin.write("go\n")
     proc.stdin.flush()
     out, _ = proc.communicate(timeout=100)
