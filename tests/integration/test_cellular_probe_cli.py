@@ -174,3 +174,39 @@ async def test_address_and_attach_while_detached(tmp_path):
     async with scripted(tmp_path, answers) as (ch, _sim):
         st = status.ModemStatus()
         assert await status.read_address(ch, st) == "" and not await status.read_attach(ch, st)
+
+
+def test_nbiot_simulator_cli_alarm_after_s_makes_detector_1_report_an_alarm(tmp_path):
+    """`--alarm-after-s`: detector 1 sends a smoke alarm datagram that a host reads through the NSO socket."""
+    from drivers.cellular import info
+    from drivers.cellular.at import Urc
+    from drivers.codecs import nbiot_smoke
+    from tests.support.wait import async_wait_for
+
+    with simulator(tmp_path, "nbiot", "--sensors", "1", "--alarm-after-s", "1.5") as (link, _banner, _proc):
+        async def host() -> bytes:
+            urcs: list[Urc] = []
+            ch = AtChannel(structlog.get_logger("test"), Timeouts(query_s=2.0, slow_s=5.0), urcs.append, lambda b: None)
+            await ch.open(link, 9600)
+            try:
+                for cmd in ("ATE0", "AT+CMEE=1", "AT+CFUN=1"):
+                    await ch.command(cmd)
+                st = status.ModemStatus()
+
+                async def registered() -> bool:
+                    return await status.read_registration(ch, st) in info.REGISTERED
+
+                for _ in range(50):  # the simulated registration takes a moment
+                    if await registered():
+                        break
+                    await asyncio.sleep(0.1)
+                (sid,) = await ch.command("AT+NSOCR=DGRAM,17,5683,1")
+                await async_wait_for(lambda: any(u.prefix == "+NSONMI" for u in urcs), 10, what="+NSONMI")
+                (line,) = await ch.command(f"AT+NSORF={sid},1358")
+                return info.nsorf(line).data
+            finally:
+                ch.close()
+
+        data = asyncio.run(host())
+        head = nbiot_smoke.header(data)
+        assert head.imei == make_imei(1) and head.msg_type == nbiot_smoke.ALARM
