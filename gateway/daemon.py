@@ -184,6 +184,8 @@ class Daemon:
             out["alarm_journal"] = self.rules.committer.depth()
         if self.pipeline is not None:
             out["pipeline"] = dict(self.pipeline.counters)
+        if self.control is not None:
+            out["control"] = dict(self.control.counters)
         return out
 
     def _store_status(self) -> dict[str, Any]:
