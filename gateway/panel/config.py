@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import msgspec
 from msgspec import Meta
 
-from gateway.config.schema import Port, _Section
+# Not gateway.config.schema's _Section: gateway.config.load imports this module, and the reverse import
+# would be circular. Same options as _Section.
+Port = Annotated[int, Meta(ge=1, le=65535)]
 
 
-class PanelSection(_Section):
+class PanelSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     # Where to listen: a LAN interface's name (its IPv4 address is looked up at start) or an address.
     # Neither given: the panel refuses to start, so it never listens on the uplink interface by default.
     interface: Annotated[str, Meta(max_length=15)] = ""

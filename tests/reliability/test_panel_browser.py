@@ -4,6 +4,7 @@ PIN acknowledges and the relay box's sounder stops; killing the panel changes no
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -105,7 +106,11 @@ async def _run(rig: Rig, panel: Panel, drv, shots: Path) -> None:
     assert rig_alarms(rig) == before and rig.coil("sounder")
     place2 = f"{dev2.building}栋{dev2.unit}单元{dev2.room}"
     await until(lambda: place2 in card_text(drv, place2), 10, "the page back after the panel's restart")
-    await asyncio.to_thread(drv.save_screenshot, str(shots / "panel-guard-2.png"))
+
+    # A trouble condition (the uplink cut at the courtyard's proxy) shows plainly above the alarms.
+    await rig.cy.trigger("uplink_outage", duration_s=120)
+    await until(lambda: "平台上行中断" in drv.find_element(By.ID, "trouble").text, 20, "uplink trouble in the page")
+    await asyncio.to_thread(drv.save_screenshot, str(shots / "panel-guard-trouble.png"))
 
     # The installer view without a code shows the code form and no checklist.
     await asyncio.to_thread(drv.get, panel.base + "/installer")
@@ -113,9 +118,9 @@ async def _run(rig: Rig, panel: Panel, drv, shots: Path) -> None:
     assert not drv.find_element(By.ID, "walk").is_displayed()
     await asyncio.to_thread(drv.save_screenshot, str(shots / "panel-installer-code.png"))
     print(f"PANEL screenshots in {shots}: {sorted(p.name for p in shots.glob('*.png'))}")
-    if (dest := DOCS / "screenshots").is_dir() and __import__("os").environ.get("PANEL_SAVE_DOCS"):
-        for shot in shots.glob("*.png"):
-            shutil.copy(shot, dest / shot.name)
+    if os.environ.get("PANEL_SAVE_DOCS"):  # refresh docs/panel.md's pictures
+        shutil.copy(shots / "panel-guard-trouble.png", DOCS / "screenshots/panel-guard.png")
+        shutil.copy(shots / "panel-guard-pin.png", DOCS / "screenshots/panel-guard-pin.png")
 
 
 def rig_alarms(rig: Rig) -> list[dict]:

@@ -7,6 +7,8 @@ const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls)
 const csrf = () => (document.cookie.match(/(?:^|; )csrf=([^;]+)/) || [])[1] || "";
 const hhmm = (wall) => new Date(wall * 1000).toLocaleTimeString("zh-CN", { hour12: false });
 const ago = (wall) => { const m = Math.max(0, Math.floor((Date.now() / 1000 - wall) / 60)); return m < 1 ? "刚刚" : `${m}分钟前`; };
+const TYPE_ZH = { smoke: "烟感", gas: "燃气", water_flow: "水流指示器", manhole: "井盖", hydrant: "消火栓", pump_station: "泵房", relay_box: "继电器箱" };
+const troubleZh = (source) => TROUBLE_ZH[source] || (source.startsWith("bus") ? `总线故障 ${source.split(":")[1] || ""}` : source);
 const TROUBLE_ZH = { uplink: "平台上行中断", sms: "短信猫故障", modem: "短信猫故障", store: "存储故障", gb26875: "消防中心链路中断", clock: "时钟未同步" };
 
 async function post(url, body) {
@@ -27,7 +29,7 @@ function renderGuard(s) {
   if (s.trouble.length) {
     tr.append(el("strong", "", "故障："));
     const ul = el("ul");
-    for (const t of s.trouble) ul.append(el("li", "", `${TROUBLE_ZH[t.source] || t.source}：${t.reason}（${hhmm(t.since_wall_s)}起）`));
+    for (const t of s.trouble) ul.append(el("li", "", `${troubleZh(t.source)}：${t.reason}（${hhmm(t.since_wall_s)}起）`));
     tr.append(ul);
   }
   tr.hidden = !s.trouble.length;
@@ -90,7 +92,7 @@ function renderInstaller(s) {
       const row = el("tr", d.ticked ? "done" : "left"); row.dataset.deviceId = d.id;
       const sig = d.signal || {};
       const sigText = [sig.rssi_dbm !== undefined ? `RSSI ${sig.rssi_dbm}` : "", sig.snr_db !== undefined ? `SNR ${sig.snr_db}` : ""].filter(Boolean).join(" ") || "—";
-      for (const [cls, text] of [["tick", d.ticked ? "✔" : "○"], ["", f.flat], ["", d.id], ["", d.type], ["", sigText], ["", d.battery === null || d.battery === undefined ? "—" : `${d.battery}`]]) row.append(el("td", cls, text));
+      for (const [cls, text] of [["tick", d.ticked ? "✔" : "○"], ["", f.flat], ["", d.id], ["", TYPE_ZH[d.type] || d.type], ["", sigText], ["", d.battery === null || d.battery === undefined ? "—" : `${d.battery}%`]]) row.append(el("td", cls, text));
       table.append(row);
     }
     sec.append(table); root.append(sec);
