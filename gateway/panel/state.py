@@ -18,6 +18,8 @@ from gateway.panel.link import ControlLink, LinkDown
 RESIDENT_ZH = {"elderly_alone": "独居老人", "disabled": "残疾人", "ordinary": "普通住户", "common_area": "公共区域"}
 TYPE_ZH = {"smoke": "烟雾报警", "gas": "燃气泄漏", "water_flow": "水流指示", "manhole": "井盖", "hydrant": "消火栓",
            "pump_station": "消防泵房", "relay_box": "门卫室继电器"}
+WALK_IDLE_S = 3.0  # how late the installer view may notice that a walk started
+
 STATE_ZH = {"raised": "报警中", "acknowledged": "已确认", "cleared": "已清除"}
 
 
@@ -52,6 +54,8 @@ class Poller:
         self.notify: Notify = cfg.extra.get("notify") or Notify()
         self.log = logsetup.get(stage="panel")
         self._down_logged = False
+        self._walk: dict[str, Any] | None = None
+        self._walk_next = 0.0
 
     async def run(self) -> None:
         while True:
@@ -71,14 +75,25 @@ class Poller:
     async def poll_once(self) -> dict[str, Any]:
         status = await self.link.call("status")
         alarms = await self.link.call("alarms", {"active": True})
-        walk = await self.link.call("walk_status")  # issue 23's command; "unknown_command"/"no_walk" = none
         return {
             "link": {"up": True, "reason": ""},
             "gateway_id": status.result.get("gateway_id", "") if status.ok else "",
             "trouble": list(status.result.get("trouble", [])) if status.ok else [],
             "alarms": [self.alarm_row(a) for a in (alarms.result if alarms.ok else [])],
-            "walk": walk.result if walk.ok else None,
+            "walk": await self.walk(),
         }
+
+    async def walk(self) -> dict[str, Any] | None:
+        """The walk test's report (issue 23's `walk_status`). Asked every poll while a walk runs, else every
+        WALK_IDLE_S: each refused ask ("no_walk", or "unknown_command" from a daemon without the walk test)
+        counts as `rejected` in the daemon's control counters, which should mean something."""
+        now = time.monotonic()
+        if now < self._walk_next:
+            return self._walk
+        reply = await self.link.call("walk_status")
+        self._walk = reply.result if reply.ok else None
+        self._walk_next = now + (0 if self._walk and self._walk.get("active") else WALK_IDLE_S)
+        return self._walk
 
     def alarm_row(self, a: dict[str, Any]) -> dict[str, Any]:
         dev = self.devices.get(a["device_id"])
