@@ -112,6 +112,18 @@ async def _run(rig: Rig, panel: Panel, drv, shots: Path) -> None:
     await until(lambda: "平台上行中断" in drv.find_element(By.ID, "trouble").text, 20, "uplink trouble in the page")
     await asyncio.to_thread(drv.save_screenshot, str(shots / "panel-guard-trouble.png"))
 
+    # Silence (消音) with the PIN: the sounder stops, the alarm stays raised and unacknowledged.
+    def silence() -> None:
+        card = next(c for c in drv.find_elements(By.CSS_SELECTOR, "article.alarm") if place2 in c.text)
+        card.find_element(By.CSS_SELECTOR, "button.silence").click()
+        drv.find_element(By.ID, "pin").send_keys(PIN)
+        drv.find_element(By.ID, "pin-ok").click()
+
+    await asyncio.to_thread(silence)
+    await until(lambda: not rig.coil("sounder"), 5, "sounder off after the panel's silence")
+    second = next(a for a in rig_alarms(rig) if a["device_id"] == dev2.id)
+    assert second["state"] == "raised" and second["acknowledged_by"] == ""
+
     # The installer view without a code shows the code form and no checklist.
     await asyncio.to_thread(drv.get, panel.base + "/installer")
     await until(lambda: drv.find_element(By.ID, "code-form").is_displayed(), 5, "installer code form")
