@@ -58,3 +58,17 @@ def test_tokens_compare_only_when_both_present() -> None:
     assert not same_token("", "")
     assert not same_token(None, "abc")
     assert not same_token("abc", "abd")
+
+
+def test_hash_pin_command_prints_lines_for_the_credentials_file() -> None:
+    import tomllib
+
+    from click.testing import CliRunner
+
+    from gateway.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["panel", "hash-pin"], input="4711\n4711\n")
+    assert result.exit_code == 0, result.output
+    lines = tomllib.loads("\n".join(line for line in result.output.splitlines() if line.startswith("panel_")))
+    assert check_pin("4711", lines["panel_pin_hash"]) and len(bytes.fromhex(lines["panel_code_key"])) == 32
+    assert CliRunner().invoke(cli, ["panel", "hash-pin"], input="12\n12\n").exit_code != 0
