@@ -13,6 +13,9 @@ command -v strace >/dev/null 2>&1 || need+=(strace)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v fiu-run >/dev/null 2>&1 || need+=(fiu-utils)
+# Disk-fault tests: an ext4 image that remounts itself read-only (mkfs.ext4, e2fsck) on a loop device.
+command -v mkfs.ext4 >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.ext4 ] || need+=(e2fsprogs)
+command -v losetup >/dev/null 2>&1 || [ -x /usr/sbin/losetup ] || need+=(mount)
 # The web panel's browser tests: Debian's chromium and its driver (never a browser download), and a CJK font.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
