@@ -1,0 +1,73 @@
+"""The walk test against the simulated courtyard (real ptys and simulators, the real daemon, mosquitto and
+a platform subscriber): `gateway commission walk --json` runs while the simulator presses every device's
+test button; every device is ticked with its signal, no SMS goes out, no alarm reaches the platform, and
+the presses arrive there as `event.test` records."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import pytest
+
+from gateway.control.client import DaemonUnavailable, call
+from gateway.simulate.courtyard import Courtyard, load
+from gateway.simulate.platform import PlatformView
+from tests.integration.test_courtyard_e2e import ROOT, _courtyard_file
+from tests.support.wait import async_wait_for
+
+
+def _answers(sock: str) -> bool:
+    try:
+        return call(sock, "status", timeout_s=2).ok
+    except DaemonUnavailable:
+        return False
+
+
+@pytest.mark.slow
+async def test_walk_ticks_every_device_and_keeps_presses_off_sms_and_platform(tmp_path, broker):
+    spec_path = _courtyard_file(tmp_path)
+    out = tmp_path / "gateway.toml"
+    cy = Courtyard(load(spec_path), spec_path, out, broker.url, time_scale=1.0)
+    await cy.start()
+    view = PlatformView(broker.url, "gw-xinhong-03")
+    view.start()
+    sock = str(cy.workdir / "control.sock")
+    daemon = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(out)], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    walker = None
+    try:
+        await async_wait_for(lambda: _answers(sock), 30, what="daemon control socket")
+        await async_wait_for(lambda: view.telemetry_count > 0, 30, what="uplink delivering")
+        walker = subprocess.Popen([sys.executable, "-m", "gateway", "commission", "walk", "--json", "--duration", "10m",
+                                   "--socket", sock], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        await async_wait_for(lambda: call(sock, "walk_status").ok, 15, what="walk started")
+        devices = sorted(cy.types)
+        for dev in devices:  # the installer's round: one press per device, a moment apart
+            await cy.trigger("test_button", dev)
+            await asyncio.sleep(0.05)
+        await async_wait_for(lambda: walker.poll() is not None, 60, what="walk CLI finished (every device ticked)")
+        report = json.loads(walker.stdout.read())
+        assert walker.returncode == 0, walker.stderr.read()
+        assert (report["done"], report["left"], report["total"]) == (len(devices), 0, len(devices))
+        rows = {d["id"]: d for b in report["buildings"] for f in b["flats"] for d in f["devices"]}
+        assert all(r["ticked"] for r in rows.values())
+        assert rows["smoke-1-1-202"]["how"] == "test_button" and rows["smoke-1-1-202"]["signal"].get("rssi_dbm") is not None
+        assert rows["flow-riser-2"]["how"] == "alarm_as_test" and rows["hydrant-1"]["how"] == "answered"
+        assert report["tagged_as_test"] >= 2  # the flow switch and the manhole cover report their test as an alarm
+        # None of it was a real alarm: no alarm record at the platform, no SMS, the sounder never sounded.
+        await async_wait_for(lambda: sum(1 for r in view.records if r.get("kind") == "event.test") >= 30, 20,
+                             what="test events at the platform")
+        assert [r for r in view.records if r.get("cls") == "alarm"] == []
+        assert cy.sims["sms"].texts() == []
+        assert call(sock, "alarms").result == []
+        assert not cy.sims["modbus_rtu"].output(10, "sounder")
+    finally:
+        for proc in (walker, daemon):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
+        view.stop()
+        await cy.stop()
