@@ -76,6 +76,10 @@ def check_config(env: Env) -> list[Check]:
 
 def check_daemon(env: Env) -> list[Check]:
     if env.status is None:
+        if "permission denied" in env.daemon_error:
+            from gateway.cli.status import GROUP_HINT
+
+            return [Check("daemon", False, env.daemon_error, GROUP_HINT)]
         return [Check("daemon", False, env.daemon_error or "not running", START_HINT)]
     return [Check("daemon", True, f"running, up {render.age(env.status.get('uptime_s'))}")]
 

@@ -28,7 +28,11 @@ class GatewayGroup(click.Group):
                 click.echo(problem, err=True)
             sys.exit(EXIT_FAIL)
         except DaemonUnavailable as exc:
-            click.echo(f"{exc}: start it with `sudo systemctl start courtyard-gateway`", err=True)
+            # Outside the service's group the daemon may well be running: "start it" would mislead (issue 18).
+            from gateway.cli.status import GROUP_HINT
+
+            hint = GROUP_HINT if "permission denied" in str(exc) else "start it with `sudo systemctl start courtyard-gateway`"
+            click.echo(f"{exc}: {hint}", err=True)
             sys.exit(EXIT_UNAVAILABLE)
         except DaemonRefused as exc:
             click.echo(f"refused: {exc.error}" + (f": {exc.detail}" if exc.detail else ""), err=True)

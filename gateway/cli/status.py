@@ -24,6 +24,9 @@ def down_note(exc: Exception) -> str:
     return NO_ACCESS_NOTE if "permission denied" in str(exc) else DOWN_NOTE
 
 
+GROUP_HINT = "add yourself to the service's group (sudo usermod -aG courtyard-gateway $USER, then log in again) or use sudo"
+
+
 def disk_facts(store_path: str) -> dict[str, Any] | None:
     """Usage of the filesystem holding the store (the SD card on a Pi)."""
     directory = Path(store_path).parent
@@ -68,7 +71,7 @@ def status(target: Target, as_json: bool) -> None:
         if as_json:
             render.emit_json(out)
         else:
-            click.echo(f"{out['note']} ({exc})", err=True)
+            click.echo(f"{out['note']} ({exc})" + (f"; {GROUP_HINT}" if out["note"] == NO_ACCESS_NOTE else ""), err=True)
             click.echo(_human_store(out["store"], target.store_path, disk))
         raise SystemExit(EXIT_UNAVAILABLE) from None
     out = {"source": "daemon", **st, "disk": disk}
@@ -82,17 +85,41 @@ def _pick(d: dict[str, Any], *keys: str) -> Any:
     return next((d[k] for k in keys if d.get(k) is not None), None)
 
 
+# The uplink's state machine (gateway/uplink/client.py ConnState) in a maintainer's words.
+UPLINK_WORDS = {
+    "connected": "connected",
+    "probing": "DOWN: broker not reachable, checking every 2 s",
+    "backoff": "DOWN: broker reachable, next connect attempt after a pause",
+    "connecting": "connecting",
+    "disconnected": "disconnected (stopped)",
+    "not_authorized": "DOWN: the broker refuses this gateway",
+}
+FAULT_WORDS = {
+    "not_authorized": "the broker refused the credentials or the topic ACL (check the credentials file and the broker's ACL)",
+    "tls_refused": "the TLS handshake failed (check uplink.ca_file and the gateway certificate)",
+    "connect_failed": "the last connect attempt failed",
+}
+
+
+def uplink_words(up: dict[str, Any]) -> str:
+    state = str(up.get("state", "?"))
+    words = UPLINK_WORDS.get(state, state)
+    fault = up.get("fault") or ""
+    if fault and state != "connected":
+        words += f" ({FAULT_WORDS.get(fault, fault)})"
+    return words
+
+
 def _uplink_line(up: dict[str, Any] | None) -> str:
     if not up:
         return "not running in this daemon"
-    state = up.get("state", "?")
     since = _pick(up, "since_wall", "state_since_wall", "since")
     since_age = _pick(up, "since_s", "state_age_s")
     puback_age = _pick(up, "last_puback_age_s")
     puback_wall = _pick(up, "last_puback_wall", "last_puback")
-    parts = [str(state)]
+    parts = [uplink_words(up)]
     if since is not None:
-        parts.append(f"since {render.wall(since)}")
+        parts.append(f"since {render.wall(since)}" + (f" ({render.age(since_age)})" if since_age is not None else ""))
     elif since_age is not None:
         parts.append(f"for {render.age(since_age)}")
     if puback_age is not None:
