@@ -14,6 +14,7 @@ import msgspec
 
 from gateway import log as logsetup
 from gateway.commission.walk import DEFAULT_DURATION_S, MAX_DURATION_S, WalkSession
+from gateway.control import logring
 from gateway.errors import CommandRejected
 from gateway.model import Alarm, AlarmState, Severity
 
@@ -62,6 +63,7 @@ class ControlApi:
     def __init__(self, d: Daemon) -> None:
         self.d = d
         self.walk: WalkSession | None = None
+        logring.install()
 
     def handlers(self) -> dict[str, Handler]:
         """The control socket's command table (ControlServer)."""
@@ -72,6 +74,7 @@ class ControlApi:
             "ports": self.ports, "set_log_level": self.set_log_level, "actuate": self.actuate,
             "operator_check_confirm": self.operator_check_confirm,
             "walk_start": self.walk_start, "walk_status": self.walk_status, "walk_stop": self.walk_stop,
+            "logs": self.logs,
         }
 
     def downlink_handlers(self) -> dict[str, Handler]:
@@ -205,6 +208,12 @@ class ControlApi:
         by = _str_arg(args, "by")
         self.d.gb26875.confirm_operator_check(f"cli:{by}")
         return {"confirmed_by": f"cli:{by}"}
+
+    async def logs(self, args: Args) -> list[dict[str, Any]]:
+        """The daemon's recent log lines (already redacted), for `gateway logs` without journald."""
+        after = int(_num_arg(args, "after_seq", 0, 0, 2**62))
+        limit = int(_num_arg(args, "lines", 200, 0, logring.RING_LINES))
+        return logring.RING.since(after, limit)
 
     # ---- walk test (gateway/commission/walk.py) -------------------------------------------------
     async def walk_start(self, args: Args) -> dict[str, Any]:
