@@ -26,6 +26,7 @@ RESIDENT_WORD = {ResidentCategory.ELDERLY_ALONE: "（独居老人）", ResidentC
 ADVICE = {
     DeviceType.GAS: "请立即联系住户，开窗通风、勿开关电器、勿用明火，必要时拨打119",
     DeviceType.SMOKE: "请立即联系老人或拨打119",
+    DeviceType.WATER_FLOW: "请立即核实火情，必要时拨打119",  # the riser flows: fire confirmed with a smoke alarm
 }
 ADVICE_DEFAULT = "请立即处置"
 

@@ -173,6 +173,9 @@ async def _watch(c: Courtyard) -> None:
         sms = c.sims.get("sms")
         if sms is not None:
             texts = sms.texts()
+            last = sms.sms[-1] if sms.sms else None
+            if last is not None and last.concat is not None and last.concat[2] < last.concat[1]:
+                texts = texts[:-1]  # a long SMS still arriving part by part: tell it once it is whole
             for number, text in texts[seen_sms:]:
                 c.note("sms_received", to=number, text=text)
             seen_sms = len(texts)
