@@ -35,6 +35,7 @@ class Check:
     fix: str = ""
     status: str = ""  # pass | warn | fail | skip; derived from ok when not given
     group: str = ""
+    fold: str = ""  # lines with the same status and fold text print as one (36 sensors not heard yet)
 
     def __post_init__(self) -> None:
         if not self.status:
@@ -215,7 +216,9 @@ def check_devices(env: Env) -> list[Check]:
         fix = _device_fix(env, dev, True)
         if age_s is None and hb and uptime < hb:
             # A 12 h heartbeat cannot have come yet: not a fault, but not proven either.
-            out.append(warn(label, f"not heard since the daemon started {render.age(uptime)} ago; it reports every {render.age(hb)}{where}", fix))
+            c = warn(label, f"not heard since the daemon started {render.age(uptime)} ago; it reports every {render.age(hb)}{where}", fix)
+            c.fold = f"not heard since the daemon started {render.age(uptime)} ago (radio sensors report every few hours)"
+            out.append(c)
         elif age_s is None:
             out.append(Check(label, False, f"never answered or heard{where}", fix))
         elif dev.get("state") == "offline":

@@ -78,11 +78,12 @@ def checklist(report: dict[str, Any]) -> str:
     for b in report["buildings"]:
         devs = [d for f in b["flats"] for d in f["devices"]]
         done = sum(d["ticked"] for d in devs)
-        lines.append(f"building {b['building']}: {done}/{len(devs)}")
+        lines.append(f"building {b['building']}: {done}/{len(devs)}" if b["building"] != "-" else f"courtyard: {done}/{len(devs)}")
         for f in b["flats"]:
             for d in f["devices"]:
                 how = {"test_button": "test", "alarm_as_test": "test", "answered": "answered"}.get(d["how"] or "", "")
-                lines.append(f"  {_mark(d)} {f['flat']:<10.10} {d['id']:<20.20} {how:<8} {_signal(d)}"[:80].rstrip())
+                flat = f["flat"] if f["flat"] != "-" else "common"
+                lines.append(render.clip(f"  {_mark(d)} {render.pad(flat, 10)} {render.pad(d['id'], 20)} {how:<8} {_signal(d)}".rstrip(), 80))
     lines.append(f"{report['done']} of {report['total']} done, {report['left']} left"
                  + (f"; ends by itself in {render.age(report['left_s'])}" if report["active"] else f"; ended ({report['end_reason']})"))
     return "\n".join(lines)
@@ -92,7 +93,8 @@ def final_text(report: dict[str, Any]) -> str:
     when = render.wall(report["started_wall"])
     head = [f"walk test report: started {when} by {report['started_by']}, "
             f"{render.age(report['elapsed_s'])}, building {report['building'] or 'all'}",
-            f"{report['done']} of {report['total']} devices ticked; {report['tagged_as_test']} test presses kept off SMS and the platform"]
+            f"{report['done']} of {report['total']} devices ticked; {report['tagged_as_test']} test alarms recorded as tests "
+            "(no SMS, no platform alarm)"]
     missing = [d["id"] for b in report["buildings"] for f in b["flats"] for d in f["devices"] if not d["ticked"]]
     if missing:
         head.append("NOT ticked: " + ", ".join(missing))

@@ -55,6 +55,12 @@ def clip(text: str, width: int) -> str:
     return "".join(out) + "…"
 
 
+def pad(text: str, width: int) -> str:
+    """`text` left-aligned in `width` terminal cells (CJK characters take two)."""
+    text = clip(text, width)
+    return text + " " * (width - _width(text))
+
+
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], max_width: int | None = None) -> str:
     """Left-aligned columns separated by two spaces; None prints as '-'. With max_width (80 for the
     default views) each line is clipped, so a maintainer's SSH window never wraps."""

@@ -123,8 +123,23 @@ def report_text(results: list[Check], verbose: bool = False) -> str:
         fold = not verbose and len(passes) > FOLD_PASSES
         if fold:
             lines.append(f"  PASS  {len(passes)} {'devices' if group == 'devices' else 'checks'} ok (--verbose lists them)")
+        folded: dict[tuple[str, str], list[Check]] = {}
+        for c in checks:
+            if c.fold and not verbose:
+                folded.setdefault((c.status, c.fold), []).append(c)
+        shown: set[int] = set()
         for c in checks:
             if fold and c.status == "pass":
+                continue
+            same = folded.get((c.status, c.fold), [])
+            if len(same) > FOLD_PASSES:
+                if id(same[0]) in shown:
+                    continue
+                shown.add(id(same[0]))
+                names = [x.name.removeprefix("device ") for x in same]
+                lines.append(render.clip(f"  {MARK[c.status]}  {len(same)} devices {c.fold}: {', '.join(names)}", 160))
+                lines.append("        fix: press each one's test button during `gateway commission walk` (--building B), "
+                             "or wait for its heartbeat")
                 continue
             lines.append(f"  {MARK[c.status]}  {c.name}: {c.reason}")
             if c.status != "pass" and c.fix:
