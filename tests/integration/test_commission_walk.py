@@ -64,6 +64,7 @@ async def test_walk_ticks_every_device_and_keeps_presses_off_sms_and_platform(tm
         assert cy.sims["sms"].texts() == []
         assert call(sock, "alarms").result == []
         assert not cy.sims["modbus_rtu"].output(10, "sounder")
+        await _every_json_parses(sock, str(out))
     finally:
         for proc in (walker, daemon):
             if proc is not None and proc.poll() is None:
@@ -71,3 +72,29 @@ async def test_walk_ticks_every_device_and_keeps_presses_off_sms_and_platform(tm
                 proc.wait(10)
         view.stop()
         await cy.stop()
+
+
+async def _every_json_parses(sock: str, config: str) -> None:
+    """Every read command's --json against this daemon: one JSON document on stdout, the documented exit code."""
+    def gw(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "gateway", *args, "--config", config, "--socket", sock], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+
+    cases = [(("status",), 0), (("devices",), 0), (("devices", "smoke-1-1-202"), 0), (("devices", "--offline"), 0),
+             (("alarms",), 0), (("alarms", "--since", "1h"), 0), (("queue",), 0), (("poll", "hydrant-1"), 0),
+             (("commission", "walk", "--status"), 0), (("selftest",), 1)]  # selftest: the demo broker is not TLS
+    for args, code in cases:
+        res = await asyncio.to_thread(gw, *args, "--json")
+        assert res.returncode == code, (args, res.returncode, res.stderr)
+        doc = json.loads(res.stdout)
+        assert doc is not None, args
+        if args == ("devices", "smoke-1-1-202"):
+            assert doc["id"] == "smoke-1-1-202" and doc["recent"] and doc["signal_history"][0]["rssi_dbm"] < 0
+    assert {c["name"]: c["status"] for c in json.loads((await asyncio.to_thread(gw, "selftest", "--json")).stdout)["checks"]}[
+        "device smoke-1-1-202"] == "pass"
+    unknown = await asyncio.to_thread(gw, "devices", "no-such-device")
+    assert unknown.returncode == 1 and "unknown_device" in unknown.stderr
+    no_alarm = await asyncio.to_thread(gw, "alarms", "ack", "abcd")
+    assert no_alarm.returncode == 1 and "unknown_alarm" in no_alarm.stderr
+    usage = await asyncio.to_thread(gw, "devices", "--type", "toaster")
+    assert usage.returncode == 2

@@ -101,3 +101,38 @@ def test_a_read_only_card_costs_only_the_snapshot(tmp_path):
     assert SnapshotKeeper(LiveState(DEVICES), ro / "livestate.json", Clock(0, 0), structlog.get_logger()).load() == 0
     (ro / "livestate.json").write_text(json.dumps({"version": 1, "devices": {"hydrant": {"last_seen_wall": "x"}}}))
     assert SnapshotKeeper(LiveState(DEVICES), ro / "livestate.json", Clock(0, 0), structlog.get_logger()).load() == 0
+
+
+def test_alarm_ids_by_unique_prefix_and_silenced_shown():
+    import asyncio
+    import types
+
+    import pytest
+
+    from gateway.control.handlers import ControlApi
+    from gateway.errors import CommandRejected
+    from gateway.model import Alarm, AlarmState, Severity
+
+    st = stamp(1.0)
+    alarms = [Alarm(i, "smoke", "smoke-1", Severity.CRITICAL, AlarmState.RAISED, "烟感报警", st, st)
+              for i in ("2fd5862b00000001", "2fd5aaaa00000002", "dd91cf5d00000003")]
+    calls = []
+
+    async def ack(alarm_id, by):
+        calls.append((alarm_id, by))
+        return "acknowledged"
+
+    book = types.SimpleNamespace(by_id={"dd91cf5d00000003": types.SimpleNamespace(silenced=True)})
+    rules = types.SimpleNamespace(active=lambda: alarms, ack=ack, book=book)
+    api = ControlApi(types.SimpleNamespace(rules=rules))
+    assert api.resolve_alarm("dd91") == "dd91cf5d00000003"
+    with pytest.raises(CommandRejected) as amb:
+        api.resolve_alarm("2fd5")
+    assert amb.value.reason == "ambiguous_alarm"
+    with pytest.raises(CommandRejected):
+        api.resolve_alarm("dd9")  # too short to trust
+    assert asyncio.run(api.alarm_ack({"alarm_id": "2fd58", "by": "li"})) == {"alarm_id": "2fd5862b00000001", "result": "acknowledged"}
+    assert calls == [("2fd5862b00000001", "cli:li")]
+    rows = {a["id"]: a for a in asyncio.run(api.alarms({}))}
+    assert rows["dd91cf5d00000003"]["display_state"] == "silenced" and rows["dd91cf5d00000003"]["severity_name"] == "critical"
+    assert rows["2fd5862b00000001"]["display_state"] == "raised" and rows["2fd5862b00000001"]["raised_wall_s"] == st.wall_s
