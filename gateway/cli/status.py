@@ -24,7 +24,7 @@ def down_note(exc: Exception) -> str:
     return NO_ACCESS_NOTE if "permission denied" in str(exc) else DOWN_NOTE
 
 
-GROUP_HINT = "add yourself to the service's group (sudo usermod -aG courtyard-gateway $USER, then log in again) or use sudo"
+GROUP_HINT = "the daemon may well be running: add yourself to its group (sudo usermod -aG courtyard $USER, then log in again) or use sudo"
 
 
 def disk_facts(store_path: str) -> dict[str, Any] | None:
