@@ -26,7 +26,10 @@ Handler = Callable[[Args], Awaitable[Any]]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MUTATING = {"alarm_ack", "alarm_silence", "alarm_clear", "queue_purge", "poll", "set_log_level", "actuate",
-            "operator_check_confirm", "walk_start", "walk_stop"}
+            "operator_check_confirm", "walk_start", "walk_stop",
+            # build() also returns these two for the daemon to hand to the uplink; should they reach the
+            # socket they are mutating like their CLI twins.
+            "platform_ack", "platform_silence"}
 ALARM_PREFIX_MIN = 4  # shorter prefixes are too easy to mistype into someone else's alarm
 
 
