@@ -4,6 +4,7 @@ and the door-to-door test-button round with a live checklist and a report to han
 from __future__ import annotations
 
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -93,12 +94,12 @@ def final_text(report: dict[str, Any]) -> str:
     when = render.wall(report["started_wall"])
     head = [f"walk test report: started {when} by {report['started_by']}, "
             f"{render.age(report['elapsed_s'])}, building {report['building'] or 'all'}",
-            f"{report['done']} of {report['total']} devices ticked; {report['tagged_as_test']} test alarms recorded as tests "
-            "(no SMS, no platform alarm)"]
+            f"{report['done']} of {report['total']} devices ticked",
+            f"{report['tagged_as_test']} test alarms recorded as tests (no SMS, no platform alarm)"]
     missing = [d["id"] for b in report["buildings"] for f in b["flats"] for d in f["devices"] if not d["ticked"]]
     if missing:
-        head.append("NOT ticked: " + ", ".join(missing))
-    return "\n".join(head + ["", checklist(report)])
+        head += textwrap.wrap("NOT ticked: " + ", ".join(missing), 80, subsequent_indent="  ", break_on_hyphens=False)
+    return "\n".join(render.clip(line, 80) for line in head + ["", checklist(report)])
 
 
 @commission.command("walk")

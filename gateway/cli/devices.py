@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import click
@@ -85,8 +86,10 @@ def detail_text(d: dict[str, Any]) -> str:
         f"state    {d['state']}, last seen {_seen(d) or 'never'}, {d.get('frames', 0)} frames"
         + (f", heartbeat every {render.age(d['heartbeat_s'])}" if d.get("heartbeat_s") else ", polled"),
         f"battery  {d.get('battery') if d.get('battery') is not None else '-'}   signal {_signal(d.get('signal')) or '-'}",
-        f"values   {render.values(d.get('values'), 12) or '-'}",
     ]
+    values = [f"{k}={render.values({k: v})[len(k) + 1:]}" for k, v in (d.get("values") or {}).items()]
+    lines += textwrap.wrap(" ".join(values) or "-", 80, initial_indent="values   ", subsequent_indent=" " * 9,
+                           break_on_hyphens=False)
     if d.get("last_event"):
         lines.append(f"event    {d['last_event']}")
     if d.get("recent"):
@@ -101,7 +104,7 @@ def detail_text(d: dict[str, Any]) -> str:
         lines.append(render.table(alarms, ALARM_COLUMNS, 80))
     if d.get("restored"):
         lines.append("\n" + RESTORED_NOTE)
-    return "\n".join(lines)
+    return "\n".join(render.clip(line, 80) for line in "\n".join(lines).splitlines())
 
 
 def item_line(item: dict[str, Any]) -> str:

@@ -92,6 +92,14 @@ async def _every_json_parses(sock: str, config: str) -> None:
             assert doc["id"] == "smoke-1-1-202" and doc["recent"] and doc["signal_history"][0]["rssi_dbm"] < 0
     assert {c["name"]: c["status"] for c in json.loads((await asyncio.to_thread(gw, "selftest", "--json")).stdout)["checks"]}[
         "device smoke-1-1-202"] == "pass"
+    from gateway.cli.render import _width
+
+    for args in (("devices",), ("devices", "smoke-2-1-301"), ("commission", "walk", "--status")):
+        human = await asyncio.to_thread(gw, *args)
+        assert human.returncode == 0, (args, human.stderr)
+        assert max(_width(line) for line in human.stdout.splitlines()) <= 80, (args, human.stdout)
+    wide = await asyncio.to_thread(gw, "devices", "--wide")
+    assert "LOCATION" in wide.stdout and "2栋1单元301" in wide.stdout
     unknown = await asyncio.to_thread(gw, "devices", "no-such-device")
     assert unknown.returncode == 1 and "unknown_device" in unknown.stderr
     no_alarm = await asyncio.to_thread(gw, "alarms", "ack", "abcd")
