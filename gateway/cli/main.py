@@ -11,7 +11,6 @@ from gateway.cli.common import EXIT_FAIL, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE 
 from gateway.errors import ConfigError
 
 
-
 class GatewayGroup(click.Group):
     """Turns the gateway's own errors into one line on stderr and a meaningful exit code, so a
     maintainer never reads a traceback for "the daemon is not running"."""
@@ -92,7 +91,18 @@ def run(config_path: str, state_dir: str | None, runtime_dir: str | None) -> Non
 
 def _register() -> None:
     # Explicit list, like the driver registry: what `gateway --help` shows is what is here.
-    from gateway.cli import alarms, commission, devices, operator_check, probes, queue, radio, selftest, service, status
+    from gateway.cli import (
+        alarms,
+        commission,
+        devices,
+        operator_check,
+        probes,
+        queue,
+        radio,
+        selftest,
+        service,
+        status,
+    )
     from gateway.simulate.cli import simulate
 
     for command in (status.status, devices.devices, devices.poll, alarms.alarms, queue.queue, probes.modbus,
