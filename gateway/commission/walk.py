@@ -3,13 +3,17 @@ the pipeline hands every item to a WalkSession, which ticks the device off and t
 test, so it raises no alarm, sends no SMS and reaches the platform only as an `event.test` record.
 
 What ticks a device: a self-reporting sensor (heartbeat_s > 0: LoRa, NB-IoT) needs its test press (a
-TEST event, or an ALARM, which is how many detectors report a press and how a flow switch or manhole
-sensor is tested); a polled device (Modbus) ticks on any answer.
+TEST event; for a sensor whose profile has no test event, an ALARM, which is how a flow switch is tested
+by opening the riser's test valve and a manhole sensor by lifting the cover); a polled device (Modbus)
+ticks on any answer.
 
-Safety (CLARIFICATIONS Turn 2, the local alarm path wins): only the first alarm of each device within
-PRESS_GRACE_S of its tick is tagged; a later alarm from a device already ticked, or from a device
-outside the walk's building, is real. The session ends by itself at its deadline or once every
-device has been ticked (after the grace period), whichever comes first.
+Safety (CLARIFICATIONS Turn 2, the local alarm path wins): an alarm is tagged only for a device whose
+test *is* an alarm (`test_by_alarm`: no test event in its profile), and only its first alarm plus
+repeats within PRESS_GRACE_S. A smoke or gas detector reports its test button as a TEST event, so its
+alarm during a walk is always real: a fire in a flat the installer has not reached yet still sounds
+and texts. A later alarm of a device already ticked, or of a device outside the walk's building, is
+real too. The session ends by itself at its deadline or once every device has been ticked (after the
+grace period), whichever comes first.
 """
 
 from __future__ import annotations
@@ -43,8 +47,9 @@ class WalkSession:
     """One walk over `scope` (all devices, or one building's). Sans-IO: times come from the items."""
 
     def __init__(self, devices: dict[str, Device], building: str | None, duration_s: float, now_mono: float,
-                 now_wall: float, started_by: str) -> None:
+                 now_wall: float, started_by: str, test_by_alarm: frozenset[str] = frozenset()) -> None:
         self.scope = {d: dev for d, dev in devices.items() if building is None or dev.location.building == building}
+        self.test_by_alarm = test_by_alarm  # devices whose test press reports as an alarm (no test event)
         self.building = building
         self.started_mono, self.started_wall = now_mono, now_wall
         self.deadline_mono = now_mono + duration_s
@@ -88,8 +93,8 @@ class WalkSession:
             if tick is None:
                 self._tick(item, "test_button")
             return item
-        if item.kind != EventKind.ALARM:
-            return item
+        if item.kind != EventKind.ALARM or item.device_id not in self.test_by_alarm:
+            return item  # a detector with a test button: its alarm is a real alarm, walk or not
         if tick is None:
             tick = self._tick(item, "alarm_as_test")
         elif now - tick.mono_s > PRESS_GRACE_S:

@@ -228,13 +228,23 @@ class ControlApi:
         building = _str_arg(args, "building", 16) if args.get("building") is not None else None
         duration_s = _num_arg(args, "duration_s", DEFAULT_DURATION_S, 60, MAX_DURATION_S)
         by = _str_arg(args, "by") if "by" in args else "cli"
-        session = WalkSession(self.d.devices, building, duration_s, now, self.d.clock.wall(), by)
+        session = WalkSession(self.d.devices, building, duration_s, now, self.d.clock.wall(), by, self._test_by_alarm())
         if not session.scope:
             raise CommandRejected("bad_args", f"no device in building {building!r}")
         self.walk = session
         self.d.pipeline.walk = session
         logsetup.get(stage="walk").info("walk_started", building=building, devices=len(session.scope), duration_s=duration_s, by=by)
         return self._walk_report()
+
+    def _test_by_alarm(self) -> frozenset[str]:
+        """Devices whose profile has no test event: their test (test valve, lifted cover) reports as an alarm."""
+        profiles = getattr(self.d.cfg, "profiles", {}) or {}
+        out = set()
+        for dev_id, dev in self.d.devices.items():
+            events = getattr(profiles.get(dev.profile), "events", None)
+            if events is not None and not any(e == "test" or e.startswith("test/") for e in events):
+                out.add(dev_id)
+        return frozenset(out)
 
     async def walk_status(self, args: Args) -> dict[str, Any]:
         if self.walk is None:

@@ -29,7 +29,8 @@ def alarm(dev: str, t: float) -> Event:
 
 
 def test_first_alarm_is_the_test_press_later_ones_and_other_buildings_are_real():
-    walk = WalkSession(DEVICES, "1", 600, 0.0, 1_790_000_000.0, "li")
+    # Here the detectors report their test as an alarm (no test event in their profile).
+    walk = WalkSession(DEVICES, "1", 600, 0.0, 1_790_000_000.0, "li", test_by_alarm=frozenset(DEVICES))
     assert set(walk.scope) == {"smoke-1", "hydrant"}
     tagged = walk.screen(alarm("smoke-1", 1.0))
     assert (tagged.kind, tagged.code, tagged.detail["original_kind"]) == (EventKind.TEST, "walk", "alarm")
@@ -43,8 +44,16 @@ def test_first_alarm_is_the_test_press_later_ones_and_other_buildings_are_real()
     assert rows["smoke-1"]["signal"] == {"rssi_dbm": -90} and rows["hydrant"]["how"] == "answered"
 
 
+def test_a_detector_with_a_test_button_alarms_for_real_during_the_walk():
+    walk = WalkSession(DEVICES, None, 600, 0.0, 1_790_000_000.0, "li")  # both smoke profiles have test/self_test
+    assert walk.screen(alarm("smoke-2", 1.0)).kind == EventKind.ALARM  # a fire before the installer got there
+    assert "smoke-2" not in walk.ticks
+    assert walk.screen(Event("smoke-2", EventKind.TEST, stamp(2.0), code="self_test")).kind == EventKind.TEST
+    assert walk.ticks["smoke-2"].how == "test_button" and walk.tagged == 0
+
+
 def test_the_mode_ends_by_itself():
-    walk = WalkSession(DEVICES, None, 120, 0.0, 1_790_000_000.0, "li")
+    walk = WalkSession(DEVICES, None, 120, 0.0, 1_790_000_000.0, "li", test_by_alarm=frozenset(DEVICES))
     assert walk.active(119.0)
     assert walk.screen(alarm("smoke-1", 121.0)).kind == EventKind.ALARM
     assert walk.report(130.0)["end_reason"] == "time_up"
