@@ -94,19 +94,38 @@ UPLINK_WORDS = {
     "disconnected": "disconnected (stopped)",
     "not_authorized": "DOWN: the broker refuses this gateway",
 }
+# The uplink's down reasons (gateway/uplink/faults.py, docs/uplink.md "Down reasons") in words.
 FAULT_WORDS = {
-    "not_authorized": "the broker refused the credentials or the topic ACL (check the credentials file and the broker's ACL)",
+    "cert_missing": "a TLS file named in the config is missing",
+    "cert_invalid": "our certificate or key cannot be used",
+    "cert_expired": "our client certificate has expired",
+    "ca_invalid": "uplink.ca_file cannot be used",
+    "broker_url_invalid": "uplink.broker_url is invalid",
+    "host_unresolvable": "the broker's host name does not resolve (DNS)",
+    "broker_unreachable": "the broker does not answer (network, APN, firewall)",
+    "tls_server_untrusted": "the broker's certificate is not trusted (check uplink.ca_file)",
+    "tls_client_refused": "the broker refused our client certificate",
     "tls_refused": "the TLS handshake failed (check uplink.ca_file and the gateway certificate)",
+    "not_authorized": "the broker refused the credentials or the topic ACL (check the credentials file and the broker's ACL)",
+    "server_busy": "the broker is busy and asks to come back later",
+    "server_moved": "the broker says to use another server",
     "connect_failed": "the last connect attempt failed",
+    "connection_lost": "the connection dropped",
+    "publish_refused": "the broker refused a publish (topic ACL)",
 }
 
 
 def uplink_words(up: dict[str, Any]) -> str:
+    """'DOWN: broker not reachable, checking every 2 s (the broker does not answer ...: detail)'."""
     state = str(up.get("state", "?"))
     words = UPLINK_WORDS.get(state, state)
-    fault = up.get("fault") or ""
-    if fault and state != "connected":
-        words += f" ({FAULT_WORDS.get(fault, fault)})"
+    reason = up.get("reason") if up.get("up") is False else ""
+    fault = reason or (up.get("fault") if state != "connected" else "") or ""
+    if fault in FAULT_WORDS:
+        detail = str(up.get("detail") or "")[:100] if reason else ""
+        words += f" ({FAULT_WORDS[fault]}{': ' + detail if detail else ''})"
+    elif fault:
+        words += f" ({fault})"
     return words
 
 
