@@ -19,8 +19,8 @@ export COURTYARD_SIM_SOCKET="$RUN/sim.sock"
 pids=()
 cleanup() {
     trap - EXIT INT TERM
-    for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    # One at a time, the daemon first: it stops cleanly while its ports (the simulator's ptys) still exist.
+    for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; wait "${pids[i]}" 2>/dev/null || true; done
     rm -rf "$RUN"
     echo "demo stopped; nothing left running."
 }

@@ -34,6 +34,7 @@ class Narrator:
         self.contacts = contacts  # contact id / phone -> name
         self.places = places  # device id -> 2栋1单元301
         self.alarms: dict[str, str] = {}  # alarm id -> "rule on place"
+        self.outputs: dict[str, bool] = {}  # relay output -> last state told
 
     def clock(self, iso: str | None = None) -> str:
         when = dt.datetime.fromisoformat(iso.replace("Z", "+00:00")) if iso else dt.datetime.now(dt.timezone.utc)
@@ -52,8 +53,12 @@ class Narrator:
             return f"ALARM {g('rule')} ({g('severity')}) at {self.where(str(g('device_id')))}, id {str(g('alarm_id'))[:8]}"
         if ev == "alarms_restored":
             return f"{g('count')} active alarms restored after the restart"
-        if ev == "output_written" and g("reason") != "restore":
-            return f"guard-room {g('target')} {'ON' if g('value') else 'off'}"
+        if ev == "output_written":
+            key, value = f"{g('device_id')}:{g('target')}", bool(g("value"))
+            if self.outputs.get(key, False) == value:
+                return None  # the start-up "off" and repeated writes are not news
+            self.outputs[key] = value
+            return f"guard-room {g('target')} {'ON' if value else 'off'}"
         if ev == "sms_sent":
             about = self.alarms.get(str(g("alarm_id")), str(g("alarm_id"))[:8])
             return f"SMS sent to {self.contacts.get(str(g('contact')), g('contact'))} (tier {int(g('tier') or 0) + 1}) about {about}"
