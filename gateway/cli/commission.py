@@ -33,10 +33,17 @@ def import_(target: Target, sheet: Path, credentials: Path | None, dry_run: bool
     """Import SHEET (.xlsx or .csv, one row per device) into the config's [[devices]]/[[contacts]] and
     the LoRa keys into the credentials file. Every error names its row and column (exit 1)."""
     from gateway.commission.importer import import_sheet
+    from gateway.errors import ConfigError
 
-    res = import_sheet(sheet, Path(target.config_path), credentials, dry_run)
+    try:
+        res = import_sheet(sheet, Path(target.config_path), credentials, dry_run)
+    except ConfigError as exc:
+        if not as_json:
+            raise
+        render.emit_json({"ok": False, "dry_run": dry_run, "errors": list(exc.problems)})
+        raise SystemExit(EXIT_FAIL) from None
     if as_json:
-        render.emit_json({"dry_run": dry_run, **res.__dict__})
+        render.emit_json({"ok": True, "dry_run": dry_run, **res.__dict__})
         return
     verb = "would import" if dry_run else "imported"
     click.echo(f"{verb} {res.devices} devices, {res.contacts} contacts, {res.keys} LoRa keys from {sheet.name}")

@@ -101,9 +101,17 @@ class ControlApi:
     async def device(self, args: Args) -> dict[str, Any]:
         """One device in detail: the `devices` row, its recent frames and signal history, its alarms."""
         device_id = _str_arg(args, "device_id")
-        if self.d.pipeline is None or device_id not in self.d.pipeline.live.devices:
-            raise CommandRejected("unknown_device", f"no device {device_id!r} in this gateway's config")
+        if self.d.pipeline is None:
+            raise CommandRejected("not_ready", "the daemon is still starting")
         live = self.d.pipeline.live
+        if device_id not in live.devices:
+            # A unique prefix is enough (`gateway devices nbsmoke-2-2-6`), as for alarm ids.
+            matches = [d for d in live.devices if d.startswith(device_id)]
+            if len(matches) != 1:
+                more = f": {', '.join(sorted(matches)[:8])}" if matches else ""
+                raise CommandRejected("unknown_device" if not matches else "ambiguous_device",
+                                      f"{device_id!r} matches {len(matches)} devices in this gateway's config{more}")
+            device_id = matches[0]
         out = live.row(device_id, self.d.clock.monotonic())
         out.update(live.history(device_id))
         dev = live.devices[device_id]

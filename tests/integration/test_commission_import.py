@@ -81,6 +81,8 @@ def test_sheet_full_of_errors_names_every_row_and_column_and_writes_nothing(tmp_
     expected = (CASES / "errors" / "expected.err").read_text(encoding="utf-8").splitlines()
     assert res.stderr.splitlines() == expected
     assert cfg.read_bytes() == before and creds.read_bytes() == creds_before
+    as_json = run("import", str(sheet), "--config", str(cfg), "--json")
+    assert as_json.exit_code == 1 and json.loads(as_json.stdout) == {"ok": False, "dry_run": False, "errors": expected}
 
 
 def test_unknown_column_and_missing_required_column(tmp_path):

@@ -105,6 +105,10 @@ async def _every_json_parses(sock: str, config: str) -> None:
         assert max(_width(line) for line in human.stdout.splitlines()) <= 80, (args, human.stdout)
     wide = await asyncio.to_thread(gw, "devices", "--wide")
     assert "LOCATION" in wide.stdout and "2栋1单元301" in wide.stdout
+    prefix = await asyncio.to_thread(gw, "devices", "nbsmoke-2-2-6", "--json")
+    assert prefix.returncode == 0 and json.loads(prefix.stdout)["id"] == "nbsmoke-2-2-602"
+    ambiguous = await asyncio.to_thread(gw, "devices", "smoke-1")
+    assert ambiguous.returncode == 1 and "ambiguous_device" in ambiguous.stderr
     unknown = await asyncio.to_thread(gw, "devices", "no-such-device")
     assert unknown.returncode == 1 and "unknown_device" in unknown.stderr
     no_alarm = await asyncio.to_thread(gw, "alarms", "ack", "abcd")
