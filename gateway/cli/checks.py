@@ -217,7 +217,7 @@ def check_devices(env: Env) -> list[Check]:
         if age_s is None and hb and uptime < hb:
             # A 12 h heartbeat cannot have come yet: not a fault, but not proven either.
             c = warn(label, f"not heard since the daemon started {render.age(uptime)} ago; it reports every {render.age(hb)}{where}", fix)
-            c.fold = f"not heard since the daemon started {render.age(uptime)} ago (radio sensors report every few hours)"
+            c.fold = f"not heard since the daemon started {render.age(uptime)} ago"
             out.append(c)
         elif age_s is None:
             out.append(Check(label, False, f"never answered or heard{where}", fix))

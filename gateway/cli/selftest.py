@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import textwrap
 import time
 from typing import Any
 
@@ -137,9 +138,13 @@ def report_text(results: list[Check], verbose: bool = False) -> str:
                     continue
                 shown.add(id(same[0]))
                 names = [x.name.removeprefix("device ") for x in same]
-                lines.append(render.clip(f"  {MARK[c.status]}  {len(same)} devices {c.fold}: {', '.join(names)}", 160))
-                lines.append("        fix: press each one's test button during `gateway commission walk` (--building B), "
-                             "or wait for its heartbeat")
+                lines.append(render.clip(f"  {MARK[c.status]}  {len(same)} devices {c.fold}:", 80))
+                wrapped = textwrap.wrap(", ".join(names), 72, break_on_hyphens=False)
+                lines += [f"        {w}" for w in wrapped[:3]]
+                if len(wrapped) > 3:
+                    lines.append("        ... (--verbose lists each)")
+                lines.append("        fix: they report every few hours: press their test buttons during")
+                lines.append("             `gateway commission walk` (--building B), or wait")
                 continue
             lines.append(f"  {MARK[c.status]}  {c.name}: {c.reason}")
             if c.status != "pass" and c.fix:
