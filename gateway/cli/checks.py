@@ -85,6 +85,15 @@ def check_daemon(env: Env) -> list[Check]:
     return [Check("daemon", True, f"running, up {render.age(env.status.get('uptime_s'))}")]
 
 
+def check_trouble(env: Env) -> list[Check]:
+    """Each fault the daemon's trouble monitor signals in the guard room is a FAIL here too."""
+    faults = (env.status or {}).get("trouble")
+    if faults is None:
+        return []
+    return [Check(f"fault {f.get('source')}", False, f"{f.get('reason')} (since {render.wall(f.get('since_wall_s'))})",
+                  "gateway status; gateway logs (the guard room's trouble lamp is on until it clears)") for f in faults]
+
+
 def check_credentials(env: Env) -> list[Check]:
     up = env.cfg.uplink
     files = [(k, getattr(up, k)) for k in ("credentials_file", "key_file") if getattr(up, k)]
@@ -283,12 +292,12 @@ def check_disk(env: Env) -> list[Check]:
 
 
 CHECKS: list[Callable[[Env], list[Check]]] = [
-    check_config, check_daemon, check_credentials, check_ports, check_lora_modules, check_devices, check_broker,
+    check_config, check_daemon, check_trouble, check_credentials, check_ports, check_lora_modules, check_devices, check_broker,
     check_clock, check_disk,
 ]
 
 
-GROUPS = {check_config: "config", check_daemon: "daemon", check_credentials: "security", check_ports: "ports and radios",
+GROUPS = {check_config: "config", check_daemon: "daemon", check_trouble: "daemon", check_credentials: "security", check_ports: "ports and radios",
           check_lora_modules: "ports and radios", check_devices: "devices", check_broker: "uplink", check_clock: "system",
           check_disk: "system"}
 

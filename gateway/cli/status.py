@@ -184,8 +184,17 @@ def driver_rows(drivers: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def trouble_lines(faults: list[dict[str, Any]] | None) -> list[str]:
+    """The faults the guard room's trouble lamp shows, first (issue 15 item 7): what is broken, why, since when."""
+    if faults is None:
+        return []
+    if not faults:
+        return ["faults   none"]
+    return [f"FAULT    {f.get('source')}: {f.get('reason')} (since {render.wall(f.get('since_wall_s'))})" for f in faults]
+
+
 def human(st: dict[str, Any]) -> str:
-    lines = [
+    lines = trouble_lines(st.get("trouble")) + [
         f"gateway {st.get('gateway_id', '?')}  version {st.get('version', '?')}  up {render.age(st.get('uptime_s'))}",
         f"uplink   {_uplink_line(st.get('uplink'))}",
         f"clock    {'synchronised' if st.get('clock_synced') else 'NOT synchronised (records are re-based when it syncs)'}",
