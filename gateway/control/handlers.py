@@ -274,10 +274,3 @@ class ControlApi:
             self.d.pipeline.walk = None  # ended (time up, all ticked or stopped): the pipeline stops asking
             logsetup.get(stage="walk").info("walk_ended", reason=report["end_reason"], done=report["done"], total=report["total"])
         return report
-
-
-def build(d: Daemon) -> dict[str, Handler]:
-    """The command table with the two platform entries the daemon's `downlink_handlers` pops
-    (kept for it; new code: `api = ControlApi(d); api.handlers(); api.downlink_handlers()`)."""
-    api = ControlApi(d)
-    return {**api.handlers(), "platform_ack": api.platform_ack, "platform_silence": api.platform_silence}

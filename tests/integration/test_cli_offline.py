@@ -106,7 +106,7 @@ def control(tmp_path):
     daemon = types.SimpleNamespace(rules=rules)
     sock = tmp_path / "control.sock"
     loop = asyncio.new_event_loop()
-    server = ControlServer(str(sock), handlers.build(daemon), handlers.MUTATING, logsetup.get())
+    server = ControlServer(str(sock), handlers.ControlApi(daemon).handlers(), handlers.MUTATING, logsetup.get())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     task = asyncio.run_coroutine_threadsafe(server.run(), loop)
