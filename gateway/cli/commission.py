@@ -127,6 +127,8 @@ def walk(target: Target, building: str | None, duration_s: float, status_only: b
         if building:
             args["building"] = building
         report = ask(target, "walk_start", args)
+        if not as_json:
+            _panel_code(target, report)
         report = _follow(target, report, quiet=as_json)
     if as_json:
         render.emit_json(report)
@@ -134,6 +136,22 @@ def walk(target: Target, building: str | None, duration_s: float, status_only: b
         click.echo(final_text(report))
     if report["left"]:
         raise SystemExit(EXIT_FAIL)
+
+
+def _panel_code(target: Target, report: dict[str, Any]) -> None:
+    """The one-time code that opens the web panel's installer view on the installer's phone (issue 24),
+    when the panel is set up (a panel_code_key in the credentials file). Never fatal: the walk goes on."""
+    from gateway.config import load_config, load_credentials
+    from gateway.errors import GatewayError
+    from gateway.panel.security import walk_code
+
+    try:
+        cfg = load_config(target.config_path)
+        key = load_credentials(cfg.uplink.credentials_file).panel_code_key if cfg.uplink.credentials_file else ""
+    except (GatewayError, OSError):
+        return
+    if key and report.get("active"):
+        click.echo(f"网页面板一次性验证码 (installer view /installer): {walk_code(key, report['started_wall'])}")
 
 
 def _follow(target: Target, report: dict[str, Any], quiet: bool) -> dict[str, Any]:
