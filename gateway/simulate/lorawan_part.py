@@ -19,7 +19,12 @@ REASONS: dict[tuple[str, str], str] = {
     ("smoke", "smoke"): "alarm", ("gas", "gas"): "alarm", ("leak", "water_leak"): "alarm", ("door_open", "door"): "alarm",
     ("clear", "smoke"): "clear", ("clear", "gas"): "clear", ("clear", "water_leak"): "clear", ("clear", "door"): "clear",
     ("battery_low", "smoke"): "battery_low", ("battery_low", "water_leak"): "battery_low",
+    # The walk test's press: the GS524N's test button reports a test; a leak sensor is tested by wetting its
+    # probe and a door contact by opening the door (an alarm, restored after TEST_HOLD_S).
+    ("test_button", "smoke"): "test", ("test_button", "water_leak"): "alarm", ("test_button", "door"): "alarm",
 }
+TEST_RESTORE = ("water_leak", "door")
+TEST_HOLD_S = 2.0
 
 
 def devices(c: Courtyard) -> list[SimDevice]:
@@ -75,4 +80,7 @@ def trigger(c: Courtyard, name: str, device_id: str, duration_s: float) -> None:
     if reason is None:
         raise ValueError(f"scenario {name!r} does not apply to {kind} device {device_id}")
     # Alarms go confirmed (the detector wants the network's ACK), like Milesight's alarm reports.
-    c.sims["lorawan"].report(device_id, reason, confirmed=reason == "alarm")
+    sim = c.sims["lorawan"]
+    sim.report(device_id, reason, confirmed=reason == "alarm")
+    if name == "test_button" and kind in TEST_RESTORE:
+        asyncio.get_running_loop().call_later(TEST_HOLD_S, sim.report, device_id, "clear")
