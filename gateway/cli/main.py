@@ -81,10 +81,11 @@ def config_check(file: str) -> None:
 @click.option("--runtime-dir", type=click.Path(file_okay=False), help="override the directory of control.socket")
 def run(config_path: str, state_dir: str | None, runtime_dir: str | None) -> None:
     """Run the daemon until SIGTERM/SIGINT (systemd Type=notify)."""
-    from gateway import daemon
+    from gateway.fleet import runner
 
     try:
-        code = daemon.run(config_path, state_dir, runtime_dir)
+        # runner: a pending config_apply is committed or rolled back around daemon.run (docs/fleet.md)
+        code = runner.run(config_path, state_dir, runtime_dir)
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(problem, err=True)
