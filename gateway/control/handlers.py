@@ -17,6 +17,7 @@ from gateway.commission.walk import DEFAULT_DURATION_S, MAX_DURATION_S, WalkSess
 from gateway.control import logring
 from gateway.errors import CommandRejected
 from gateway.fleet.api import FleetApi
+from gateway.fleet.diagnostics import Diagnostics
 from gateway.model import Alarm, AlarmState, Severity
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class ControlApi:
         self.d = d
         self.walk: WalkSession | None = None
         self.fleet = FleetApi(d)  # config_apply / config_status (issue 20, docs/fleet.md)
+        self.diagnostics = Diagnostics(self)  # support_bundle, selftest, logs_fetch, modbus_read
         logring.install()
 
     def handlers(self) -> dict[str, Handler]:
@@ -86,7 +88,8 @@ class ControlApi:
         """The platform's signed downlink commands (docs/uplink.md), through the same methods."""
         return {"ack_alarm": self.platform_ack, "silence": self.platform_silence, "poll_now": self.poll_now,
                 "set_log_level": self.set_log_level,
-                "config_apply": self.fleet.config_apply, "config_status": self.fleet.config_status}
+                "config_apply": self.fleet.config_apply, "config_status": self.fleet.config_status,
+                **self.diagnostics.handlers()}
 
     # ---- state ----------------------------------------------------------------------------------
     async def status(self, args: Args) -> dict[str, Any]:

@@ -144,3 +144,39 @@ async def test_sigkill_at_random_instants_during_apply_leaves_old_or_new(frig: F
         old = r.config.read_bytes()
     r.figures["kill_outcomes"] = ",".join(outcomes)  # type: ignore[assignment]
     await r.wait_alarm_path()
+
+
+async def test_remote_diagnostics_are_allow_listed_and_bounded(frig: FleetRig) -> None:
+    import base64
+    import zlib
+
+    r = frig
+    sb = await r.send(r.signed("support_bundle", {}))
+    assert sb["status"] == "accepted", sb
+    res = sb["result"]
+    assert res["status"]["gateway_id"] == "gw-xinhong-03" and "rs485" in res["status"]["drivers"]
+    assert res["config"]["config_hash"] == hashlib.sha256(r.config.read_bytes()).hexdigest()
+    assert res["versions"]["gateway"] and res["disk"]["free"] > 0 and "store" in res["status"]
+
+    st = await r.send(r.signed("selftest", {}))
+    names = {c["name"] for c in st["result"]["checks"]}
+    assert {"daemon", "clock", "disk"} <= names, st
+
+    lines: list[dict[str, Any]] = []
+    after, chunks = 0, 0
+    while chunks < 50:
+        rep = (await r.send(r.signed("logs_fetch", {"after_seq": after, "max_bytes": 1024})))["result"]
+        assert len(rep["data"]) <= 1024
+        if rep["data"]:
+            lines += [json.loads(x) for x in zlib.decompress(base64.b64decode(rep["data"])).decode().split("\n")]
+        after, chunks = rep["next_seq"], chunks + 1
+        if not rep["more"]:
+            break
+    assert chunks > 1 and any(ln.get("event") == "store_opened" for ln in lines), [ln.get("event") for ln in lines][:30]
+    assert [ln["_seq"] for ln in lines] == sorted({ln["_seq"] for ln in lines})  # no gap, no repeat
+
+    mb = await r.send(r.signed("modbus_read", {"device_id": "guard-relay"}))
+    assert mb["status"] == "accepted" and mb["result"]["device_id"] == "guard-relay", mb
+    lora_dev = r.cy.spec.lora.devices[0].id
+    assert (await r.send(r.signed("modbus_read", {"device_id": lora_dev})))["reason"] == "not_modbus"
+    assert (await r.send(r.signed("shell", {"cmd": "id"})))["reason"] == "unknown_command"
