@@ -100,6 +100,7 @@ def _register() -> None:
         alarms,
         commission,
         devices,
+        fleet,
         operator_check,
         probes,
         queue,
@@ -114,7 +115,7 @@ def _register() -> None:
 
     for command in (status.status, devices.devices, devices.poll, alarms.alarms, queue.queue, probes.modbus,
                     radio.lora, radio.modem, selftest.selftest, service.provision_command(), service.logs, simulate,
-                    operator_check.operator_check, commission.commission, lorawan):
+                    operator_check.operator_check, commission.commission, lorawan, fleet.fleet):
         cli.add_command(command)
     cli.add_command(panel_cli.panel)  # gateway/panel/: the local web panel (issue 24)
 

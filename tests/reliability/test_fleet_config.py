@@ -180,3 +180,29 @@ async def test_remote_diagnostics_are_allow_listed_and_bounded(frig: FleetRig) -
     lora_dev = r.cy.spec.lora.devices[0].id
     assert (await r.send(r.signed("modbus_read", {"device_id": lora_dev})))["reason"] == "not_modbus"
     assert (await r.send(r.signed("shell", {"cmd": "id"})))["reason"] == "unknown_command"
+
+
+async def test_gateway_fleet_apply_and_status_over_the_broker(frig: FleetRig, tmp_path: Path) -> None:
+    import sys
+
+    from tests.reliability.matrix_rig import ROOT
+
+    r = frig
+    key_id, key = r.key
+    (tmp_path / "key.hex").write_text(key)
+    from gateway.simulate.tomlw import dumps
+
+    (tmp_path / "patch.toml").write_text(dumps(_contacts_patch(r, "+8613900000055")))
+    common = ["--broker", r.broker.url, "--key-id", key_id, "--key-file", str(tmp_path / "key.hex"), "--gateway", "gw-xinhong-03"]
+
+    async def cli(*argv: str) -> tuple[int, str]:
+        p = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway", "fleet", *argv, *common, cwd=ROOT,
+                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(p.communicate(), 120)
+        return p.returncode or 0, out.decode()
+
+    code, out = await cli("apply", "--version", "cli-1", "--patch", str(tmp_path / "patch.toml"), "--deadline-s", "30")
+    assert code == 0 and "gw-xinhong-03\tcommitted" in out, out
+    assert next(c for c in _doc(r)["contacts"] if c["id"] == "guard")["phone"] == "+8613900000055"
+    code, out = await cli("status")
+    assert code == 0 and out.startswith("gw-xinhong-03\tcli-1\t"), out
