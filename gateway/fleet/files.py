@@ -43,6 +43,7 @@ class ConfigFiles:
         self.pending_path = self.config.with_name(self.config.name + ".pending")
         self.state_path = self.config.with_name(self.config.name + ".fleet.json")
         self.staging = self.config.with_name(self.config.name + ".staging")
+        self.lock_path = self.config.with_name(self.config.name + ".lock")
 
     def config_hash(self) -> str:
         return sha256_file(self.config)

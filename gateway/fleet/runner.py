@@ -4,6 +4,7 @@ for systemd (Restart=always) or the test harness to start the daemon again (docs
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import threading
@@ -35,23 +36,56 @@ RUNTIME = FleetRuntime()
 
 def run(config_path: str, state_dir: str | None = None, runtime_dir: str | None = None) -> int:
     from gateway import daemon
-    from gateway.config import load_config
 
     files = ConfigFiles(config_path)
     RUNTIME.files = files
     log = logsetup.get(component="fleet")
     commit = ConfigCommit(files, log, RUNTIME.request_restart)
-    pending = commit.at_start()
-    if pending is not None:
-        try:
-            cfg = load_config(config_path)
-        except ConfigError as exc:  # validated before the swap; a missing credentials file etc. still can
-            commit.rollback(pending, f"invalid at start: {'; '.join(exc.problems)[:300]}")
-        else:
-            sock = cfg.control.socket if not runtime_dir else os.path.join(runtime_dir, Path(cfg.control.socket).name)
-            commit.watch(pending, sock)
+    try:
+        if _hold_config_lock(files):
+            _decide(commit, config_path, runtime_dir)
+        else:  # a daemon already runs on this config: this one will be refused; decide nothing
+            log.warning("config_commit_skipped", reason="another daemon holds the config lock")
+    except OSError as exc:
+        # Never a precondition of the alarm path: an unreadable marker or a read-only card costs the
+        # commit decision (retried at the next start), not the daemon.
+        log.error("config_commit_unavailable", error=str(exc)[:200])
     try:
         code = daemon.run(config_path, state_dir, runtime_dir)
     finally:
         commit.stopping.set()
     return RESTART_EXIT if RUNTIME.restart_requested.is_set() else code
+
+
+def _hold_config_lock(files: ConfigFiles) -> bool:
+    """flock <config>.lock for the life of the process (released by the kernel at exit), so that a
+    second `gateway run` on the same config never counts a start nor rolls back under the running one."""
+    try:
+        fd = os.open(files.lock_path, os.O_RDWR | os.O_CREAT, 0o640)
+    except OSError:
+        return True  # read-only directory: nothing can be written to decide anyway; the writes will say so
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    _HELD.append(fd)
+    return True
+
+
+_HELD: list[int] = []
+
+
+def _decide(commit: ConfigCommit, config_path: str, runtime_dir: str | None) -> None:
+    from gateway.config import load_config
+
+    pending = commit.at_start()
+    if pending is None:
+        return
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:  # validated before the swap; a missing credentials file etc. still can
+        commit.rollback(pending, f"invalid at start: {'; '.join(exc.problems)[:300]}")
+        return
+    sock = cfg.control.socket if not runtime_dir else os.path.join(runtime_dir, Path(cfg.control.socket).name)
+    commit.watch(pending, sock)
