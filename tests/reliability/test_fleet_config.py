@@ -59,6 +59,11 @@ async def test_contacts_patch_reaches_the_next_sms_identical_restarts_nothing_fo
     forged = json.loads(r.signed("config_apply", args))
     forged["sig"] = "0" * 64
     assert (await r.send(json.dumps(forged).encode()))["reason"] == "bad_signature"
+    # A bundle that `gateway config check` would refuse: refused with its problems, nothing written.
+    bad_contacts = [*_doc(r)["contacts"], {"id": "x", "name": "x", "role": "no_such_role", "phone": "+1"}]
+    bad = await r.send(r.signed("config_apply", make_bundle_args("v-bad", patch={"contacts": bad_contacts})))
+    assert bad["reason"] == "invalid_config" and "role" in bad["result"]["detail"], bad
+    assert not Path(str(r.config) + ".staging").exists()
     # An identical bundle: accepted, "unchanged", the same daemon keeps running.
     same = await r.send(r.signed("config_apply", make_bundle_args("v1", patch={"contacts": _doc(r)["contacts"]})))
     assert same["status"] == "accepted" and same["result"]["result"] == "unchanged", same
