@@ -44,6 +44,8 @@ class ConfigFiles:
         self.state_path = self.config.with_name(self.config.name + ".fleet.json")
         self.staging = self.config.with_name(self.config.name + ".staging")
         self.lock_path = self.config.with_name(self.config.name + ".lock")
+        self._hash_key: tuple[int, int, int] | None = None
+        self._hash = ""
 
     def config_hash(self) -> str:
         return sha256_file(self.config)
@@ -83,7 +85,11 @@ class ConfigFiles:
         st = self.state()
         p = self.pending()
         try:
-            running = self.config_hash()
+            st_ = self.config.stat()
+            key = (st_.st_mtime_ns, st_.st_size, st_.st_ino)
+            if key != self._hash_key:  # status is asked every few seconds: hash only a changed file
+                self._hash_key, self._hash = key, self.config_hash()
+            running = self._hash
         except OSError:
             running = ""
         return {"config_version": st.config_version, "config_hash": running, "pending_version": p.version if p else "",
