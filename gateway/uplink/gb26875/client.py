@@ -19,7 +19,7 @@ from gateway.model import EventKind, RecordClass
 from gateway.uplink.gb26875.frame import Command, Frame, SerialCounter, local_time, utc_seconds
 from gateway.uplink.gb26875.link import Denied, Link
 from gateway.uplink.gb26875.mapping import Mapper, NotApplicable
-from gateway.uplink.gb26875.objects import (DeviceBit, DeviceOperation, DeviceState, OperationBit, OperatorCheck,
+from gateway.uplink.gb26875.objects import (DeviceOperation, DeviceState, OperationBit, OperatorCheck,
                                             TimeSync, TypeFlag, decode_adu, encode_adu)
 from gateway.uplink.gb26875.operator import OperatorChecks
 from gateway.uplink.reconnect import Backoff
@@ -166,7 +166,8 @@ class GB26875Client:
                     pass
 
     async def _heartbeat(self, link: Link) -> None:
-        await self._send(link, [DeviceState(int(DeviceBit.NORMAL), self._now_local())], "heartbeat")
+        # The heartbeat carries the device's whole state byte (mains / backup faults stay visible, issue 23).
+        await self._send(link, [DeviceState(self.mapper.device_state(), self._now_local())], "heartbeat")
         self.counters["heartbeats"] += 1
 
     async def _send(self, link: Link, objects: list[Any], what: str) -> None:
