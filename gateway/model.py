@@ -6,7 +6,7 @@ Frozen msgspec Structs: cheap to build on the hot path, encodable to JSON/msgpac
 from __future__ import annotations
 
 import enum
-from typing import Union
+from typing import Any, Union
 
 import msgspec
 
@@ -165,3 +165,12 @@ class Alarm(msgspec.Struct):
     acknowledged_by: str = ""
     cleared_by: str = ""
     repeats: int = 0
+
+
+class Command(msgspec.Struct, frozen=True):
+    """An actuator command: write `value` to `target` (a named output in the device's profile)."""
+
+    device_id: str
+    target: str  # e.g. "sounder", "strobe", "trouble", "silence"
+    value: Any
+    reason: str = ""
