@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run the test suite: .venv with the package and its dev extra, Debian's mosquitto,
-# socat (pty pairs), strace (fsync audit), systemd (systemd-analyze) when missing; then pytest.
+# socat (pty pairs), strace (fsync audit), systemd (systemd-analyze), nut-server (upsd, dummy-ups) when
+# missing; then pytest.
 # Usage: scripts/test.sh [pytest args...]     Works as root on a fresh Debian 12 with only python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,8 @@ command -v strace >/dev/null 2>&1 || need+=(strace)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v fiu-run >/dev/null 2>&1 || need+=(fiu-utils)
+# NUT's upsd and dummy-ups driver (power supervision tests, issue 23); Debian puts them in /lib/nut.
+[ -x /lib/nut/upsd ] && [ -x /lib/nut/dummy-ups ] || need+=(nut-server)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2

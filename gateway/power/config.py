@@ -27,7 +27,7 @@ class PowerSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     poll_period_s: Annotated[float, Meta(ge=0.2, le=60)] = 5.0
     timeout_s: Annotated[float, Meta(gt=0, le=30)] = 5.0
     # On "OB LB": flush the store, tell the platform, then run this (argv, no shell).
-    poweroff_command: list[str] = ["systemctl", "poweroff"]
+    poweroff_command: tuple[str, ...] = ("systemctl", "poweroff")
     shutdown_on_low_battery: bool = True
     # Optional NUT instant command sent before powering off so the UPS cuts and later restores its
     # output (e.g. "shutdown.return"): without it a Pi halted on battery stays off when mains returns

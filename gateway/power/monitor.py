@@ -1,7 +1,7 @@
 """The power stage: polls upsd, keeps the power conditions, reports their changes, powers off on LB.
 
     upsd --LIST VAR--> PowerState --PowerEvent--> on_change (outbox record, GB 26875 type 21 bits)
-                                       \--battery_low while on battery--> LowBatteryShutdown
+                                       `--battery_low while on battery--> LowBatteryShutdown
 `run()` never raises for upsd trouble: an unreadable UPS is itself a condition (backup_fault).
 """
 
@@ -64,6 +64,13 @@ class PowerMonitor:
                             "fault": Condition.BACKUP_FAULT in active},
                 "ups_status": r.raw_status if r else None, "conditions": {str(c): why for c, why in active.items()},
                 "last_read_wall_s": self._last_read_wall_s, "deadline_s": self.cfg.deadline_s, **self.counters}
+
+    def trouble_reason(self) -> str:
+        """For the trouble monitor (gateway/trouble.py Check): "" when mains and backup are fine, else why.
+        Mains lost and backup faults are faults to signal locally (GB 26875.1 §4.1); no UPS is not one."""
+        active = self.state.active
+        parts = [f"{c}: {why}" for c, why in active.items() if c != Condition.ON_BATTERY]
+        return "; ".join(parts)
 
     async def run(self) -> None:
         """Poll until cancelled. Without a UPS there is nothing to do: return (state "off")."""

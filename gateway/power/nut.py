@@ -69,8 +69,13 @@ class NutSource:
             raise UpsUnreadable("command_error" if isinstance(exc, NUTCommandError) else "unreachable", text) from None
         except OSError as exc:  # not every socket error is wrapped by aionut
             raise UpsUnreadable("unreachable", str(exc)) from None
-        if "ups.status" not in values:
+        status = values.get("ups.status", "").split()
+        if not status:
             raise UpsUnreadable("no_status", f"{self.ups} reports no ups.status")
+        if status == ["WAIT"]:
+            # upsd's placeholder until the driver has sent its first full dump (seen right after an upsd
+            # restart): nothing is known yet, which is not "mains lost".
+            raise UpsUnreadable("waiting_for_driver", "ups.status WAIT")
         return UpsReading.from_vars(values)
 
     async def instcmd(self, command: str) -> None:
