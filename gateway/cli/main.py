@@ -95,6 +95,10 @@ def _register() -> None:
                     radio.lora, radio.modem, selftest.selftest, service.provision_command(), service.logs, simulate,
                     operator_check.operator_check):
         cli.add_command(command)
+    from gateway.cli import inspection  # issue 23: gateway test fire|power, gateway tests --since
+
+    for command in (inspection.test, inspection.tests):
+        cli.add_command(command)
 
 
 _register()

@@ -41,8 +41,11 @@ class Journal:
         """Write one line and fsync it (an inspection record must survive the power cut that follows)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = self._enc.encode(entry) + b"\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
         try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line  # the last write was cut by a power loss: do not glue onto it
             os.write(fd, line)
             os.fsync(fd)
         finally:
