@@ -18,7 +18,9 @@ class PowerSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=1, le=65535)] = 3493  # IANA port of the NUT protocol
     username: str = ""  # only needed for INSTCMD on shutdown; reading needs no login
-    password: str = ""
+    # The upsd.users password lives in its own file (mode 0600), never in this config (house rule: secrets
+    # are not in the main config).
+    password_file: str = ""
     # Issue 23 / GB 26875.1 §4.1: a mains or backup-power fault is signalled within 100 s of the change.
     deadline_s: Annotated[float, Meta(gt=0, le=100)] = 30.0
     # How often upsd is asked. Worst case from a change at upsd to our event: poll_period_s plus one
@@ -31,7 +33,7 @@ class PowerSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     shutdown_on_low_battery: bool = True
     # Optional NUT instant command sent before powering off so the UPS cuts and later restores its
     # output (e.g. "shutdown.return"): without it a Pi halted on battery stays off when mains returns
-    # before the battery is flat. Needs username/password with `instcmds` in upsd.users.
+    # before the battery is flat. Needs username + password_file with `instcmds` in upsd.users.
     return_instcmd: str = ""
 
     def __post_init__(self) -> None:

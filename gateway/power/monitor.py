@@ -79,7 +79,7 @@ class PowerMonitor:
             return
         if self.source is None:
             self.source = NutSource(self.cfg.host, self.cfg.port, self.cfg.ups, self.cfg.timeout_s,
-                                    self.cfg.username, self.cfg.password)
+                                    self.cfg.username, self._password())
         # Retries of a lost upsd are spread but never slower than the poll period (the deadline counts).
         backoff = Backoff(min(1.0, self.cfg.poll_period_s), self.cfg.poll_period_s)
         try:
@@ -97,6 +97,17 @@ class PowerMonitor:
                     pass
         finally:
             self.source.close()
+
+    def _password(self) -> str:
+        if not self.cfg.password_file:
+            return ""
+        try:
+            with open(self.cfg.password_file, encoding="utf-8") as f:
+                return f.read().strip()
+        except OSError as exc:
+            # Reading still works without a login; only the UPS return command will be refused.
+            self.log.error("ups_password_unreadable", path=self.cfg.password_file, error=str(exc))
+            return ""
 
     # ---- one poll -------------------------------------------------------------------------------
     async def _poll_once(self) -> bool:
