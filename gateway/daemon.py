@@ -385,12 +385,20 @@ class Daemon:
         return ""
 
     def _check_link(self, name: str, link: Any, after_s: float) -> str:
-        if link is None:
+        if link is None:  # not constructed yet, or its construction fails (then the supervisor retries)
+            if self.clock.monotonic() - self.started_mono <= after_s:
+                return ""
             return f"not running: {self._task_error(name) or 'starting'}"
         down = link.down_for_s() if hasattr(link, "down_for_s") else self._link_down_for(name, link)
-        if down <= after_s:
-            return ""
         h = link.health()
+        if down <= after_s:
+            # Connected as far as TCP knows, but a blackholed link is only noticed at the keepalive
+            # timeout (1.5 x keepalive): records in flight without a PUBACK for after_s is the earlier sign.
+            waiting = h.get("last_puback_age_s")
+            waiting = h.get("state_age_s") if waiting is None else waiting
+            if h.get("inflight") and waiting is not None and waiting > after_s:
+                return f"no acknowledgement for {waiting:.0f} s ({h.get('inflight')} in flight)"
+            return ""
         why = h.get("reason") or h.get("last_error") or h.get("state", "")
         return f"not connected for {down:.0f} s ({why})"
 
