@@ -28,6 +28,9 @@ CONSUMER = "gb26875"
 CLASSES = frozenset({RecordClass.ALARM, RecordClass.EVENT, RecordClass.TELEMETRY})
 FETCH_LIMIT = 8  # small: a new alarm overtakes queued telemetry after at most this many records
 POLL_S = 0.5  # fallback when no commit callback fires (and the cadence of operator-check expiry)
+# While an alarm waits for the centre, reconnect at least this often (issue 23: the 10 s deadline; measured,
+# an 8 s centre outage otherwise costs up to 21 s of backoff after the centre is back, docs/BENCHMARKS.md).
+ALARM_RETRY_S = 1.0
 # Every counter health() reports, present from the start (zeros are information at 3 a.m.).
 COUNTERS = ("frames_sent", "frames_received", "frames_rejected", "confirms", "denies", "retransmits",
             "answers_unmatched", "heartbeats", "records_delivered", "records_denied", "records_no_part_mapping",
@@ -98,8 +101,11 @@ class GB26875Client:
             self.state = ConnState.BACKOFF
             self.counters["reconnects"] += 1
             self._alarm_kick.clear()
+            delay = self.backoff.next_delay()
+            if self.outbox.fetch(CONSUMER, 1, classes=(RecordClass.ALARM,)):
+                delay = min(delay, ALARM_RETRY_S)
             try:
-                await asyncio.wait_for(self._alarm_kick.wait(), self.backoff.next_delay())
+                await asyncio.wait_for(self._alarm_kick.wait(), delay)
             except asyncio.TimeoutError:
                 pass
 
