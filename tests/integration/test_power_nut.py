@@ -164,3 +164,28 @@ async def test_no_ups_configured_is_off_not_an_error():
     await asyncio.wait_for(mon.run(), 1)  # returns at once: nothing to supervise
     h = mon.health()
     assert h["state"] == "off" and h["ups"] is None and mon.trouble_reason() == ""
+
+
+async def test_silent_upsd_is_a_backup_fault_within_the_computed_worst_case():
+    """A upsd that accepts and never answers (hung host): each read ends at its timeout (aionut retries
+    once), and the fault comes within 2 * (poll_period_s + 2 * timeout_s) of the first silence."""
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(4096):
+            pass
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cfg = msgspec.convert({"ups": "pihat", "port": port, "poll_period_s": 0.2, "timeout_s": 0.3, "deadline_s": 2}, PowerSection)
+    rec = Recorder()
+    mon = PowerMonitor(cfg, Clock("assume_synced"), structlog.get_logger(), on_change=rec)
+    t = time.monotonic()
+    try:
+        async with running(mon):
+            await async_wait_for(lambda: "backup_fault" in rec.names(), timeout_s=10, what="backup_fault")
+    finally:
+        server.close()
+        await server.wait_closed()
+    worst = 2 * (cfg.poll_period_s + 2 * cfg.timeout_s)
+    assert rec.arrival("backup_fault") - t <= worst + 0.5  # + scheduling slack on a loaded 2-core machine
+    assert "timeout" in mon.health()["reason"] or "unreachable" in mon.health()["reason"]
