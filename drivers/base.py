@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
@@ -86,3 +87,6 @@ class DriverContext(msgspec.Struct, frozen=True):
     clock: Any  # gateway.clock.Clock
     log: Any  # structlog BoundLogger, already bound to driver= and port=
     secrets: dict[str, str] = {}  # e.g. LoRa device keys from the credentials file, by device id
+    # Where a driver may persist small state (frame counters: drivers/counters.py); the daemon passes
+    # the outbox's directory. None = keep it in memory (a lost restart protection, never a lost alarm).
+    state_dir: Path | None = None

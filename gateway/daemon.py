@@ -152,6 +152,9 @@ class Daemon:
                 clock=self.clock,
                 log=logsetup.get(driver=driver_name, port=port_name),
                 secrets=secrets,
+                # Frame counters and sessions persist beside the outbox (drivers/counters.py); a read-only
+                # card leaves them in memory, never deaf.
+                state_dir=Path(self.cfg.store.path).parent,
             )
             self.drivers[port_name] = spec.build(ctx)
 
@@ -377,6 +380,11 @@ class Daemon:
             h = health()
             if h.get("state", "up") not in ("up", "ok"):
                 return str(h.get("reason") or h.get("state"))
+            moved = h.get("moved_to")
+            if moved and Path(moved).exists():
+                # The store recovered on a new file, but a corrupt database says the card is failing: a
+                # maintainer looks, then deletes the kept copy, which clears this.
+                return f"corrupt database moved aside to {moved}: check the card, then delete that file"
             return ""
         if self.store_error:
             return self.store_error
@@ -391,6 +399,8 @@ class Daemon:
             return f"not running: {self._task_error(name) or 'starting'}"
         down = link.down_for_s() if hasattr(link, "down_for_s") else self._link_down_for(name, link)
         h = link.health()
+        if h.get("config_fault"):  # a missing certificate or refused credentials: no reconnect will fix it
+            return f"{h.get('reason')}: {h.get('detail') or ''}".rstrip(": ")
         if down <= after_s:
             # Connected as far as TCP knows, but a blackholed link is only noticed at the keepalive
             # timeout (1.5 x keepalive): records in flight without a PUBACK for after_s is the earlier sign.

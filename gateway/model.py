@@ -57,6 +57,7 @@ class EventKind(enum.StrEnum):
     ONLINE = "online"
     COUNTER_RESET = "counter_reset"
     BUTTON = "button"  # a physical acknowledge button was pressed
+    SECURITY = "security"  # code "replay_suspect": an authentic-looking frame failed the replay check
 
 
 class Severity(enum.IntEnum):

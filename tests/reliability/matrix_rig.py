@@ -52,6 +52,8 @@ class Rig:
         self.daemons: list[subprocess.Popen[bytes]] = []
         self.log = tmp_path / "daemon.log"
         self._smoke_used: set[str] = set()
+        self.figures: dict[str, float] = {}  # printed per row (-s): docs/RELIABILITY.md "Fault matrix"
+        self._fault_t0: float | None = None
 
     async def start(self, bend: Callable[[dict[str, Any]], None] | None = None) -> None:
         await self.cy.start()
@@ -111,26 +113,47 @@ class Rig:
         self._smoke_used.add(dev.id)
         return dev
 
-    async def smoke(self, expect_sms: bool = True) -> float:
+    async def smoke(self, expect_sms: bool = True, dev: Any = None) -> float:
         """Smoke in a flat: returns trigger -> sounder coil on (s); waits for its SMS too."""
-        dev = self.smoke_device()
+        dev = dev or self.smoke_device()
         place = f"{dev.building}栋{dev.unit}单元{dev.room}"
         t0 = time.monotonic()
         await self.cy.trigger("smoke", dev.id)
         await async_wait_for(lambda: self.coil("sounder"), 10, interval_s=0.005, what="sounder on")
         latency = time.monotonic() - t0
+        self.figures.setdefault("sounder_s", round(latency, 3))
         if expect_sms:
             await self.sms_for(place)
+            self.figures.setdefault("sms_s", round(time.monotonic() - t0, 3))
         return latency
 
     async def sms_for(self, place: str, timeout_s: float = 20) -> None:
         await async_wait_for(lambda: any(place in t for t in self.sms_texts()), timeout_s, what=f"SMS for {place}")
 
+    def fault_starts(self) -> None:
+        """Mark the instant the row injects its fault: time to trouble counts from here."""
+        self._fault_t0 = time.monotonic()
+
     async def trouble_within(self, deadline_s: float, on: bool = True) -> float:
-        t0 = time.monotonic()
-        await async_wait_for(lambda: self.coil("trouble") is on, deadline_s, interval_s=0.05,
-                             what=f"trouble coil {'on' if on else 'off'}")
+        t0 = self._fault_t0 if (on and self._fault_t0 is not None) else time.monotonic()
+        try:
+            await async_wait_for(lambda: self.coil("trouble") is on, deadline_s, interval_s=0.05,
+                                 what=f"trouble coil {'on' if on else 'off'}")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; faults now: {self.faults()}") from None
+        self.figures.setdefault("trouble_on_s" if on else "trouble_off_s", round(time.monotonic() - t0, 2))
         return time.monotonic() - t0
+
+    async def restart_daemon(self) -> subprocess.Popen[bytes]:
+        """SIGTERM the running daemon, wait for it, start a new one on the same config and state."""
+        proc = self.daemons[-1]
+        proc.terminate()
+        assert await asyncio.get_running_loop().run_in_executor(None, proc.wait, 15) == 0
+        return await self.run_daemon()
+
+    def lora_device_status(self, device_id: str) -> dict[str, Any]:
+        lora = next(v for v in self.status()["drivers"].values() if "devices" in (v.get("detail") or {}))
+        return lora["detail"]["devices"].get(device_id, {})
 
     def faults(self) -> dict[str, str]:
         return {f["source"]: f["reason"] for f in self.status()["trouble"]}
