@@ -121,11 +121,14 @@ async def test_ol_ob_lb_ol_events_type21_bits_and_shutdown(upsd, tmp_path):
             await async_wait_for(lambda: device_states(centre)[-1] == DeviceBit.NORMAL, what="normal at centre")
             assert fake.calls.count("power_off") == 1  # once per low-battery episode
             # The platform gets every event as an outbox record.
-            kinds = [r.body["event"] for r in ob.fetch("mqtt", 100) if r.kind == "event.power"]
-            assert kinds == rec.names()
+            def kinds() -> list[str]:
+                return [r.body["event"] for r in ob.fetch("mqtt", 100) if r.kind == "event.power"]
+
+            await async_wait_for(lambda: kinds() == rec.names(), what="every event committed to the outbox")
     finally:
-        await centre.stop()
-        await ob.close()
+        # Bounded, so a stuck teardown fails here with its place instead of at pytest-timeout.
+        await asyncio.wait_for(centre.stop(), 10)
+        await asyncio.wait_for(ob.close(), 10)
     print("power event latency from upsd change, s:", {k: round(v, 2) for k, v in latencies.items()})
     assert max(latencies.values()) < DEADLINE_S
 
