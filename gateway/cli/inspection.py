@@ -131,3 +131,16 @@ def check_power(env: Any) -> list[Any]:
         return [Check("power", True, f"on mains, battery {batt.get('charge_pct')} %, runtime {render.age(batt.get('runtime_s'))}")]
     return [Check("power", False, f"{health.get('state')}: {health.get('reason')}",
                   f"upsc {cfg.ups}@{cfg.host}:{cfg.port}; check the UPS, its battery and mains")]
+
+
+def power_line(health: dict[str, Any] | None) -> str:
+    """The `gateway status` power line (status.human adds `f"power    {power_line(st.get('power'))}"`)."""
+    if health is None or health.get("state") == "off":
+        return "no UPS configured (a mains cut stops the gateway)"
+    batt = health.get("battery") or {}
+    charge = f"{batt['charge_pct']:g} %" if batt.get("charge_pct") is not None else "charge ?"
+    runtime = f", {render.age(batt['runtime_s'])} left" if batt.get("runtime_s") is not None else ""
+    since = render.wall(health.get("since_wall_s"))
+    if health.get("state") == "up":
+        return f"on mains, battery {charge}{runtime}"
+    return f"{str(health.get('state')).upper()} since {since}: {health.get('reason')} (battery {charge}{runtime})"

@@ -58,3 +58,14 @@ def test_selftest_power_line_warns_without_ups(tmp_path):
               status={"power": {"state": "down", "reason": "ups unreadable: unreachable"}})
     (line,) = check_power(env)
     assert not line.ok and "unreachable" in line.reason
+
+
+def test_status_power_line():
+    from gateway.cli.inspection import power_line
+
+    assert power_line(None).startswith("no UPS")
+    up = {"state": "up", "battery": {"charge_pct": 100.0, "runtime_s": 1800.0}, "since_wall_s": 0}
+    assert power_line(up).startswith("on mains, battery 100 %")
+    low = {"state": "degraded", "reason": "mains_lost: OB", "since_wall_s": 1_790_000_000.0,
+           "battery": {"charge_pct": 9.0, "runtime_s": None}}
+    assert power_line(low).startswith("DEGRADED since") and "mains_lost: OB" in power_line(low)
