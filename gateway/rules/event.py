@@ -19,6 +19,8 @@ class EventEvaluator:
         if not isinstance(item, Event):
             return []
         detail = {"kind": str(item.kind), "code": item.code}
+        if item.detail.get("replay_suspect"):
+            detail["replay_suspect"] = True  # the alarm record says the frame failed the replay check
         if item.kind in self._kinds and (not self._codes or item.code in self._codes):
             self._present[item.device_id] = detail
             return [Signal(True, item.device_id, detail, item.stamp)]

@@ -50,6 +50,7 @@ class Rig:
         self.cy = Courtyard(load(spec), spec, self.config, broker.url, time_scale=1.0)
         self.view = PlatformView(broker.url, "gw-xinhong-03", out=open(os.devnull, "w"))
         self.daemons: list[subprocess.Popen[bytes]] = []
+        self.refused: list[subprocess.Popen[bytes]] = []  # started to be refused (a second daemon)
         self.log = tmp_path / "daemon.log"
         self._smoke_used: set[str] = set()
         self.figures: dict[str, float] = {}  # printed per row (-s): docs/RELIABILITY.md "Fault matrix"
@@ -71,7 +72,7 @@ class Rig:
     def socket(self) -> str:
         return tomllib.loads(self.config.read_text())["control"]["socket"]
 
-    def spawn(self, nofile: int | None = None) -> subprocess.Popen[bytes]:
+    def spawn(self, nofile: int | None = None, refused: bool = False) -> subprocess.Popen[bytes]:
         def limits() -> None:
             if nofile is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
@@ -80,7 +81,7 @@ class Rig:
         proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(self.config)], cwd=ROOT,
                                 stdout=log, stderr=subprocess.STDOUT, preexec_fn=limits)
         log.close()
-        self.daemons.append(proc)
+        (self.refused if refused else self.daemons).append(proc)
         return proc
 
     async def run_daemon(self, nofile: int | None = None) -> subprocess.Popen[bytes]:
@@ -152,8 +153,7 @@ class Rig:
         return await self.run_daemon()
 
     def lora_device_status(self, device_id: str) -> dict[str, Any]:
-        lora = next(v for v in self.status()["drivers"].values() if "devices" in (v.get("detail") or {}))
-        return lora["detail"]["devices"].get(device_id, {})
+        return self.status()["drivers"]["lora"]["detail"]["devices"].get(device_id, {})
 
     def faults(self) -> dict[str, str]:
         return {f["source"]: f["reason"] for f in self.status()["trouble"]}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-import subprocess
 
 import pytest
 
@@ -20,15 +19,6 @@ from tests.support.wait import async_wait_for
 
 pytestmark = pytest.mark.slow
 SLACK_S = 4.0  # process scheduling on a loaded 2-core machine, on top of deadline + check period
-
-
-@pytest.fixture
-async def rig(request, tmp_path, broker):
-    r = Rig(tmp_path, broker)
-    yield r
-    print(f"MATRIX {request.node.name}: {r.figures}")
-    codes = await r.stop()
-    assert all(c in (0, 1) for c in codes), f"daemon exit codes {codes}: {r.log.read_text()[-3000:]}"
 
 
 async def delivered_without_holes(rig: Rig) -> None:
@@ -89,7 +79,7 @@ async def test_relay_box_silent(rig):
 async def test_second_gateway_run_is_refused(rig):
     await rig.start()
     first = await rig.run_daemon()
-    second = rig.spawn()
+    second = rig.spawn(refused=True)
     code = await asyncio.get_running_loop().run_in_executor(None, second.wait, 20)
     assert code == 1
     assert f"PID {first.pid}" in rig.log.read_text()
@@ -145,7 +135,7 @@ async def _heartbeats(rig: Rig, dev, n: int) -> None:
 async def _replay_then_genuine_alarm(rig: Rig, dev) -> None:
     sim, addr = rig.cy.sims["lora"], int(dev.address)
     sim.send_frame(sim.sensors[addr].sent[0], addr)  # a recorded genuine frame, counter 0
-    await async_wait_for(lambda: rig.lora_device_status(dev.id).get("replay", {}).get("suspects", 0) >= 1
+    await async_wait_for(lambda: rig.lora_device_status(dev.id).get("replay", {}).get("replay_suspects", 0) >= 1
                          or any(r.get("kind") == "event.security" and r.get("device") == dev.id for r in rig.view.records),
                          20, interval_s=0.1, what="the replay recorded as a security event")
     # The detector's real smoke alarm, at a later counter, is heard: the replay deafened nothing.

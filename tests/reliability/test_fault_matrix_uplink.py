@@ -18,15 +18,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-async def rig(request, tmp_path, broker):
-    r = Rig(tmp_path, broker)
-    yield r
-    print(f"MATRIX {request.node.name}: {r.figures}")
-    codes = await r.stop()
-    assert all(c == 0 for c in codes), f"daemon exit codes {codes}: {r.log.read_text()[-3000:]}"
-
-
-@pytest.fixture
 def tls(tmp_path):
     pki = _pki(tmp_path / "pki", "courtyard-test-ca")
     (tmp_path / "tls").mkdir()
