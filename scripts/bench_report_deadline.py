@@ -98,9 +98,16 @@ async def until(cond, timeout_s: float = 60.0) -> None:
 async def main(args) -> dict:
     logsetup.setup("critical")
     tmp = Path(tempfile.mkdtemp(prefix="bench-deadline-"))
+    broker = Broker(tmp / "broker").start()
+    try:
+        return await measure(args, tmp, broker)
+    finally:
+        broker.stop()  # also when a phase fails: never leave a broker behind
+
+
+async def measure(args, tmp: Path, broker: Broker) -> dict:
     clock = Clock("assume_synced")
     ob = await open_outbox(tmp, clock)
-    broker = Broker(tmp / "broker").start()
     platform = TimedPlatform(broker.port)
     centre = await Centre().start()
     gb = GB26875Client(gb_cfg(centre.port, ack_timeout_s=3.0, retries=3, heartbeat_period_s=60, reconnect_base_s=1.0,
@@ -190,7 +197,6 @@ async def main(args) -> dict:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     platform.close()
-    broker.stop()
     await centre.stop()
     await ob.close()
     return {
