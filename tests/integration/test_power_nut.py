@@ -5,7 +5,9 @@ shutdown sequence with an injected power-off, recovery; upsd lost and back."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+import traceback
 
 import msgspec
 import pytest
@@ -19,11 +21,26 @@ from gateway.power.shutdown import LowBatteryShutdown
 from gateway.power.state import PowerEvent
 from gateway.uplink.gb26875.objects import DeviceBit, TypeFlag
 from gateway.uplink.gb26875.simulator import Centre
-from tests.integration.gb26875_support import make_client, open_outbox, running
+from tests.integration.gb26875_support import make_client, open_outbox
 from tests.support import nut
 from tests.support.wait import async_wait_for
 
 DEADLINE_S = 10.0
+
+
+@contextlib.asynccontextmanager
+async def running(coro_fn):
+    """Run a stage's `run()` for the block; on exit cancel it and insist it stops within 5 s (a stage that
+    ignores cancellation fails here, with where it was stuck, instead of hanging the suite)."""
+    task = asyncio.create_task(coro_fn())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=5)
+        if not done:
+            stack = "".join(traceback.format_list(traceback.extract_stack(task.get_stack()[-1]))) if task.get_stack() else "?"
+            raise AssertionError(f"{coro_fn} did not stop within 5 s of cancel; stuck at:\n{stack}")
 
 
 @pytest.fixture
@@ -90,7 +107,7 @@ async def test_ol_ob_lb_ol_events_type21_bits_and_shutdown(upsd, tmp_path):
     mon = PowerMonitor(power_cfg(upsd.port), clock, log, on_change=rec, shutdown=shutdown)
     latencies: dict[str, float] = {}
     try:
-        async with running(gb), running(mon):
+        async with asyncio.timeout(90), running(gb.run), running(mon.run):  # a hang shows where it was stuck
             await async_wait_for(lambda: mon.health()["state"] == "up", what="first read")
             await async_wait_for(lambda: gb.state == "connected", what="centre connected")
             assert rec.events == [] and mon.health()["mains"] == "on"
@@ -137,7 +154,7 @@ async def test_ol_ob_lb_ol_events_type21_bits_and_shutdown(upsd, tmp_path):
 async def test_upsd_lost_is_a_backup_fault_within_deadline_and_recovers(upsd):
     rec = Recorder()
     mon = PowerMonitor(power_cfg(upsd.port), Clock("assume_synced"), structlog.get_logger(), on_change=rec)
-    async with running(mon):
+    async with running(mon.run):
         await async_wait_for(lambda: mon.health()["state"] == "up", what="first read")
         t = time.monotonic()
         upsd.stop("upsd")
@@ -155,7 +172,7 @@ async def test_upsd_lost_is_a_backup_fault_within_deadline_and_recovers(upsd):
 async def test_stale_driver_is_reported(upsd):
     rec = Recorder()
     mon = PowerMonitor(power_cfg(upsd.port), Clock("assume_synced"), structlog.get_logger(), on_change=rec)
-    async with running(mon):
+    async with running(mon.run):
         await async_wait_for(lambda: mon.health()["state"] == "up", what="first read")
         upsd.stop("driver")  # upsd stays up but loses its driver: ERR DRIVER-NOT-CONNECTED / DATA-STALE
         await async_wait_for(lambda: "backup_fault" in rec.names(), timeout_s=30, what="backup_fault")
@@ -184,7 +201,7 @@ async def test_silent_upsd_is_a_backup_fault_within_the_computed_worst_case():
     mon = PowerMonitor(cfg, Clock("assume_synced"), structlog.get_logger(), on_change=rec)
     t = time.monotonic()
     try:
-        async with running(mon):
+        async with running(mon.run):
             await async_wait_for(lambda: "backup_fault" in rec.names(), timeout_s=10, what="backup_fault")
     finally:
         server.close()
