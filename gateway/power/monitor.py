@@ -91,9 +91,12 @@ class PowerMonitor:
                 else:
                     delay = backoff.next_delay()
                 self._wake.clear()
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel that lands as
+                # its timeout fires, and this loop then never stops (seen under load in the NUT test).
                 try:
-                    await asyncio.wait_for(self._wake.wait(), max(0.0, started + delay - self.clock.monotonic()))
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(max(0.0, started + delay - self.clock.monotonic())):
+                        await self._wake.wait()
+                except TimeoutError:
                     pass
         finally:
             self.source.close()
@@ -152,7 +155,8 @@ class PowerMonitor:
             try:
                 result = self.on_change(ev)
                 if inspect.isawaitable(result):
-                    await asyncio.wait_for(result, CALLBACK_TIMEOUT_S)
+                    async with asyncio.timeout(CALLBACK_TIMEOUT_S):
+                        await result
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the consumer's failure must not stop power supervision

@@ -57,7 +57,8 @@ class LowBatteryShutdown:
             if step is None:
                 continue
             try:
-                await asyncio.wait_for(step(), self.step_timeout_s)
+                async with asyncio.timeout(self.step_timeout_s):  # not wait_for: keeps cancellation (3.11)
+                    await step()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a failed step must not keep the next from running

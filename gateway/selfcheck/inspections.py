@@ -111,8 +111,9 @@ class Inspections:
         while test["on_mains_wall_s"] is None and self.clock.monotonic() < deadline:
             self._power_seen.clear()
             try:
-                await asyncio.wait_for(self._power_seen.wait(), max(0.0, deadline - self.clock.monotonic()))
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(max(0.0, deadline - self.clock.monotonic())):  # not wait_for (3.11)
+                    await self._power_seen.wait()
+            except TimeoutError:
                 break
         went, back = test["on_battery_wall_s"], test["on_mains_wall_s"]
         ok = went is not None and back is not None

@@ -66,9 +66,11 @@ class SelfCheckScheduler:
                 self._last_date = self._local(self.clock.wall()).date()
                 await self.run_now("schedule")
             self._wake.clear()
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that lands with its timeout.
             try:
-                await asyncio.wait_for(self._wake.wait(), self.tick_s)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self.tick_s):
+                    await self._wake.wait()
+            except TimeoutError:
                 pass
 
     async def run_now(self, by: str) -> dict[str, Any]:
