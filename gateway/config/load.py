@@ -18,6 +18,7 @@ import msgspec
 from gateway.actions.schema import Notify
 from gateway.config import schema as s
 from gateway.errors import ConfigError
+from gateway.panel.config import PanelSection
 from gateway.rules.schema import Rule
 from gateway.power.config import PowerSection
 from gateway.selfcheck.config import SelfCheckSection
@@ -31,6 +32,7 @@ EXTRA_SECTIONS["notify"] = (Notify, False)  # gateway/actions/schema.py: sounder
 EXTRA_SECTIONS["gb26875"] = (GB26875Section, False)  # gateway/uplink/gb26875/config.py, issue 11
 EXTRA_SECTIONS["power"] = (PowerSection, False)  # gateway/power/config.py, issue 23
 EXTRA_SECTIONS["selfcheck"] = (SelfCheckSection, False)  # gateway/selfcheck/config.py, issue 23
+EXTRA_SECTIONS["panel"] = (PanelSection, False)  # gateway/panel/config.py, issue 24: the local web panel
 
 _CORE = {
     "identity": s.Identity,
