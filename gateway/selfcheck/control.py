@@ -11,11 +11,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway.errors import CommandRejected
+from gateway.selfcheck import CONTROL_MUTATING
 from gateway.selfcheck.inspections import Inspections
 from gateway.selfcheck.runner import SelfCheckScheduler
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
-MUTATING = {"test_fire", "test_power", "selfcheck_run"}
+MUTATING = set(CONTROL_MUTATING)
 
 
 def _by(args: dict[str, Any]) -> str:
