@@ -118,6 +118,10 @@ def _register() -> None:
                     operator_check.operator_check, commission.commission, lorawan, fleet.fleet):
         cli.add_command(command)
     cli.add_command(panel_cli.panel)  # gateway/panel/: the local web panel (issue 24)
+    from gateway.cli import inspection  # issue 23: gateway test fire|power, gateway tests --since
+
+    for command in (inspection.test, inspection.tests):
+        cli.add_command(command)
 
 
 _register()
