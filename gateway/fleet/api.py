@@ -50,6 +50,8 @@ class FleetApi:
                 # Same content as the running config: nothing restarts; the version label is adopted.
                 st = files.update_state(config_version=b.version, last_apply_version=b.version, last_apply_error="")
                 return {"result": "unchanged", "version": b.version, "config_hash": files.config_hash(), "state": st.config_version}
+            if not RUNTIME.hold_lock():
+                raise CommandRejected("apply_pending", "another process holds the config lock")
             await asyncio.to_thread(self._stage, files, b, new_text)
             pending = Pending(b.version, _sha(new_text), files.config_hash(), b.commit_deadline_s,
                               uplink_was_up=self._uplink_up(), applied_wall_s=now_wall(),

@@ -23,6 +23,27 @@ class FleetRuntime:
     def __init__(self) -> None:
         self.files: ConfigFiles | None = None
         self.restart_requested = threading.Event()
+        self._lock_fd: int | None = None
+
+    def hold_lock(self) -> bool:
+        """flock <config>.lock for the life of the process (the kernel releases it at exit), so that a
+        second `gateway run` on the same config never counts a start nor rolls back under the running
+        one. Taken only around an apply (marker present), so a config directory nobody applies to
+        gets no lock file. Idempotent."""
+        if self._lock_fd is not None:
+            return True
+        assert self.files is not None
+        try:
+            fd = os.open(self.files.lock_path, os.O_RDWR | os.O_CREAT, 0o640)
+        except OSError:
+            return True  # read-only directory: nothing can be written to decide anyway; the writes will say so
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        return True
 
     def request_restart(self) -> None:
         """Stop the daemon the ordinary way (its SIGTERM handler: drivers, rules, store closed in order)
@@ -42,7 +63,7 @@ def run(config_path: str, state_dir: str | None = None, runtime_dir: str | None 
     log = logsetup.get(component="fleet")
     commit = ConfigCommit(files, log, RUNTIME.request_restart)
     try:
-        if _hold_config_lock(files):
+        if not files.pending_path.exists() or RUNTIME.hold_lock():
             _decide(commit, config_path, runtime_dir)
         else:  # a daemon already runs on this config: this one will be refused; decide nothing
             log.warning("config_commit_skipped", reason="another daemon holds the config lock")
@@ -55,25 +76,6 @@ def run(config_path: str, state_dir: str | None = None, runtime_dir: str | None 
     finally:
         commit.stopping.set()
     return RESTART_EXIT if RUNTIME.restart_requested.is_set() else code
-
-
-def _hold_config_lock(files: ConfigFiles) -> bool:
-    """flock <config>.lock for the life of the process (released by the kernel at exit), so that a
-    second `gateway run` on the same config never counts a start nor rolls back under the running one."""
-    try:
-        fd = os.open(files.lock_path, os.O_RDWR | os.O_CREAT, 0o640)
-    except OSError:
-        return True  # read-only directory: nothing can be written to decide anyway; the writes will say so
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return False
-    _HELD.append(fd)
-    return True
-
-
-_HELD: list[int] = []
 
 
 def _decide(commit: ConfigCommit, config_path: str, runtime_dir: str | None) -> None:
