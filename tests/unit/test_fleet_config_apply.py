@@ -138,3 +138,27 @@ def test_sigkill_at_random_instants_of_the_swap_leaves_old_or_new_never_a_mix(tm
         seen.add("old" if text == big_old else "new")
     assert {"old", "new"} <= seen
     write_atomic(files.config, b"")  # keep tmp small
+
+
+async def test_the_retained_status_carries_the_config_state_and_stays_valid(tmp_path: Path) -> None:
+    from gateway.clock import Clock
+    from gateway.config.schema import Credentials, Identity
+    from gateway.config.schema import Uplink as UplinkCfg
+    from gateway.uplink import Uplink
+    from tests.integration.uplink_support import open_outbox
+    from tests.unit.uplink_schema import check_message
+
+    files, _ = _commit(tmp_path)
+    files.update_state(config_version="v3", last_apply_version="v4", last_apply_error="not healthy within 8 s: uplink not acknowledged")
+    clock = Clock("assume_synced")
+    outbox = await open_outbox(tmp_path, clock)
+    try:
+        up = Uplink(UplinkCfg(broker_url="mqtt://127.0.0.1:9"), Credentials(), Identity(gateway_id="gw-001"), outbox, clock,
+                    structlog.get_logger(), handlers={}, relay_handler=None,
+                    status_provider=lambda: {"drivers": {}, "active_alarms": 0, "config": files.status_fields()})
+        fields = up.status_fields()
+        assert fields["config"]["config_version"] == "v3" and fields["config"]["config_hash"] == sha256_file(files.config)
+        msg = up.env.status(clock.boot_id, clock.now(), True, fields)
+        assert check_message(msg.topic, msg.payload) == []
+    finally:
+        await outbox.close()
