@@ -11,6 +11,7 @@ import platform
 import shutil
 import sys
 import zlib
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +40,7 @@ class Diagnostics:
     def __init__(self, api: ControlApi) -> None:
         self.api = api
 
-    def handlers(self) -> dict[str, Any]:
+    def handlers(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]]:
         return {"support_bundle": self.support_bundle, "selftest": self.selftest, "logs_fetch": self.logs_fetch,
                 "modbus_read": self.modbus_read}
 
