@@ -55,3 +55,13 @@ async def probe_reason(host: str, port: int, timeout_s: float) -> str:
     except OSError:
         pass
     return ""
+
+
+def parse_server_reference(reference: str, default_port: int) -> tuple[str, int] | None:
+    """MQTT v5 §4.11 Server Reference, first entry of "host[:port] host2..." (the form EMQX and HiveMQ send)."""
+    first = reference.split()[0] if reference.split() else ""
+    host, _, port = first.rpartition(":") if first.count(":") == 1 else (first, "", "")
+    try:
+        return (host, int(port)) if port else ((first, default_port) if first else None)
+    except ValueError:
+        return None

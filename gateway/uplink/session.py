@@ -22,6 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.errors import ConfigError, UplinkError
+from gateway.uplink import faults
 from gateway.uplink.faults import tls_reason
 
 # MQTT v5 §3.2.2.2 CONNACK reason codes that no retry can cure without an operator: go to the cap.
@@ -42,6 +43,7 @@ class ConnectRefused(UplinkError):
         self.busy = rc in BUSY_REASON_CODES
         self.moved = rc in MOVED_REASON_CODES
         self.server_reference = server_reference
+        self.reason_word = faults.NOT_AUTHORIZED if self.auth else faults.CONNECT_FAILED
 
 
 class TlsRefused(UplinkError):
@@ -54,6 +56,8 @@ class TlsRefused(UplinkError):
 
 class HostUnresolvable(UplinkError):
     """DNS could not resolve the broker's host name."""
+
+    reason_word = faults.HOST_UNRESOLVABLE
 
 
 def broker_address(url: str) -> tuple[str, int, bool]:
