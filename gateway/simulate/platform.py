@@ -1,6 +1,6 @@
-"""The street platform's side, for the demo and the tests: subscribes to a gateway's uplink subtree,
-prints alarms and events as they arrive, counts telemetry, and checks the seq contract (holes,
-duplicates) per (gateway_id, store_id).
+"""The street platform's side, for the demo and the tests: the reference consumer (gateway.platform)
+subscribed to a gateway's uplink subtree, printing alarms and events as they arrive, counting
+telemetry; its seq ledger checks the contract (holes, duplicates) per (gateway_id, store_id).
 
     python -m gateway.simulate.platform --broker mqtt://127.0.0.1:1883 --config gateway.toml
 """
@@ -14,100 +14,54 @@ import sys
 import threading
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
-
-class SeqLedger:
-    """The platform's dedupe: one set of seqs per (gateway_id, store_id); loss is a hole."""
-
-    def __init__(self) -> None:
-        self.seen: dict[tuple[str, str], set[int]] = {}
-        self.duplicates = 0
-
-    def add(self, gateway_id: str, store_id: str, seq: int) -> bool:
-        seqs = self.seen.setdefault((gateway_id, store_id), set())
-        if seq in seqs:
-            self.duplicates += 1
-            return False
-        seqs.add(seq)
-        return True
-
-    def holes(self) -> dict[tuple[str, str], list[int]]:
-        out = {}
-        for key, seqs in self.seen.items():
-            if seqs:
-                missing = sorted(set(range(min(seqs), max(seqs) + 1)) - seqs)
-                if missing:
-                    out[key] = missing
-        return out
-
-
-def records_of(topic: str, doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every record a message carries (a telemetry batch carries many)."""
-    if topic.endswith("/telemetry"):
-        from gateway.uplink.wire import decode_batch
-
-        return [{"cls": "telemetry", **r} for r in decode_batch(doc)]
-    if "seq" in doc:
-        return [doc]
-    return []
+from gateway.platform.consumer import PlatformConsumer
+from gateway.platform.ledger import SeqLedger  # noqa: F401 - re-exported for older imports
 
 
 class PlatformView:
+    """The demo's platform window on the reference consumer: prints alarms, events, status and replies,
+    counts telemetry; `records` keeps every record in arrival order with its `fresh` flag."""
+
     def __init__(self, broker_url: str, gateway_id: str = "+", out: Any = sys.stdout) -> None:
-        url = urlsplit(broker_url)
-        self.host, self.port = url.hostname or "127.0.0.1", url.port or 1883
-        self.topic = f"cg/v1/{gateway_id}/#"
         self.out = out
-        self.ledger = SeqLedger()
         self.records: list[dict[str, Any]] = []  # every record in arrival order (alarm, event, telemetry)
         self.status: dict[str, Any] = {}
         self.telemetry_count = 0
-        self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"platform-view-{gateway_id.replace('+', 'all')}", protocol=mqtt.MQTTv5)
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
+        self.consumer = PlatformConsumer(broker_url, client_id=f"platform-view-{gateway_id.replace('+', 'all')}", gateway_id=gateway_id,
+                                         on_record=lambda r: self._record(r, True), on_duplicate=lambda r: self._record(r, False),
+                                         on_message=self._on_message)
+        self.lock = self.consumer.lock
+        self.ledger = self.consumer.ledger
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 3600  # a persistent platform session: nothing missed across our own blips
-        self.client.connect(self.host, self.port, keepalive=30, clean_start=False, properties=props)
-        self.client.loop_start()
+        self.consumer.start(wait_s=0)
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.consumer.stop()
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        client.subscribe(self.topic, qos=1)
-
-    def _on_message(self, client, userdata, msg) -> None:
+    def _on_message(self, topic: str, payload: bytes, _retain: bool) -> None:
         try:
-            doc = json.loads(msg.payload)
+            doc = json.loads(payload)
         except ValueError:
-            self._print(f"platform: undecodable message on {msg.topic}")
+            self._print(f"platform: undecodable message on {topic}")
             return
-        if msg.topic.endswith("/status"):
+        if topic.endswith("/status"):
             self.status = doc
             self._print(f"platform: status online={doc.get('online')} queue={doc.get('queue', doc.get('depth', ''))}")
-            return
-        if msg.topic.endswith("/reply"):
+        elif topic.endswith("/reply"):
             self._print(f"platform: reply {doc.get('command')} {doc.get('status')} {doc.get('reason', '')}")
-            return
+
+    def _record(self, rec: dict[str, Any], fresh: bool) -> None:
         with self.lock:
-            for rec in records_of(msg.topic, doc):
-                fresh = self.ledger.add(doc.get("gateway_id", "?"), doc.get("store_id", "?"), int(rec["seq"]))
-                rec = {**rec, "topic": msg.topic, "fresh": fresh, "received_mono": time.monotonic()}
-                self.records.append(rec)
-                if rec.get("cls") == "telemetry":
-                    self.telemetry_count += 1
-                elif fresh:
-                    when = time.strftime("%H:%M:%S", time.localtime(rec.get("ts_ms", 0) / 1000))
-                    self._print(f"platform: {rec.get('cls')} seq={rec['seq']} {rec.get('kind')} {rec.get('device')} at {when} {json.dumps(rec.get('body', {}), ensure_ascii=False)[:160]}")
+            leaf = "telemetry" if rec.get("cls") == "telemetry" else ("alarm" if rec.get("cls") == "alarm" else "event")
+            self.records.append({**rec, "topic": f"cg/v1/{rec.get('gateway_id')}/{leaf}", "fresh": fresh, "received_mono": time.monotonic()})
+            if rec.get("cls") == "telemetry":
+                self.telemetry_count += 1
+                return
+        if fresh:
+            when = time.strftime("%H:%M:%S", time.localtime(rec.get("ts_ms", 0) / 1000))
+            self._print(f"platform: {rec.get('cls')} seq={rec['seq']} {rec.get('kind')} {rec.get('device')} at {when} {json.dumps(rec.get('body', {}), ensure_ascii=False)[:160]}")
 
     def _print(self, text: str) -> None:
         print(text, file=self.out, flush=True)

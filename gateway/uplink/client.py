@@ -340,7 +340,7 @@ class Uplink:
             "version": gateway.__version__,
             "uptime_s": round(self.clock.monotonic() - self._started_mono, 1),
             "queue": dict(stats.depth), "oldest_age_s": {k: round(v, 1) for k, v in stats.oldest_age_s.items()},
-            "store_fault": stats.fault, "uplink_fault": self.drainer.fault,
+            "store_fault": stats.fault, "uplink_fault": self.drainer.fault, "evicted": stats.evicted,
             **({"uplink_last_down": self.link.last_down} if self.link.last_down else {}),
             "drivers": provided.get("drivers", {}), "active_alarms": provided.get("active_alarms", 0),
         }
