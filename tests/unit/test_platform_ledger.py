@@ -56,3 +56,14 @@ def test_records_of_expands_a_batch_with_its_identity():
     assert decode_batch(doc)[1]["ts_ms"] == 1790000000012
     assert topic_parts("cg/v1/gw-001/alarm") == ("gw-001", "alarm") and topic_parts("cg/v2/x/alarm") is None
     assert records_of("alarm", {"seq": "1"}) == [] and records_of("status", {"seq": 1}) == []
+
+
+def test_the_consumer_imports_only_paho_and_the_standard_library():
+    """docs/platform.md: a platform team can run gateway.platform without the daemon's dependencies."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import gateway.platform.consumer, gateway.platform.ledger, gateway.platform.signing; "
+            "print(sorted(m for m in ('msgspec', 'structlog', 'click', 'cryptography', 'serial', 'pymodbus', 'sqlite_utils') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
