@@ -19,6 +19,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,7 +60,13 @@ async def worker(args: argparse.Namespace) -> None:
     connects: dict[str, list[float]] = {gw: [] for gw, _ob, _up in fleet}
     produced = {"readings": 0, "alarms": 0}
     stop = asyncio.Event()
-    asyncio.get_running_loop().add_reader(sys.stdin.fileno(), stop.set)  # the parent closes our stdin: stop producing
+    loop = asyncio.get_running_loop()
+
+    def stdin_closed() -> None:  # the parent closes our stdin: stop producing (EOF stays readable: stop watching)
+        loop.remove_reader(sys.stdin.fileno())
+        stop.set()
+
+    loop.add_reader(sys.stdin.fileno(), stdin_closed)
 
     empty_at: dict[str, float] = {}  # after its reconnect: when the gateway's outbox was first empty again
 
@@ -100,18 +107,25 @@ async def worker(args: argparse.Namespace) -> None:
     stores = {gw: {"store_id": ob.store_id, "last_seq": ob.stats().last_seq, "left": sum(ob.stats().depth.values())} for gw, ob, _up in fleet}
     for t in tasks + [watcher]:
         t.cancel()
-    await asyncio.gather(*tasks, watcher, return_exceptions=True)
+    stuck = {"uplink_stop": 0, "outbox_close": 0}  # bounded teardown: a hang is counted, not waited out
+    try:
+        await asyncio.wait_for(asyncio.gather(*tasks, watcher, return_exceptions=True), 30)
+    except asyncio.TimeoutError:
+        stuck["uplink_stop"] = sum(not t.done() for t in tasks)
     for _gw, ob, _up in fleet:
-        await ob.close()
+        try:
+            await asyncio.wait_for(ob.close(), 15)
+        except asyncio.TimeoutError:
+            stuck["outbox_close"] += 1
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"stores": stores, "connects": connects, "drained_at": drained_at, "empty_at": empty_at, "produced": produced,
+    print(json.dumps({"stores": stores, "connects": connects, "drained_at": drained_at, "empty_at": empty_at, "produced": produced, "stuck": stuck,
                       "cpu_s": ru.ru_utime + ru.ru_stime, "maxrss_kb": ru.ru_maxrss, "count": args.count}), flush=True)
 
 
 # ---- parent: broker, consumer, workers, the restart, the report --------------------------------
 def run(args: argparse.Namespace) -> dict:
     from gateway.platform.consumer import PlatformConsumer
-    from tests.support.broker import Broker, wait_port
+    from tests.support.broker import Broker
 
     work = Path(tempfile.mkdtemp(prefix="fleet-sim-"))
     broker = Broker(work / "mosquitto", extra_conf="max_connections -1\n").start()
@@ -126,11 +140,25 @@ def run(args: argparse.Namespace) -> dict:
     # still reconnecting after the broker restart was lost); a plain persistent session queues it.
     consumer = PlatformConsumer(broker.url, client_id="fleet-platform", group=args.group, on_message=count)
     consumer.start()
-    workers = []
+    workers: list[subprocess.Popen] = []
+    try:
+        return _measure(args, broker, consumer, workers, intake)
+    finally:  # never leave a broker or a worker behind, whatever failed
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+        consumer.stop()
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _measure(args: argparse.Namespace, broker, consumer, workers: list, intake: dict) -> dict:
+    from tests.support.broker import wait_port
+
     for first in range(0, args.gateways, args.per_process):
         n = min(args.per_process, args.gateways - first)
         cmd = [sys.executable, __file__, "--worker", "--first", str(first), "--count", str(n), "--broker", broker.url,
-               "--dir", str(work / "gw"), "--connect-jitter", str(args.connect_jitter), "--readings-per-s", str(args.readings_per_s),
+               "--dir", str(broker.dir.parent / "gw"), "--connect-jitter", str(args.connect_jitter), "--readings-per-s", str(args.readings_per_s),
                "--alarm-every-s", str(args.alarm_every_s), "--drain-timeout", str(args.drain_timeout)]
         workers.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
     for w in workers:
@@ -151,9 +179,12 @@ def run(args: argparse.Namespace) -> dict:
     for w in workers:
         w.stdin.close()  # stop producing, drain, report
     for w in workers:
-        out = w.stdout.read()  # until the worker exits (bounded by its own --drain-timeout)
+        out = w.stdout.read()  # until the worker exits (bounded by its own --drain-timeout and teardown bounds)
         w.wait(timeout=60)
-        results.append(json.loads(out.strip().splitlines()[-1]))
+        lines = out.strip().splitlines()
+        if not lines or not lines[-1].startswith('{"stores"'):
+            raise RuntimeError(f"worker {w.args[3:7]} exited {w.returncode} without its report")
+        results.append(json.loads(lines[-1]))
     want = {(gw, s["store_id"]): s["last_seq"] for r in results for gw, s in r["stores"].items()}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -169,8 +200,6 @@ def run(args: argparse.Namespace) -> dict:
         if os.environ.get("FLEET_DEBUG"):
             for k, last in list(want.items())[:3]:
                 print("missing", k, last, sorted(set(range(1, last + 1)) - (stores[k].seqs() if k in stores else set()))[:40], file=sys.stderr)
-    consumer.stop()
-    broker.stop()
     reconnects = sorted(min((t for t in r["connects"][gw] if t >= t_back), default=float("inf")) - t_back
                         for r in results for gw in r["connects"])
     per_s = Counter(int(t) for t in reconnects if t != float("inf"))
@@ -186,6 +215,7 @@ def run(args: argparse.Namespace) -> dict:
         "left_in_outboxes": sum(s["left"] for r in results for s in r["stores"].values()),
         "records": sum(want.values()), "lost": lost, "duplicates": dups,
         "produced": {k: sum(r["produced"][k] for r in results) for k in ("readings", "alarms")},
+        "teardown_stuck": {k: sum(r["stuck"][k] for r in results) for k in ("uplink_stop", "outbox_close")},
         "cpu_s_per_gateway": round(cpu / args.gateways, 3), "cpu_pct_per_gateway": round(100 * cpu / args.gateways / (time.time() - t_start), 3),
         "rss_kb_per_gateway": round(sum(r["maxrss_kb"] for r in results) / args.gateways, 1),
         "broker_intake_steady": {k: round(v, 1) for k, v in steady.items()},
