@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gateway
-from gateway.errors import ConfigError, UplinkError
+from gateway.errors import ConfigError, GatewayError, UplinkError
 from gateway.model import RecordClass, Stamp
 from gateway.uplink import faults
 from gateway.uplink.commands import NonceCache, Verifier
@@ -37,8 +37,13 @@ STOP_TIMEOUT_S = 1.0
 class Uplink:
     def __init__(self, cfg: Any, credentials: Any, identity: Any, outbox: Any, clock: Any, log: Any,
                  handlers: dict[str, Handler] | None = None, relay_handler: RelayHandler | None = None,
-                 status_provider: Callable[[], dict[str, Any]] | None = None) -> None:
+                 status_provider: Callable[[], dict[str, Any]] | None = None,
+                 reload_credentials: Callable[[], Any] | None = None) -> None:
+        """reload_credentials: given when the daemon could not load the credentials file (it passes empty
+        Credentials): the uplink stays down with reason credentials_invalid and retries the loader each
+        attempt, so fixing the file needs no restart (issue 15 item 3)."""
         self.cfg = cfg
+        self._reload_credentials = reload_credentials
         self.creds = credentials
         self.outbox = outbox
         self.clock = clock
@@ -147,6 +152,14 @@ class Uplink:
         if self._url_error:
             self._set_state(ConnState.CONFIG_ERROR, faults.BROKER_URL_INVALID, self._url_error)
             return False
+        if self._reload_credentials is not None:
+            try:
+                self.creds = self._reload_credentials()
+            except GatewayError as exc:  # ConfigError: missing, group-readable or invalid file
+                self._set_state(ConnState.CONFIG_ERROR, faults.CREDENTIALS_INVALID, str(exc)[:300])
+                return False
+            self._reload_credentials = None
+            self.dispatcher.verifier.set_keys(dict(self.creds.command_keys))
         if not self.use_tls:
             return True
         try:

@@ -77,10 +77,13 @@ class Verifier:
 
     def __init__(self, gateway_id: str, command_keys: dict[str, str], window_s: float, clock: Any) -> None:
         self.gateway_id = gateway_id
-        self._keys = {kid: bytes.fromhex(k) for kid, k in command_keys.items()}
+        self.set_keys(command_keys)
         self.window_s = window_s
         self.clock = clock
         self._decoder = msgspec.json.Decoder(SignedCommand)
+
+    def set_keys(self, command_keys: dict[str, str]) -> None:
+        self._keys = {kid: bytes.fromhex(k) for kid, k in command_keys.items()}
 
     def verify(self, payload: bytes) -> SignedCommand:
         if len(payload) > MAX_COMMAND_BYTES:
