@@ -37,7 +37,7 @@ STOPPED = "stopped"
 # Faults an operator must fix (files, PKI, credentials): they keep a local trouble indication on even
 # while the state machine keeps retrying (docs/uplink.md).
 CONFIG_REASONS = frozenset({CERT_MISSING, CERT_INVALID, CERT_EXPIRED, CA_INVALID, BROKER_URL_INVALID, CREDENTIALS_INVALID, HOST_UNRESOLVABLE,
-                            TLS_SERVER_UNTRUSTED, TLS_CLIENT_REFUSED, NOT_AUTHORIZED})
+                            TLS_SERVER_UNTRUSTED, TLS_CLIENT_REFUSED, NOT_AUTHORIZED, PUBLISH_REFUSED})
 
 
 class TlsFilesError(UplinkError):
