@@ -33,6 +33,7 @@ class PlatformView:
                                          on_message=self._on_message)
         self.lock = self.consumer.lock
         self.ledger = self.consumer.ledger
+        self.client = self.consumer.c  # the paho client, for is_connected() in tests
 
     def start(self) -> None:
         self.consumer.start(wait_s=0)
