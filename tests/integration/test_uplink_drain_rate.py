@@ -80,6 +80,9 @@ def test_backlog_drain_holds_the_configured_rate_from_the_first_second(broker, t
     span = watch.times[-1][0] - watch.times[0][0]
     print(f"\ndrain at {RATE:g}/s: {first_half} readings in the first 0.5 s, {first_s} in the first 1 s, "
           f"{first_2s} in 2 s; {BACKLOG} in {span:.2f} s = {BACKLOG / span:.0f}/s overall")
-    # From the first arrival: at most rate x T plus the one batch (<= 0.1 s of rate) that opened the window.
-    assert first_half <= RATE * 0.5 + RATE / 10 and first_s <= RATE * 1.0 + RATE / 10 and first_2s <= RATE * 2 + RATE / 10
+    # From the first arrival: at most rate x T plus the batch (<= 0.1 s of rate) that opened the window, and
+    # one more for arrival jitter on a loaded box (the subscriber's thread can receive two batches bunched).
+    # The old bucket gave 7,184-7,557 in the first 0.5 s: far above 3,500.
+    slack = 2 * RATE / 10
+    assert first_half <= RATE * 0.5 + slack and first_s <= RATE * 1.0 + slack and first_2s <= RATE * 2 + slack
     assert BACKLOG / span <= RATE * 1.05
