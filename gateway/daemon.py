@@ -25,6 +25,7 @@ the rest in reverse (telegraf agent.Run).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -287,8 +288,10 @@ class Daemon:
             self.log.warning("store_dir_unavailable", path=str(Path(self.cfg.store.path).parent), error=str(exc))
         self.outbox = Outbox(self.cfg.store, self.clock, logsetup.get(stage="store"), self._consumers())
         try:
-            await asyncio.wait_for(self.outbox.open(), STORE_OPEN_BUDGET_S)
-        except (GatewayError, OSError, asyncio.TimeoutError) as exc:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (gh-86296)
+            async with asyncio.timeout(STORE_OPEN_BUDGET_S):
+                await self.outbox.open()
+        except (GatewayError, OSError, TimeoutError) as exc:
             self.store_error = str(exc) or type(exc).__name__
             self.log.error("store_down_at_start", error=self.store_error)
         if callable(getattr(self.outbox, "run", None)):
@@ -483,10 +486,9 @@ class Daemon:
             if now >= next_status:
                 next_status = now + status_every
                 self.notifier.status(self._status_line())
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=interval)
-            except asyncio.TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._stop.wait()
 
     def _status_line(self) -> str:
         down = sum(1 for d in self.drivers.values() if d.health().state in (DriverState.DOWN, DriverState.DEGRADED))
