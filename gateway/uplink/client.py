@@ -12,6 +12,7 @@ while connected; commands and relayed reports go through the bounded CommandInbo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import ssl
 from collections.abc import Callable
@@ -141,10 +142,11 @@ class Uplink:
         level("uplink_down", reason=reason, detail=detail, **kw)
 
     async def _wait_kick(self, timeout_s: float) -> None:
-        try:
-            await asyncio.wait_for(self._kick.wait(), timeout_s)
-        except asyncio.TimeoutError:
-            pass
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (gh-86296); a likely
+        # cause of rare teardown hangs seen in the drain-rate test and the fleet simulation.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._kick.wait()
         self._kick.clear()
 
     def _load_tls(self) -> bool:
