@@ -20,12 +20,13 @@ from typing import Any
 
 import gateway
 from gateway.errors import ConfigError, GatewayError, UplinkError
-from gateway.model import RecordClass, Stamp
+from gateway.model import RecordClass
 from gateway.uplink import faults
 from gateway.uplink.commands import NonceCache, Verifier
-from gateway.uplink.dispatch import Dispatcher, Handler, RelayHandler, Reply
+from gateway.uplink.dispatch import Dispatcher, Handler, RelayHandler
 from gateway.uplink.drain import Drainer
 from gateway.uplink.inbox import CommandInbox
+from gateway.uplink.ownmsgs import OwnMessages
 from gateway.uplink.linkstate import ConnState, LinkState
 from gateway.uplink.reconnect import Backoff, Histogram, parse_server_reference, probe_reason
 from gateway.uplink.session import ConnectRefused, Session, TlsRefused, broker_address
@@ -68,13 +69,13 @@ class Uplink:
         verifier = Verifier(identity.gateway_id, dict(credentials.command_keys), cfg.command_window_s, clock)
         self.dispatcher = Dispatcher(verifier, NonceCache(outbox, cfg.command_window_s), handlers or {}, relay_handler,
                                      self._status_provider, clock, self.log)
-        self.inbox = CommandInbox(self.dispatcher, self._send_reply, cfg.command_queue_max, clock, self.log)
+        self.own = OwnMessages(self.env, clock, lambda: self._session)
+        self.inbox = CommandInbox(self.dispatcher, self.own.reply, cfg.command_queue_max, clock, self.log)
         self.backoff = Backoff(cfg.reconnect_base_s, cfg.reconnect_cap_s)
         self.reconnect_delays = Histogram()
         self._started_mono = clock.monotonic()
         self._kick = asyncio.Event()
         self._session: Session | None = None
-        self._control_acks: dict[int, asyncio.Future[int]] = {}
         self.fault = ""
         self.connects = 0
         self.connect_failures = 0
@@ -297,7 +298,7 @@ class Uplink:
         session.abort()  # no-op when the broker already closed it
         self._session = None
         self.drainer.session_lost()
-        self._fail_control_acks()
+        self.own.session_lost()
         self._phase(ConnState.PROBING, faults.CONNECTION_LOST, f"rc {session.closed.result()}")
         self.log.warning("uplink_disconnected", rc=session.closed.result())
         if not drain.cancelled() and drain.exception() is not None:
@@ -306,10 +307,8 @@ class Uplink:
     async def _stop(self) -> None:
         session, self._session = self._session, None
         if session is not None and session.connected:
-            mid = self._publish_status(online=False, session=session, reason="shutdown")
-            fut = self._control_acks.get(mid) if mid is not None else None
-            if fut is not None:
-                await asyncio.wait([fut], timeout=STOP_TIMEOUT_S)
+            mid = self.own.status(False, {"reason": "shutdown"}, session)
+            await self.own.wait_acked(mid, STOP_TIMEOUT_S)
             await session.disconnect(STOP_TIMEOUT_S)
         elif session is not None:
             session.abort()
@@ -327,26 +326,8 @@ class Uplink:
         self.drainer.on_commit(cls_min)
 
     def _on_publish(self, mid: int, rc: int) -> None:
-        fut = self._control_acks.pop(mid, None)
-        if fut is not None:
-            if not fut.done():
-                fut.set_result(rc)
-            return
-        self.drainer.on_publish(mid, rc)
-
-    def _fail_control_acks(self) -> None:
-        for fut in self._control_acks.values():
-            if not fut.done():
-                fut.set_result(-1)
-        self._control_acks.clear()
-
-    def _publish_control(self, session: Session, topic: str, payload: bytes, retain: bool = False) -> int | None:
-        try:
-            mid = session.publish(topic, payload, retain=retain)
-        except UplinkError:
-            return None  # not connected: status is re-sent on connect; a lost reply is re-asked by the platform
-        self._control_acks[mid] = asyncio.get_running_loop().create_future()
-        return mid
+        if not self.own.on_publish(mid, rc):
+            self.drainer.on_publish(mid, rc)
 
     def status_fields(self) -> dict[str, Any]:
         provided = dict(self._status_provider())
@@ -360,13 +341,8 @@ class Uplink:
             "drivers": provided.get("drivers", {}), "active_alarms": provided.get("active_alarms", 0),
         }
 
-    def _publish_status(self, online: bool, session: Session | None = None, reason: str = "") -> int | None:
-        session = session or self._session
-        if session is None:
-            return None
-        fields = self.status_fields() if online else {"reason": reason}
-        msg = self.env.status(self.clock.boot_id, self.clock.now(), online, fields)
-        return self._publish_control(session, msg.topic, msg.payload, retain=True)
+    def _publish_status(self, online: bool) -> int | None:
+        return self.own.status(online, self.status_fields())
 
     async def _status_loop(self) -> None:
         while True:
@@ -376,13 +352,6 @@ class Uplink:
     def _on_message(self, topic: str, payload: bytes) -> None:
         if topic in (self.env.topics.cmd, self.env.topics.relay):
             self.inbox.offer(topic == self.env.topics.relay, payload)  # O(1): no parsing in paho's callback
-
-    def _send_reply(self, reply: Reply) -> None:
-        session = self._session
-        if session is not None:
-            stamp: Stamp = self.clock.now()
-            msg = self.env.reply(self.clock.boot_id, stamp, reply.id, reply.command, reply.status, reply.reason, reply.result)
-            self._publish_control(session, msg.topic, msg.payload)
 
 
 def _fields(struct: Any) -> dict[str, Any]:
