@@ -85,7 +85,8 @@ def test_busy_quota_and_rate_refusals_back_off_long_but_an_alarm_still_goes_at_o
             await async_wait_for(lambda: time.monotonic() > quiet_until or len(fake.connects) > 1, timeout_s=5, what="quiet window")
             tries_while_quiet = len(fake.connects)
             await outbox.put(RecordClass.ALARM, "alarm.raised", "smoke-1", clock.now(), {"title": "fire"})
-            await async_wait_for(lambda: len(fake.connects) > tries_while_quiet, timeout_s=3, what="alarm retries at once")
+            # "At once" against a 30-60 s busy wait; 10 s of slack for a loaded CI box (commit fsync, probe, connect).
+            await async_wait_for(lambda: len(fake.connects) > tries_while_quiet, timeout_s=10, what="alarm retries at once")
             return first, tries_while_quiet
 
         try:
@@ -147,8 +148,8 @@ def test_first_connect_waits_in_the_jitter_window_unless_an_alarm_is_waiting(bro
         held = up.state
         t0 = time.monotonic()
         await outbox.put(RecordClass.ALARM, "alarm.raised", "smoke-1", clock.now(), {"title": "fire"})
-        await async_wait_for(lambda: outbox.stats().depth.get("alarm", 0) == 0, timeout_s=5, what="alarm delivered")
+        await async_wait_for(lambda: outbox.stats().depth.get("alarm", 0) == 0, timeout_s=15, what="alarm delivered")
         return held, time.monotonic() - t0
 
     held, took_s = asyncio.run(_with_uplink(tmp_path, broker.url, body, connect_jitter_s=600.0))
-    assert held == "backoff" and took_s < 3.0
+    assert held == "backoff" and took_s < 10.0  # against a window of up to 600 s; slack for a loaded box
