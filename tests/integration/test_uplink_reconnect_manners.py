@@ -79,7 +79,8 @@ def test_busy_quota_and_rate_refusals_back_off_long_but_an_alarm_still_goes_at_o
         fake = await FakeBroker(rc).start()
 
         async def body(up, outbox, clock):
-            await async_wait_for(lambda: fake.connects and up.health()["reason"] == "server_busy", what="refused busy")
+            # (a probe runs between the refusal and the wait: state is "probing" for that moment)
+            await async_wait_for(lambda: fake.connects and up.health()["reason"] == "server_busy" and up.state == "backoff", what="refused busy")
             first = up.health()
             quiet_until = time.monotonic() + 3.0  # with busy_backoff_s = 60 the next try is >= 30 s away
             await async_wait_for(lambda: time.monotonic() > quiet_until or len(fake.connects) > 1, timeout_s=5, what="quiet window")
