@@ -159,3 +159,5 @@ def test_a_process_without_the_group_is_refused(gw):
     )
     assert proc.returncode == 3, proc.stderr
     assert "permission denied" in proc.stderr and "no access to the daemon's socket" in proc.stderr
+    # The daemon runs: advise joining the group, never "start it" (issue 18).
+    assert "usermod -aG" in proc.stderr and "systemctl start" not in proc.stderr

@@ -63,7 +63,7 @@ async def test_smoke_alarm_sounder_sms_outage_delivery_and_signed_ack(tmp_path, 
         # 1. Smoke in flat 2-1-301 (an elderly resident living alone).
         await cy.trigger("smoke", "smoke-2-1-301")
         await async_wait_for(lambda: sim_rtu.output(relay_unit, "sounder"), 10, what="sounder on")
-        await async_wait_for(lambda: any("2栋1单元301 烟感报警" in text for _, text in cy.sims["sms"].texts()), 20, what="SMS")
+        await async_wait_for(lambda: any("2栋1单元301室" in text and "烟感报警" in text for _, text in cy.sims["sms"].texts()), 20, what="SMS")
         alarms = lambda: [r for r in view.records if r.get("cls") == "alarm" and r.get("kind") == "alarm.raised"]
         await async_wait_for(lambda: alarms(), 10, what="alarm record at the platform")
         smoke_alarm = alarms()[0]
