@@ -44,7 +44,7 @@ class RuleEngine:
         self.committer = Committer(outbox, ctx, clock, self.log)
         self.sounder = SounderControl(self.notify.sounder, ctx, self.tasks, self.log)
         self.escalation = Escalation(self.notify, list(contacts), devices, identity, ctx, self.tasks, self.log, self._save_notice)
-        self.evaluators = kinds.build(rules, devices, clock.monotonic())
+        self.evaluators = kinds.build(rules, devices, clock.monotonic(), clock)
         self._by_device = kinds.index(self.evaluators, devices)
         self._recent: deque[Alarm] = deque(maxlen=HISTORY_MAX)
         self._committer_task: asyncio.Task | None = None
