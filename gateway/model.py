@@ -36,6 +36,11 @@ class DeviceType(enum.StrEnum):
     HYDRANT = "hydrant"
     PUMP_STATION = "pump_station"
     RELAY_BOX = "relay_box"
+    # Care for residents living alone (issue 22): activity sources and the bedside/bathroom SOS button.
+    # Not fire parts: the GB 26875 mapping skips them (gateway/uplink/gb26875/mapping.py PARTS).
+    SOS_BUTTON = "sos_button"
+    DOOR_CONTACT = "door_contact"
+    WATER_METER = "water_meter"
 
 
 class EventKind(enum.StrEnum):
