@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drivers.codecs import Decode, gas, manhole, nbiot_smoke, smoke, water_flow
+from drivers.codecs import Decode, gas, manhole, milesight, nbiot_smoke, smoke, water_flow
 
 CODECS: dict[str, Decode] = {
     "smoke_v1": smoke.decode,
@@ -10,4 +10,7 @@ CODECS: dict[str, Decode] = {
     "water_flow_v1": water_flow.decode,
     "manhole_v1": manhole.decode,
     "nbiot_smoke_v1": nbiot_smoke.decode,
+    "milesight_ws101": milesight.decode_ws101,  # SOS button (issue 22)
+    "milesight_ws301": milesight.decode_ws301,  # door contact
+    "milesight_em300di": milesight.decode_em300di,  # water meter pulse counter
 }

@@ -166,3 +166,35 @@ async def test_a_context_that_cannot_call_still_sends_sms(tmp_path):
     finally:
         await rig.engine.stop()
         rig.outbox.close()
+
+
+SOS_RULE = {"kind": "event", "id": "sos", "severity": "critical", "title": "一键呼叫求助", "types": ["sos_button"],
+            "events": ["alarm"], "codes": ["sos"], "actions": ["sounder", "sms"]}
+
+
+async def test_sos_press_raises_a_critical_alarm_with_sms_and_a_call(tmp_path):
+    from drivers.codecs import CodecMeta
+    from drivers.codecs.registry import CODECS
+    from gateway.model import DeviceType
+    from tests.unit import rules_support
+
+    sos = rules_support.device("sos-401", DeviceType.SOS_BUTTON, contacts=("wang-son",), profile="lora_sos_ws101")
+    devices = {**rules_support.DEVICES, "sos-401": sos}
+    rig = Rig(tmp_path, rule_dicts=(SOS_RULE,), notify=_notify(*TIERS_CALL_FIRST), ctx=CallingContext())
+    rig.engine = type(rig.engine)(rules_support.rules([SOS_RULE]), devices, rig.outbox, rig.ctx, rig.clock,
+                                  rig.engine.log, notify=rig.notify, contacts=rules_support.CONTACTS,
+                                  identity=type("I", (), {"community": "新鸿社区", "courtyard": "3号院"})())
+    await rig.engine.start()
+    try:
+        rig.ctx.script[SON] = "acknowledged"
+        for item in CODECS["milesight_ws101"](bytes([0x01, 0x75, 0x50, 0xFF, 0x2E, 0x01]), CodecMeta("sos-401", rig.clock.now(), "lora")):
+            await rig.engine.on_item(item)
+        await rig.settle()
+        (alarm,) = rig.engine.active()
+        assert (alarm.rule, alarm.severity.name, alarm.device_id) == ("sos", "CRITICAL", "sos-401")
+        await _calls_settle(rig, 2)
+        assert SON in {n for n, _ in rig.ctx.sms} and [n for n, _ in rig.ctx.calls] == [SON]
+        assert "一键呼叫求助" in rig.ctx.calls[0][1] and rig.engine.active()[0].acknowledged_by == "call:wang-son"
+    finally:
+        await rig.engine.stop()
+        rig.outbox.close()
