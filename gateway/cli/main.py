@@ -92,12 +92,12 @@ def run(config_path: str, state_dir: str | None, runtime_dir: str | None) -> Non
 
 def _register() -> None:
     # Explicit list, like the driver registry: what `gateway --help` shows is what is here.
-    from gateway.cli import alarms, devices, operator_check, probes, queue, radio, selftest, service, status
+    from gateway.cli import alarms, devices, operator_check, probes, queue, radio, residents, selftest, service, status
     from gateway.simulate.cli import simulate
 
     for command in (status.status, devices.devices, devices.poll, alarms.alarms, queue.queue, probes.modbus,
                     radio.lora, radio.modem, selftest.selftest, service.provision_command(), service.logs, simulate,
-                    operator_check.operator_check):
+                    operator_check.operator_check, residents.residents):
         cli.add_command(command)
 
 
