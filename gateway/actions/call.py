@@ -1,5 +1,5 @@
-"""Phone-call escalation (issue 22): tiers whose `actions` include "call" have their contacts called one at
-a time; the callee hears the alarm twice and acknowledges it with key 1, which acknowledges the alarm as
+"""Phone-call escalation (issue 22): for rules with "call" in their actions, tiers whose `actions` include
+"call" have their contacts called one at a time; the callee hears the alarm twice and acknowledges it with key 1, which acknowledges the alarm as
 `call:<contact id>` (recorded, uplinked like any ack). Busy / no answer / declined -> the next contact.
 
 Calling is ActionContext's optional `call` (the daemon routes it to the Caller driver, the Cat-1 module);
@@ -38,6 +38,7 @@ class CallEscalation:
     def __init__(
         self, notify: Notify, contacts: list[Any], devices: dict[str, Device], identity: Any, ctx: Any,
         tasks: ActionTasks, log: Any, save_notice: SaveNotice, ack: Ack, done: set[NoticeKey],
+        calls_for: Callable[[str], bool] = lambda rule_id: True,
     ) -> None:
         self.notify, self.contacts, self.devices, self.identity = notify, list(contacts), devices, identity
         self.ctx = ctx
@@ -47,6 +48,7 @@ class CallEscalation:
         self.limiter = RateLimiter(notify.call.min_interval_s, notify.call.max_per_hour)
         # Shared with the SMS escalation: restored from SQLite at start; call keys carry CALL_PREFIX.
         self.done = done
+        self._calls_for = calls_for  # rule id -> the rule has "call" in its actions
         self._busy: set[str] = set()  # alarms with a call in progress: their contacts are called in turn
         self._retry_at: dict[NoticeKey, float] = {}
         self._failing = False
@@ -67,7 +69,7 @@ class CallEscalation:
         down_s = self.ctx.uplink_down_for_s() if hasattr(self.ctx, "uplink_down_for_s") else 0.0
         for act in actives:
             alarm = act.alarm
-            if alarm.state != AlarmState.RAISED or alarm.id in self._busy:
+            if alarm.state != AlarmState.RAISED or alarm.id in self._busy or not self._calls_for(alarm.rule):
                 continue
             if not policy_allows(self.notify.call, alarm.severity, down_s):  # type: ignore[arg-type]
                 continue

@@ -70,6 +70,8 @@ def check_rules(cfg: Any, file: str, errors: list[str]) -> None:
         matched = _check_match(rule, where, cfg, errors)
         if "sounder" in rule.actions and not notify.sounder.device:
             errors.append(f"{where}.actions: 'sounder' needs [notify.sounder] device = the relay box id")
+        if "call" in rule.actions and not any("call" in t.actions for t in notify.tiers):
+            errors.append(f"{where}.actions: 'call' needs a [[notify.tiers]] whose actions include \"call\"")
         if isinstance(rule, EventRule) and rule.auto_clear:
             no_clear = [str(k) for k in rule.events if k not in CLEARED_BY]
             if no_clear:
@@ -91,7 +93,7 @@ def check_rules(cfg: Any, file: str, errors: list[str]) -> None:
             _check_condition(rule.b, f"{where}.b", cfg, errors)
         if isinstance(rule, InactivityRule):
             _check_inactivity(rule, where, cfg, errors)
-    _check_notify(notify, cfg, file, errors, uses_sms=any("sms" in r.actions for r in cfg.rules))
+    _check_notify(notify, cfg, file, errors, uses_sms=any("sms" in r.actions or "call" in r.actions for r in cfg.rules))
 
 
 def _check_inactivity(rule: InactivityRule, where: str, cfg: Any, errors: list[str]) -> None:

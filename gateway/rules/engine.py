@@ -46,7 +46,8 @@ class RuleEngine:
         self.sounder = SounderControl(self.notify.sounder, ctx, self.tasks, self.log)
         self.escalation = Escalation(self.notify, list(contacts), devices, identity, ctx, self.tasks, self.log, self._save_notice)
         self.calls = CallEscalation(self.notify, list(contacts), devices, identity, ctx, self.tasks, self.log,
-                                    self._save_notice, self.ack, self.escalation.done)  # issue 22
+                                    self._save_notice, self.ack, self.escalation.done,
+                                    lambda rule_id: "call" in getattr(self.rules.get(rule_id), "actions", ()))  # issue 22
         self.evaluators = kinds.build(rules, devices, clock.monotonic(), clock)
         self._by_device = kinds.index(self.evaluators, devices)
         self._recent: deque[Alarm] = deque(maxlen=HISTORY_MAX)

@@ -19,7 +19,7 @@ FieldName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 Seconds = Annotated[float, Meta(ge=0, le=7 * 86400)]
 Window = Annotated[float, Meta(gt=0, le=86400)]
 SeverityName = Literal["critical", "major", "minor", "info"]
-Action = Literal["sounder", "sms"]
+Action = Literal["sounder", "sms", "call"]  # call: phone the tiers that call (issue 22)
 Hours = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]$")]  # "07:00-22:00"
 Op = Literal[">", ">=", "<", "<="]
 

@@ -12,7 +12,10 @@ from gateway.model import AlarmState, ContactRole, EventKind
 from tests.integration.test_cellular_sms import sms_rig
 from tests.support.wait import async_wait_for
 from tests.unit.rules_support import FakeContext
-from tests.unit.test_rules_engine import SMOKE, Rig
+from tests.unit.test_rules_engine import SMOKE as SMOKE_SMS_ONLY
+from tests.unit.test_rules_engine import Rig
+
+SMOKE = {**SMOKE_SMS_ONLY, "actions": ["sounder", "sms", "call"]}
 
 SON, GUARD, GRID = "+8613800000005", "+8613800000001", "+8613800000002"
 R, G, W = ContactRole.RELATIVE, ContactRole.GUARD_ROOM, ContactRole.GRID_WORKER

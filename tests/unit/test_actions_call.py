@@ -12,7 +12,10 @@ from gateway.actions.schema import Call, Notify, Sounder, Tier
 from gateway.errors import ModemUnavailable
 from gateway.model import AlarmState, ContactRole, EventKind
 from tests.unit.rules_support import FakeContext
-from tests.unit.test_rules_engine import SMOKE, Rig
+from tests.unit.test_rules_engine import SMOKE as SMOKE_SMS_ONLY
+from tests.unit.test_rules_engine import Rig
+
+SMOKE = {**SMOKE_SMS_ONLY, "actions": ["sounder", "sms", "call"]}
 
 R, G, W, S, C = ContactRole.RELATIVE, ContactRole.GUARD_ROOM, ContactRole.GRID_WORKER, ContactRole.SAFETY_MANAGER, ContactRole.STREET_CENTER
 SON, GUARD, GRID, SAFETY, STREET = "+8613800000005", "+8613800000001", "+8613800000002", "+8613800000003", "+8613800000004"
@@ -144,6 +147,18 @@ async def test_a_failing_modem_is_retried_and_reported_once(tmp_path):
         rig.outbox.close()
 
 
+async def test_a_rule_without_call_in_its_actions_is_never_called(tmp_path):
+    rig = Rig(tmp_path, rule_dicts=(SMOKE_SMS_ONLY,), notify=_notify(*TIERS_CALL_FIRST), ctx=CallingContext())
+    await rig.engine.start()
+    try:
+        await _raise_smoke(rig)
+        await _calls_settle(rig, 2)
+        assert rig.ctx.calls == [] and {n for n, _ in rig.ctx.sms} == {SON, GUARD, GRID}
+    finally:
+        await rig.engine.stop()
+        rig.outbox.close()
+
+
 async def test_without_calling_tiers_nothing_is_called(tmp_path):
     rig = Rig(tmp_path, rule_dicts=(SMOKE,), ctx=CallingContext())
     await rig.engine.start()
@@ -169,7 +184,7 @@ async def test_a_context_that_cannot_call_still_sends_sms(tmp_path):
 
 
 SOS_RULE = {"kind": "event", "id": "sos", "severity": "critical", "title": "一键呼叫求助", "types": ["sos_button"],
-            "events": ["alarm"], "codes": ["sos"], "actions": ["sounder", "sms"]}
+            "events": ["alarm"], "codes": ["sos"], "actions": ["sounder", "sms", "call"]}
 
 
 async def test_sos_press_raises_a_critical_alarm_with_sms_and_a_call(tmp_path):
