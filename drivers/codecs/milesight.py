@@ -83,3 +83,29 @@ def decode_em300di(payload: bytes, meta: CodecMeta) -> list[Item]:
         if (c, t) == (0x05, 0xC8):
             values["pulses"] = int.from_bytes(d, "little")
     return [reading(meta, values)]  # type: ignore[arg-type]
+
+
+# ---- encoders for the simulator (drivers/lora/simsensors.py): the same channels, built the other way ----
+SIM_REASONS: dict[str, tuple[str, ...]] = {
+    "sos_button": ("heartbeat", "press", "cancel"),
+    "door_contact": ("heartbeat", "door_opened", "door_closed"),
+    "water_meter": ("heartbeat", "water_used"),
+}
+PULSES_PER_USE = 20  # "water_used": a wash, 20 pulses (20 L at 1 L/pulse)
+
+
+def sim_payload(kind: str, reason: str, state: dict[str, int], battery_pct: int = 95) -> bytes:
+    """The payload a sensor of `kind` sends for `reason`; `state` keeps door and pulse count between reports."""
+    battery = bytes([0x01, 0x75, battery_pct])
+    if kind == "sos_button":
+        press = {"press": 1, "cancel": 3}.get(reason)
+        return battery + (bytes([0xFF, 0x2E, press]) if press else b"")
+    if kind == "door_contact":
+        if reason != "heartbeat":
+            state["door"] = 1 if reason == "door_opened" else 0
+        return battery + bytes([0x03, 0x00, state.get("door", 0)])
+    if kind == "water_meter":
+        if reason == "water_used":
+            state["pulses"] = state.get("pulses", 0) + PULSES_PER_USE
+        return battery + bytes([0x05, 0xC8]) + state.get("pulses", 0).to_bytes(4, "little")
+    raise ValueError(f"no Milesight simulation for {kind!r}")
