@@ -5,6 +5,8 @@ a time, recipients in the order asked, rate-limited per recipient and overall.
 message and returns when the module has accepted every part (+CMGS: <mr>): seconds, up to 120 s per part.
 Callers that must not wait (the rule engine) run it in their own task, as gateway/actions/escalation.py does;
 `submit_sms` returns the future instead. Most operators carry no SMS on NB-IoT (protocols.md §1.5).
+`await call(...)` (issue 22, the Caller capability) queues a voice call behind the SMS already waiting:
+one job at a time on the module, so never two calls and never an SMS interleaved with a call (voice.py).
 """
 
 from __future__ import annotations

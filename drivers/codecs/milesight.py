@@ -17,6 +17,9 @@ _INFO = {0x01: 1, 0x09: 2, 0x0A: 2, 0x0B: 1, 0x08: 6, 0x0F: 1, 0x16: 8, 0xFF: 2,
 # WS101 press types (channel ff 2e): 1 short, 2 long, 3 double. Short is the SOS call; long and double
 # cancel it (issue 22: "double-press or long-press cancels if the vendor's payload supports it").
 PRESS = {1: "short", 2: "long", 3: "double"}
+# The devices report a battery percentage, no low-battery flag: at or below this they say battery_low, as
+# the detectors do (the demo's battery-low rule and the platform then ask for a battery change).
+BATTERY_LOW_PCT = 10
 
 
 def channels(codec: str, payload: bytes) -> list[tuple[int, int, bytes]]:
@@ -45,11 +48,15 @@ def _battery(chs: list[tuple[int, int, bytes]]) -> int | None:
     return pct if pct is not None and pct <= 100 else None
 
 
+def _low(meta: CodecMeta, pct: int | None) -> list[Item]:
+    return [event(meta, EventKind.BATTERY_LOW, "battery", battery_pct=pct)] if pct is not None and pct <= BATTERY_LOW_PCT else []
+
+
 def decode_ws101(payload: bytes, meta: CodecMeta) -> list[Item]:
     """SOS button: short press -> alarm/sos; long or double press -> alarm_cleared/sos; a battery-only
     report is the periodic heartbeat."""
     chs = channels("milesight_ws101", payload)
-    out: list[Item] = [reading(meta, {"battery_pct": _battery(chs)})]
+    out: list[Item] = [reading(meta, {"battery_pct": _battery(chs)}), *_low(meta, _battery(chs))]
     press = next((d[0] for c, t, d in chs if (c, t) == (0xFF, 0x2E)), None)
     if press is None:
         return out + [event(meta, EventKind.HEARTBEAT)]
@@ -70,7 +77,7 @@ def decode_ws301(payload: bytes, meta: CodecMeta) -> list[Item]:
         elif (c, t) == (0x04, 0x00):
             values["installed"] = d[0] == 0
             out.append(event(meta, EventKind.TAMPER, "removed" if d[0] else "restored"))
-    first: list[Item] = [reading(meta, values)]  # type: ignore[arg-type]
+    first: list[Item] = [reading(meta, values), *_low(meta, _battery(chs))]  # type: ignore[arg-type]
     return first + (out or ([] if "door_open" in values else [event(meta, EventKind.HEARTBEAT)]))
 
 
@@ -82,7 +89,7 @@ def decode_em300di(payload: bytes, meta: CodecMeta) -> list[Item]:
     for c, t, d in chs:
         if (c, t) == (0x05, 0xC8):
             values["pulses"] = int.from_bytes(d, "little")
-    return [reading(meta, values)]  # type: ignore[arg-type]
+    return [reading(meta, values), *_low(meta, _battery(chs))]  # type: ignore[arg-type]
 
 
 # ---- encoders for the simulator (drivers/lora/simsensors.py): the same channels, built the other way ----

@@ -48,3 +48,9 @@ def test_bad_payloads_are_codec_errors(payload):
     with pytest.raises(CodecError):
         CODECS["milesight_ws101"](payload, META)
         CODECS["milesight_em300di"](payload, META)
+
+
+def test_battery_at_or_below_10_percent_is_battery_low_like_the_detectors():
+    items = CODECS["milesight_ws101"](bytes([0x01, 0x75, 10]), META)
+    assert (EventKind.BATTERY_LOW, "battery", {"battery_pct": 10}) in _events(items)
+    assert not any(k == EventKind.BATTERY_LOW for k, _, _ in _events(CODECS["milesight_ws301"](bytes([0x01, 0x75, 11]), META)))
