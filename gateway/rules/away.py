@@ -44,10 +44,18 @@ def save(path: Path, away: dict[str, float]) -> None:
     os.replace(tmp, path)
 
 
-def restore(engine: Any, state_dir: Path, now_wall: float) -> int:
-    """At start: re-apply the stored away periods that have not ended. Returns how many."""
+def restore(engine: Any, state_dir: Path, now_wall: float, log: Any = None) -> int:
+    """At start: re-apply the stored away periods that have not ended. Returns how many. An unreadable file
+    is logged and ignored: away mode is never a precondition of the daemon starting (an early welfare alarm
+    is the worst outcome)."""
+    try:
+        stored = load(state_dir / FILE_NAME)
+    except (OSError, ValueError) as exc:
+        if log is not None:
+            log.warning("away_file_unreadable", path=str(state_dir / FILE_NAME), error=str(exc)[:200])
+        return 0
     n = 0
-    for flat, until in load(state_dir / FILE_NAME).items():
+    for flat, until in stored.items():
         if until > now_wall:
             n += sum(ev.set_away(flat, until) for ev in evaluators(engine))
     return n

@@ -86,3 +86,8 @@ async def test_unknown_flat_and_past_dates_are_refused(tmp_path):
 def test_a_date_means_the_end_of_that_day():
     assert parse_until("2026-12-08") == datetime.datetime(2026, 12, 9).timestamp()
     assert parse_until("2026-12-08T18:00") == datetime.datetime(2026, 12, 8, 18).timestamp()
+
+
+def test_an_unreadable_away_file_is_ignored_not_fatal(tmp_path):
+    (tmp_path / away.FILE_NAME).write_text("{not json")
+    assert away.restore(types.SimpleNamespace(evaluators=[]), tmp_path, 0.0) == 0
