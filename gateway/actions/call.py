@@ -16,6 +16,7 @@ from gateway.actions.escalation import NoticeKey, SaveNotice
 from gateway.actions.schema import Notify
 from gateway.actions.sms import RateLimiter, policy_allows, recipients, render
 from gateway.actions.tasks import ActionTasks
+from gateway.errors import CommandRejected
 from gateway.model import Alarm, AlarmState, Device
 
 Ack = Callable[[str, str], Awaitable[str]]  # (alarm id, by) -> outcome word, e.g. RuleEngine.ack
@@ -123,7 +124,11 @@ class CallEscalation:
         await self._save(key, f"call_{outcome.result}")
         if outcome.result == "acknowledged":
             self.counters["calls_acknowledged"] += 1
-            await self._ack(alarm_id, CALL_PREFIX + contact.id)
+            try:
+                await self._ack(alarm_id, CALL_PREFIX + contact.id)
+            except CommandRejected:
+                # The alarm ended (cleared) while the phone rang: the key press has nothing left to acknowledge.
+                self.log.info("call_ack_after_clear", alarm_id=alarm_id, contact=contact.id)
         else:
             self.counters["calls_unanswered"] += 1
 

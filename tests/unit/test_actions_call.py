@@ -11,7 +11,9 @@ from gateway.actions.call import CallContext, spoken_text
 from gateway.actions.schema import Call, Notify, Sounder, Tier
 from gateway.errors import ModemUnavailable
 from gateway.model import AlarmState, ContactRole, EventKind
-from tests.unit.rules_support import FakeContext
+from tests.unit.rules_support import CONTACTS, FakeContext
+
+CONTACTS_BY_ID = {c.id: c for c in CONTACTS}
 from tests.unit.test_rules_engine import SMOKE as SMOKE_SMS_ONLY
 from tests.unit.test_rules_engine import Rig
 
@@ -198,3 +200,13 @@ async def test_sos_press_raises_a_critical_alarm_with_sms_and_a_call(tmp_path):
     finally:
         await rig.engine.stop()
         rig.outbox.close()
+
+
+async def test_a_key_press_after_the_alarm_was_cleared_is_no_fault(crig):
+    crig.ctx.script[SON] = "acknowledged"
+    await _raise_smoke(crig)
+    (alarm,) = crig.engine.active()
+    await crig.engine.clear(alarm.id, "cli:test")  # cleared while the son's phone rings
+    await crig.engine.calls._call((alarm.id, 0, "call:wang-son"), CONTACTS_BY_ID["wang-son"], "text", 0.0)
+    assert crig.engine.calls.counters["calls_acknowledged"] >= 1
+    assert not [b for _, _, _, b in crig.outbox.records("event.") if b.get("code") == "call_failed"]
