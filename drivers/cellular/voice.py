@@ -63,8 +63,7 @@ class CallSession:
             return CallOutcome(ENDED_BEFORE_ANSWER.get(lines[-1], "failed"), detail=lines[-1])
         try:
             if not await self._until_answered(ch, start):
-                await self._hangup(ch)
-                return CallOutcome("no_answer", ring_s=round(loop.time() - start, 1))
+                return CallOutcome("no_answer", ring_s=round(loop.time() - start, 1))  # hung up below
             if self._ended:
                 return CallOutcome(ENDED_BEFORE_ANSWER.get(self._ended, "failed"), ring_s=round(loop.time() - start, 1), detail=self._ended)
             ring_s = round(loop.time() - start, 1)
