@@ -39,6 +39,9 @@ def command_for(text: str, timeouts: Timeouts) -> tuple[AtCommand, float]:
     if text.startswith("ATD"):
         # Voice dial "ATD<number>;": OK once the call is being set up, or a call progress word at once.
         return AtCommand(text, finals=CALL_WORDS), timeouts.slow_s
+    if head in ("AT+QTTS", "AT+QTONEDET") and rest.startswith("="):
+        # Their +QTTS / +QTONEDET lines are always unsolicited (play finished, key pressed), never the answer.
+        return AtCommand(text), timeouts.query_s
     if head == "ATH":
         return AtCommand(text), timeouts.slow_s  # releasing a call can take the network a few seconds
     if head == "AT+NRB":
