@@ -106,8 +106,9 @@ class Call(_Section):
     min_interval_s: Seconds = 120.0  # per recipient
     max_per_hour: Annotated[int, Meta(ge=1, le=100)] = 6
     retry_s: Annotated[float, Meta(gt=0, le=3600)] = 60.0  # modem unavailable: try again this often
-    ring_timeout_s: Annotated[float, Meta(gt=0, le=120)] = 40.0  # then hang up: no answer
-    key_wait_s: Annotated[float, Meta(gt=0, le=120)] = 15.0  # after the message, for the key
+    # A call holds the module: an SMS due meanwhile waits at most ring + message + key wait (docs/rules.md).
+    ring_timeout_s: Annotated[float, Meta(gt=0, le=120)] = 30.0  # then hang up: no answer
+    key_wait_s: Annotated[float, Meta(gt=0, le=120)] = 10.0  # after the message, for the key
     # Placeholders as the SMS templates. Spoken by the module's TTS: no brackets, digits read as numbers.
     message: str = "这里是{community}{courtyard}社区消防。{place}，{title}，时间{time}。"
     prompt: str = "确认请按1。"
