@@ -36,10 +36,12 @@ class DeviceType(enum.StrEnum):
     HYDRANT = "hydrant"
     PUMP_STATION = "pump_station"
     RELAY_BOX = "relay_box"
+    WATER_LEAK = "water_leak"  # LoRaWAN leak sensors (Milesight WS303, EM300-SLD)
+    DOOR = "door"  # door/window contact (Milesight WS301): fire doors, riser cupboards
     # Care for residents living alone (issue 22): activity sources and the bedside/bathroom SOS button.
     # Not fire parts: the GB 26875 mapping skips them (gateway/uplink/gb26875/mapping.py PARTS).
     SOS_BUTTON = "sos_button"
-    DOOR_CONTACT = "door_contact"
+    DOOR_CONTACT = "door_contact"  # a flat's own entrance door (an activity source), not a fire door
     WATER_METER = "water_meter"
 
 
@@ -62,7 +64,7 @@ class EventKind(enum.StrEnum):
     ONLINE = "online"
     COUNTER_RESET = "counter_reset"
     BUTTON = "button"  # a physical acknowledge button was pressed
-    SECURITY = "security"  # code "replay_suspect": an authentic-looking frame failed the replay check
+    SECURITY = "security"  # code "replay_suspect", "devnonce_reused": an authentic-looking frame failed a freshness check
 
 
 class Severity(enum.IntEnum):

@@ -1,118 +1,72 @@
-"""Milesight channel/type payloads (issue 22: care for residents living alone): the WS101 SOS button
-("milesight_ws101"), the WS301 door contact ("milesight_ws301") and the EM300-DI pulse counter on a water
-meter ("milesight_em300di"). Byte layouts from Milesight-IoT/SensorDecoders (WS101, WS301, EM300-DI):
-a sequence of [channel id, channel type, data]; an unknown channel ends the decoder there, so we reject it.
+"""Milesight's channel-coded uplink format (WS301, WS303, EM300-SLD, GS101 ...), shared by those codecs:
+a run of `channel_id | channel_type | value`, each value's length fixed by the (id, type) pair, little endian.
+Source: Milesight-IoT/SensorDecoders README tables and decoders. Pure, no I/O.
 """
 
 from __future__ import annotations
 
-from drivers.codecs import CodecMeta
-from drivers.codecs.fields import event, reading
+from collections.abc import Callable
+
 from gateway.errors import CodecError
-from gateway.model import EventKind, Item
 
-# Device information channels (0xFF, type) -> data length: skipped (ipso, hardware, firmware, power on,
-# serial number, class, TSL, reset, device status); SensorDecoders README "Attribute" tables.
-_INFO = {0x01: 1, 0x09: 2, 0x0A: 2, 0x0B: 1, 0x08: 6, 0x0F: 1, 0x16: 8, 0xFF: 2, 0xFE: 1}
-# WS101 press types (channel ff 2e): 1 short, 2 long, 3 double. Short is the SOS call; long and double
-# cancel it (issue 22: "double-press or long-press cancels if the vendor's payload supports it").
-PRESS = {1: "short", 2: "long", 3: "double"}
-# The devices report a battery percentage, no low-battery flag: at or below this they say battery_low, as
-# the detectors do (the demo's battery-low rule and the platform then ask for a battery change).
-BATTERY_LOW_PCT = 10
+Channel = tuple[str, int, Callable[[bytes], int | float | str]]
+
+# Attribute channels every model sends after power-on or a reset (Milesight "device info" frame).
+ATTRIBUTES: dict[tuple[int, int], Channel] = {
+    (0xFF, 0x01): ("ipso_version", 1, lambda b: f"v{b[0] >> 4}.{b[0] & 0x0F}"),
+    (0xFF, 0x09): ("hardware_version", 2, lambda b: f"v{b[0]}.{b[1] >> 4}"),
+    (0xFF, 0x0A): ("firmware_version", 2, lambda b: f"v{b[0]}.{b[1]}"),
+    (0xFF, 0xFF): ("tsl_version", 2, lambda b: f"v{b[0]}.{b[1]}"),
+    (0xFF, 0x16): ("sn", 8, lambda b: b.hex()),
+    (0xFF, 0x08): ("sn", 6, lambda b: b.hex()),
+    (0xFF, 0x0F): ("lorawan_class", 1, lambda b: "ABC"[b[0]] if b[0] < 3 else str(b[0])),
+    (0xFF, 0x0B): ("device_status", 1, lambda b: b[0]),  # sent once at power-on
+    (0xFF, 0xFE): ("reset_event", 1, lambda b: b[0]),
+}
 
 
-def channels(codec: str, payload: bytes) -> list[tuple[int, int, bytes]]:
-    """[(id, type, data)] with the data length each known channel has; CodecError for anything else."""
-    lengths = {(0x01, 0x75): 1, (0xFF, 0x2E): 1, (0x03, 0x00): 1, (0x04, 0x00): 1, (0x05, 0xC8): 4, (0x05, 0x00): 1}
-    out, i = [], 0
-    while i < len(payload):
-        if i + 2 > len(payload):
-            raise CodecError(codec, f"truncated channel header at byte {i}")
-        cid, ctype = payload[i], payload[i + 1]
-        n = _INFO.get(ctype) if cid == 0xFF and ctype != 0x2E else lengths.get((cid, ctype))
-        if n is None:
-            raise CodecError(codec, f"unknown channel {cid:02x} {ctype:02x}")
-        data = payload[i + 2 : i + 2 + n]
-        if len(data) != n:
-            raise CodecError(codec, f"channel {cid:02x} {ctype:02x} needs {n} bytes, has {len(data)}")
-        out.append((cid, ctype, data))
-        i += 2 + n
+def u8(b: bytes) -> int:
+    return b[0]
+
+
+def u32(b: bytes) -> int:
+    return int.from_bytes(b, "little")
+
+
+def temperature(b: bytes) -> float:
+    return int.from_bytes(b, "little", signed=True) / 10  # 0.1 °C, int16 LE
+
+
+def humidity(b: bytes) -> float:
+    return b[0] / 2  # 0.5 %RH steps
+
+
+def walk(codec: str, payload: bytes, channels: dict[tuple[int, int], Channel]) -> dict[str, int | float | str]:
+    """Every known channel's value by name. An unknown (id, type) ends the walk as in the vendor's decoder
+    (its length is unknown); a truncated value, or a payload with no known channel, is a CodecError."""
+    table = {**ATTRIBUTES, **channels}
+    out: dict[str, int | float | str] = {}
+    i = 0
+    while i + 2 <= len(payload):
+        entry = table.get((payload[i], payload[i + 1]))
+        if entry is None:
+            break
+        name, size, convert = entry
+        value = payload[i + 2:i + 2 + size]
+        if len(value) != size:
+            raise CodecError(codec, f"channel {payload[i]:02x} {payload[i + 1]:02x} truncated ({len(value)} of {size} bytes)")
+        out[name] = convert(value)
+        i += 2 + size
     if not out:
-        raise CodecError(codec, "empty payload")
+        raise CodecError(codec, f"no known channel in {payload[:4].hex()}...")
     return out
 
 
-def _battery(chs: list[tuple[int, int, bytes]]) -> int | None:
-    pct = next((d[0] for c, t, d in chs if (c, t) == (0x01, 0x75)), None)
-    return pct if pct is not None and pct <= 100 else None
-
-
-def _low(meta: CodecMeta, pct: int | None) -> list[Item]:
-    return [event(meta, EventKind.BATTERY_LOW, "battery", battery_pct=pct)] if pct is not None and pct <= BATTERY_LOW_PCT else []
-
-
-def decode_ws101(payload: bytes, meta: CodecMeta) -> list[Item]:
-    """SOS button: short press -> alarm/sos; long or double press -> alarm_cleared/sos; a battery-only
-    report is the periodic heartbeat."""
-    chs = channels("milesight_ws101", payload)
-    out: list[Item] = [reading(meta, {"battery_pct": _battery(chs)}), *_low(meta, _battery(chs))]
-    press = next((d[0] for c, t, d in chs if (c, t) == (0xFF, 0x2E)), None)
-    if press is None:
-        return out + [event(meta, EventKind.HEARTBEAT)]
-    if press not in PRESS:
-        raise CodecError("milesight_ws101", f"unknown press type {press}")
-    kind = EventKind.ALARM if PRESS[press] == "short" else EventKind.ALARM_CLEARED
-    return out + [event(meta, kind, "sos", press=PRESS[press])]
-
-
-def decode_ws301(payload: bytes, meta: CodecMeta) -> list[Item]:
-    """Door contact: door_open (0 close, 1 open), installed; taken off its mount -> tamper/removed."""
-    chs = channels("milesight_ws301", payload)
-    values: dict[str, object] = {"battery_pct": _battery(chs)}
-    out: list[Item] = []
-    for c, t, d in chs:
-        if (c, t) == (0x03, 0x00):
-            values["door_open"] = d[0] != 0
-        elif (c, t) == (0x04, 0x00):
-            values["installed"] = d[0] == 0
-            out.append(event(meta, EventKind.TAMPER, "removed" if d[0] else "restored"))
-    first: list[Item] = [reading(meta, values), *_low(meta, _battery(chs))]  # type: ignore[arg-type]
-    return first + (out or ([] if "door_open" in values else [event(meta, EventKind.HEARTBEAT)]))
-
-
-def decode_em300di(payload: bytes, meta: CodecMeta) -> list[Item]:
-    """Pulse counter on a water meter's pulse output: `pulses` (running total); litres per pulse is the
-    inactivity source's litres_per_unit."""
-    chs = channels("milesight_em300di", payload)
-    values: dict[str, object] = {"battery_pct": _battery(chs)}
-    for c, t, d in chs:
-        if (c, t) == (0x05, 0xC8):
-            values["pulses"] = int.from_bytes(d, "little")
-    return [reading(meta, values), *_low(meta, _battery(chs))]  # type: ignore[arg-type]
-
-
-# ---- encoders for the simulator (drivers/lora/simsensors.py): the same channels, built the other way ----
-SIM_REASONS: dict[str, tuple[str, ...]] = {
-    "sos_button": ("heartbeat", "press", "cancel"),
-    "door_contact": ("heartbeat", "door_opened", "door_closed"),
-    "water_meter": ("heartbeat", "water_used"),
-}
-PULSES_PER_USE = 20  # "water_used": a wash, 20 pulses (20 L at 1 L/pulse)
-
-
-def sim_payload(kind: str, reason: str, state: dict[str, int], battery_pct: int = 95) -> bytes:
-    """The payload a sensor of `kind` sends for `reason`; `state` keeps door and pulse count between reports."""
-    battery = bytes([0x01, 0x75, battery_pct])
-    if kind == "sos_button":
-        press = {"press": 1, "cancel": 3}.get(reason)
-        return battery + (bytes([0xFF, 0x2E, press]) if press else b"")
-    if kind == "door_contact":
-        if reason != "heartbeat":
-            state["door"] = 1 if reason == "door_opened" else 0
-        return battery + bytes([0x03, 0x00, state.get("door", 0)])
-    if kind == "water_meter":
-        if reason == "water_used":
-            state["pulses"] = state.get("pulses", 0) + PULSES_PER_USE
-        return battery + bytes([0x05, 0xC8]) + state.get("pulses", 0).to_bytes(4, "little")
-    raise ValueError(f"no Milesight simulation for {kind!r}")
+def pack(channels: dict[tuple[int, int], Channel], values: dict[str, bytes]) -> bytes:
+    """The device side (simulator): name -> raw value bytes, in table order."""
+    out = b""
+    for (cid, ctype), (name, size, _) in channels.items():
+        if name in values:
+            assert len(values[name]) == size, name
+            out += bytes([cid, ctype]) + values[name]
+    return out

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from drivers.codecs import gas, manhole, milesight, smoke, water_flow
+from drivers.codecs import gas, manhole, milesight_care, smoke, water_flow
 from drivers.lora.frame import FrameType, encode
 
 # reason -> status flags it sets (True) or clears (False), per sensor kind.
@@ -43,7 +43,7 @@ class SimSensor:
     counts: dict[str, int] = field(default_factory=dict)  # Milesight kinds: door state, pulse total
 
     def __post_init__(self) -> None:
-        if self.kind in milesight.SIM_REASONS:  # care devices (issue 22): Milesight channel payloads
+        if self.kind in milesight_care.SIM_REASONS:  # care devices (issue 22): Milesight channel payloads
             self.heartbeat_s = self.heartbeat_s or HEARTBEAT_S[self.kind]
             return
         if self.kind not in CODECS:
@@ -54,10 +54,10 @@ class SimSensor:
 
     def report(self, reason: str = "heartbeat", **values) -> bytes:
         """The next uplink frame: apply the reason's effects, encode with the codec, count."""
-        if self.kind in milesight.SIM_REASONS:
-            if reason not in milesight.SIM_REASONS[self.kind]:
-                raise ValueError(f"{self.kind} sensors have no report {reason!r} (known: {', '.join(milesight.SIM_REASONS[self.kind])})")
-            return self.frame(FrameType.REPORT, milesight.sim_payload(self.kind, reason, self.counts))
+        if self.kind in milesight_care.SIM_REASONS:
+            if reason not in milesight_care.SIM_REASONS[self.kind]:
+                raise ValueError(f"{self.kind} sensors have no report {reason!r} (known: {', '.join(milesight_care.SIM_REASONS[self.kind])})")
+            return self.frame(FrameType.REPORT, milesight_care.sim_payload(self.kind, reason, self.counts))
         codec = CODECS[self.kind]
         if reason not in codec.REASONS:
             raise ValueError(f"{self.kind} sensors have no report {reason!r} (known: {', '.join(codec.REASONS)})")
