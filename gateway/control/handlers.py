@@ -16,7 +16,10 @@ from gateway import log as logsetup
 from gateway.commission.walk import DEFAULT_DURATION_S, MAX_DURATION_S, WalkSession
 from gateway.control import logring
 from gateway.errors import CommandRejected
+from gateway.fleet.api import FleetApi
+from gateway.fleet.diagnostics import Diagnostics
 from gateway.model import Alarm, AlarmState, Severity
+from gateway.selfcheck import CONTROL_MUTATING as INSPECTION_MUTATING
 
 if TYPE_CHECKING:
     from gateway.daemon import Daemon
@@ -26,10 +29,7 @@ Handler = Callable[[Args], Awaitable[Any]]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MUTATING = {"alarm_ack", "alarm_silence", "alarm_clear", "queue_purge", "poll", "set_log_level", "actuate",
-            "operator_check_confirm", "walk_start", "walk_stop",
-            # build() also returns these two for the daemon to hand to the uplink; should they reach the
-            # socket they are mutating like their CLI twins.
-            "platform_ack", "platform_silence"}
+            "operator_check_confirm", "walk_start", "walk_stop", *INSPECTION_MUTATING}
 ALARM_PREFIX_MIN = 4  # shorter prefixes are too easy to mistype into someone else's alarm
 
 
@@ -66,6 +66,8 @@ class ControlApi:
     def __init__(self, d: Daemon) -> None:
         self.d = d
         self.walk: WalkSession | None = None
+        self.fleet = FleetApi(d)  # config_apply / config_status (issue 20, docs/fleet.md)
+        self.diagnostics = Diagnostics(self)  # support_bundle, selftest, logs_fetch, modbus_read
         logring.install()
 
     def handlers(self) -> dict[str, Handler]:
@@ -78,12 +80,16 @@ class ControlApi:
             "operator_check_confirm": self.operator_check_confirm,
             "walk_start": self.walk_start, "walk_status": self.walk_status, "walk_stop": self.walk_stop,
             "logs": self.logs,
+            # issue 23: `gateway test fire|power`, `selfcheck_run` (gateway/selfcheck/control.py)
+            **(self.d.inspection.control_handlers() if getattr(self.d, "inspection", None) is not None else {}),
         }
 
     def downlink_handlers(self) -> dict[str, Handler]:
         """The platform's signed downlink commands (docs/uplink.md), through the same methods."""
         return {"ack_alarm": self.platform_ack, "silence": self.platform_silence, "poll_now": self.poll_now,
-                "set_log_level": self.set_log_level}
+                "set_log_level": self.set_log_level,
+                "config_apply": self.fleet.config_apply, "config_status": self.fleet.config_status,
+                **self.diagnostics.handlers()}
 
     # ---- state ----------------------------------------------------------------------------------
     async def status(self, args: Args) -> dict[str, Any]:
