@@ -106,6 +106,7 @@ def _register() -> None:
         probes,
         queue,
         radio,
+        residents,
         selftest,
         service,
         status,
@@ -118,6 +119,7 @@ def _register() -> None:
     for command in (status.status, devices.devices, devices.poll, alarms.alarms, queue.queue, probes.modbus,
                     radio.lora, radio.modem, selftest.selftest, service.provision_command(), service.logs, simulate,
                     operator_check.operator_check, commission.commission, lorawan, fleet.fleet, platform,
+                    residents.residents,  # issue 22: away mode per flat
                     panel_cli.panel,  # the local web panel (issue 24), its own process
                     inspection.test, inspection.tests):  # issue 23: gateway test fire|power, gateway tests --since
         cli.add_command(command)
