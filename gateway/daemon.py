@@ -37,6 +37,8 @@ import msgspec
 import gateway
 from drivers.base import (
     Actuator,
+    Caller,
+    CallOutcome,
     Driver,
     DriverState,
     Pollable,
