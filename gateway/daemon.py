@@ -52,7 +52,7 @@ from gateway.config import Config, Credentials, load_credentials
 from gateway.control import care as care_control
 from gateway.control.handlers import MUTATING, ControlApi
 from gateway.control.server import ControlServer
-from gateway.errors import CommandRejected, GatewayError, ModemUnavailable
+from gateway.errors import CommandRejected, ConfigError, GatewayError, ModemUnavailable
 from gateway.livestate import SNAPSHOT_NAME, SnapshotKeeper
 from gateway.model import Device, Item, RecordClass
 from gateway.pipeline import Pipeline
@@ -136,6 +136,7 @@ class Daemon:
         self.pipeline: Pipeline | None = None
         self.trouble: TroubleMonitor | None = None
         self.store_error = ""  # why the store could not be opened at start ("" = it opened)
+        self.credentials_error = ""  # why the credentials file could not be used at start ("" = it was)
         self.started_mono = self.clock.monotonic()
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -358,6 +359,8 @@ class Daemon:
             self.cfg.uplink, self.credentials, self.cfg.identity, self.outbox, self.clock, logsetup.get(stage="uplink"),
             handlers={**self.api.downlink_handlers(), "resident_away": care_control.build(self)["platform_resident_away"]},
             relay_handler=self._relay, status_provider=self.status,
+            # A broken credentials file: the uplink is down (credentials_invalid) and re-reads it each attempt.
+            reload_credentials=(lambda: load_credentials(self.cfg.uplink.credentials_file)) if self.credentials_error else None,
         )
         await self.uplink.run()
 
@@ -388,6 +391,9 @@ class Daemon:
         """One check per subsystem; each answers "" or why it is at fault. Deadlines count from the
         fault's start (CLARIFICATIONS Turn 2), which each check takes from the subsystem's own clock."""
         checks: dict[str, Any] = {"store": self._check_store}
+        if self.credentials_error:
+            checks["credentials"] = lambda: (f"{self.credentials_error} (keyed LoRa detectors are not heard: fix the file, "
+                                             "then restart the daemon)")
         if self.cfg.uplink.broker_url:
             checks["uplink"] = lambda: self._check_link("uplink", self.uplink, cfg.uplink_after_s)
         if "gb26875" in self._consumers():
@@ -551,6 +557,25 @@ class Daemon:
                 self.log.error("store_close_failed", error=str(exc)[:200])
 
 
+def _credentials(cfg: Config) -> tuple[Credentials, str]:
+    """The credentials, or empty ones and why: a missing or broken credentials file must not keep the
+    alarm core from starting (it is a fault, signalled; the uplink retries it). A file readable by others
+    is still refused at start: that is a security gate an installer meets once, at `gateway provision`."""
+    path = cfg.uplink.credentials_file
+    if not path:
+        return Credentials(), ""
+    try:
+        insecure = bool(os.stat(path).st_mode & 0o077)
+    except OSError:
+        insecure = False
+    if insecure:
+        return load_credentials(path), ""  # raises ConfigError with the chmod advice
+    try:
+        return load_credentials(path), ""
+    except ConfigError as exc:
+        return Credentials(), "; ".join(exc.problems)
+
+
 def _lock_dirs(cfg: Config) -> list[Path]:
     return [Path(cfg.store.path).parent, Path(cfg.control.socket).parent]
 
@@ -565,10 +590,12 @@ def run(config_path: str, state_dir: str | None = None, runtime_dir: str | None 
         cfg = msgspec.structs.replace(cfg, store=msgspec.structs.replace(cfg.store, path=os.path.join(state_dir, Path(cfg.store.path).name)))
     if runtime_dir:
         cfg = msgspec.structs.replace(cfg, control=msgspec.structs.replace(cfg.control, socket=os.path.join(runtime_dir, Path(cfg.control.socket).name)))
-    creds = load_credentials(cfg.uplink.credentials_file) if cfg.uplink.credentials_file else Credentials()
+    creds, creds_error = _credentials(cfg)
     logsetup.REDACTOR.set_secrets(creds.secret_values())
     logsetup.setup(cfg.log.level, cfg.log.format, cfg.identity.gateway_id)
     log = logsetup.get(component="daemon")
+    if creds_error:
+        log.error("credentials_unusable", error=creds_error)
     try:
         lock = instance.acquire(_lock_dirs(cfg))
     except instance.AlreadyRunning as exc:
@@ -578,6 +605,8 @@ def run(config_path: str, state_dir: str | None = None, runtime_dir: str | None 
     for path, why in lock.skipped:
         log.warning("instance_lock_skipped", directory=str(path), error=why)
     try:
-        return asyncio.run(Daemon(cfg, credentials=creds).run())
+        daemon = Daemon(cfg, credentials=creds)
+        daemon.credentials_error = creds_error
+        return asyncio.run(daemon.run())
     finally:
         lock.release()

@@ -66,3 +66,24 @@ async def test_wrong_ca(rig, tls, tmp_path):
     shutil.copy(pki["ca"], ca)  # the right CA installed
     await rig.trouble_within(90, on=False)
     await async_wait_for(lambda: rig.status()["uplink"]["up"], 30, what="uplink connected")
+
+
+async def test_broken_credentials_file(rig):
+    """The credentials file unparseable: the daemon starts anyway (a fault, not a refusal), the uplink is
+    down with credentials_invalid, and a detector that needs no key (NB-IoT) still raises the alarm."""
+
+    def broken(doc: dict[str, Any]) -> None:
+        path = doc["uplink"]["credentials_file"]
+        with open(path, "w") as f:
+            f.write("this is [not toml\n")
+
+    await rig.start(broken)
+    rig.fault_starts()
+    await rig.run_daemon()
+    await rig.trouble_within(TROUBLE["check_period_s"] + 5)
+    assert "credentials" in rig.faults()
+    nb = next(d for d in rig.cy.spec.nbiot.devices)
+    await rig.cy.trigger("smoke", nb.id)
+    await async_wait_for(lambda: rig.coil("sounder"), 10, what="sounder from an NB-IoT detector")
+    await rig.sms_for(f"{nb.building}栋{nb.unit}单元{nb.room}")
+    await async_wait_for(lambda: rig.status()["uplink"]["reason"] == "credentials_invalid", 20, what="uplink down, credentials_invalid")
