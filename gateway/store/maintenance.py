@@ -53,6 +53,8 @@ class Maintenance:
     def run(self, final: bool = False) -> None:
         """TTL, then a checkpoint (the hardening: WAL fsync + copy into the DB), then the ballast."""
         self._guarded(self.expire)
+        if not final:  # at close the outbox persists them itself, with the seqs given back
+            self._guarded(self.w.persist_counters)
         self._guarded(lambda: self.checkpoint(truncate=final))
         self._ballast()
 
