@@ -78,7 +78,8 @@ class Availability:
             "journal_evicted": dict(self.journal.evicted), "telemetry_buffered": len(self.journal.readings),
             "telemetry_dropped": self._writer.stats.dropped + self.journal.readings_dropped,
             "last_error": self.last_error, "moved_to": self.moved_to, "seq_skipped": self.alloc.skipped,
-            "telemetry_in_memory": self.behind.depth(), "telemetry_written_behind": self.behind.written, **self.counters,
+            "telemetry_in_memory": self.behind.depth(), "telemetry_written_behind": self.behind.written,
+            "bytes_written_per_day": self.wear.per_day(), **self.counters,
         }
 
     # ---- going down ---------------------------------------------------------------------------

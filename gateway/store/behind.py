@@ -125,6 +125,7 @@ class WriteBehind:
 
     # ---- writing -------------------------------------------------------------------------------
     def start(self) -> None:
+        self.ob.wear.sample()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._ticker())
 
@@ -141,6 +142,7 @@ class WriteBehind:
         period = self.ob.cfg.commit_interval_s / 2
         while True:
             await asyncio.sleep(period)
+            self.ob.wear.sample()
             if self.ob.state == "up":
                 await self.tick(self.ob.clock.monotonic() - period * 0.9)
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -52,6 +54,31 @@ def proc_write_bytes() -> int:
     return 0
 
 
+class WearMeter:
+    """bytes_written per day projected from the last hour of /proc/self/io (issue 17: SD wear at a glance)."""
+
+    SAMPLE_S = 60.0
+    SPAN_S = 3600.0
+
+    def __init__(self) -> None:
+        self.samples: deque[tuple[float, int]] = deque()
+
+    def sample(self) -> None:
+        now = time.monotonic()
+        if self.samples and now - self.samples[-1][0] < self.SAMPLE_S:
+            return
+        self.samples.append((now, proc_write_bytes()))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= self.SPAN_S:
+            self.samples.popleft()
+
+    def per_day(self) -> int:
+        """0 until two samples a minute apart exist."""
+        if len(self.samples) < 2:
+            return 0
+        (t0, b0), (t1, b1) = self.samples[0], (time.monotonic(), proc_write_bytes())
+        return int((b1 - b0) / max(t1 - t0, 1.0) * 86400)
+
+
 class Outbox(Availability):
     def __init__(self, cfg: Any, clock: Any, log: Any, consumers: dict[str, set[RecordClass]]) -> None:
         """cfg: gateway.config.schema.Store. consumers: name -> classes it wants, e.g. {"mqtt": set(RecordClass)}."""
@@ -61,6 +88,7 @@ class Outbox(Availability):
         self.alloc = SeqAlloc()  # seqs at ingest, reserved durably in blocks (seqs.py)
         self._writer = Writer(cfg, clock, log, self.consumers, self.alloc)
         self.behind = WriteBehind(self)
+        self.wear = WearMeter()
         self._reader: Reader | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._callbacks: list[Callable[[RecordClass], None]] = []
@@ -251,7 +279,7 @@ class Outbox(Availability):
             size = 0
         fault = s.fault if self.state == "up" else self.reason
         return OutboxStats(self.store_id, depth, oldest, s.evicted, s.dropped + self.journal.readings_dropped + self.behind.dropped, size,
-                           proc_write_bytes(), self.alloc.last_used(), fault)
+                           proc_write_bytes(), self.alloc.last_used(), fault, self.wear.per_day())
 
     # ---- commit notifications -----------------------------------------------------------------
     def on_commit(self, callback: Callable[[RecordClass], None]) -> None:
