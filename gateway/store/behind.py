@@ -11,6 +11,7 @@ all. Loop thread only, except the writer-side `write` run as a writer job.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,8 @@ BACKLOG_MAX = 200_000  # readings in memory (unsequenced + unwritten); beyond it
 class WriteBehind:
     def __init__(self, outbox: Outbox) -> None:
         self.ob = outbox
-        # seq -> [reading, consumer bits still owed, ingest monotonic s]; dicts keep seq order.
+        # seq -> [reading, consumer bits still owed, ingest time]; dicts keep seq order. Times are
+        # time.monotonic(), real time like the writer's own timers (the injected clock stamps readings).
         self.mem: dict[int, list[Any]] = {}
         self.committing: dict[int, list[Any]] = {}  # handed to the writer, not yet known committed
         self.acked: dict[int, set[int]] = {}  # consumer bit -> committed seqs it acked (delete pending)
@@ -37,6 +39,8 @@ class WriteBehind:
         self.dropped = 0
         self.written = 0  # readings that had to be written (not acked in time)
         self._reserving = False
+        self._last_ack = 0.0  # monotonic s of the last acknowledgement
+        self._last_write = 0.0
         self._lock = asyncio.Lock()  # one tick at a time (the ticker, flush, close)
         self._task: asyncio.Task[None] | None = None
 
@@ -54,7 +58,7 @@ class WriteBehind:
             return True
         mask = self.ob._writer.class_mask.get(int(RecordClass.TELEMETRY), 0)
         if mask:  # a class nobody wants still uses its seq (never reused), but is not kept
-            self.mem[seq] = [reading, mask, self.ob.clock.monotonic()]
+            self.mem[seq] = [reading, mask, time.monotonic()]
         if alloc.remaining() < alloc.block // 2:
             self.reserve()
         return True
@@ -69,7 +73,7 @@ class WriteBehind:
             reading = self.unseq.popleft()
             mask = self.ob._writer.class_mask.get(int(RecordClass.TELEMETRY), 0)
             if mask:
-                self.mem[seq] = [reading, mask, self.ob.clock.monotonic()]
+                self.mem[seq] = [reading, mask, time.monotonic()]
 
     def reserve(self) -> None:
         if self._reserving or self.ob.state != "up":
@@ -104,6 +108,7 @@ class WriteBehind:
                 out.append(Record(seq, RecordClass.TELEMETRY, "reading", r.device_id, stamp, {"values": dict(r.values), "via": r.via}))
 
     def ack(self, bit: int, seqs: list[int]) -> None:
+        self._last_ack = time.monotonic()
         for seq in seqs:
             entry = self.mem.get(seq)
             if entry is not None:
@@ -139,12 +144,21 @@ class WriteBehind:
             self._task = None
 
     async def _ticker(self) -> None:
-        period = self.ob.cfg.commit_interval_s / 2
+        interval = self.ob.cfg.commit_interval_s
+        period = interval / 2
         while True:
             await asyncio.sleep(period)
             self.ob.wear.sample()
-            if self.ob.state == "up":
-                await self.tick(self.ob.clock.monotonic() - period * 0.9)
+            if self.ob.state != "up":
+                continue
+            now = time.monotonic()
+            if now - self._last_ack > interval:
+                # Nobody is acknowledging (the uplink is down): one group commit of everything per
+                # interval, as before write-behind; half as many commits as ticking every half interval.
+                if now - self._last_write >= interval * 0.9:
+                    await self.tick(None)
+            else:
+                await self.tick(now - period * 0.9)
 
     async def tick(self, cutoff_mono: float | None = None) -> None:
         """Write readings ingested at or before cutoff (None: all) still owed, and delete acked rows."""
@@ -158,6 +172,7 @@ class WriteBehind:
             if not rows and not acks:
                 return
             self.deleting = acks
+            self._last_write = time.monotonic()
             for seq in rows:
                 del self.mem[seq]
             self.committing.update(rows)

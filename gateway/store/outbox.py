@@ -93,6 +93,7 @@ class Outbox(Availability):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._callbacks: list[Callable[[RecordClass], None]] = []
         self._dropped_logged = False
+        self._reading_wake = False
         Availability.__init__(self)
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -185,8 +186,14 @@ class Outbox(Availability):
             self._dropped_logged = True
             level("store_reading_dropped", reason=w.stats.fault or "backlog", backlog=self.behind.depth(), dropped=w.stats.dropped)
             return
-        if self._callbacks:
-            self.wake(RecordClass.TELEMETRY)  # published from memory at once
+        if self._callbacks and not self._reading_wake:
+            # Published from memory at once: one wake per loop turn, however many readings it brought.
+            self._reading_wake = True
+            asyncio.get_running_loop().call_soon(self._wake_readings)
+
+    def _wake_readings(self) -> None:
+        self._reading_wake = False
+        self.wake(RecordClass.TELEMETRY)
 
     async def transact(self, fn: Callable[[sqlite3.Connection], T], durable: bool = True) -> T:
         """Run fn(conn) inside one writer transaction (FULL when durable) and return its result.
