@@ -141,8 +141,11 @@ class Availability:
 
     # ---- coming up ----------------------------------------------------------------------------
     async def _open_first(self: Outbox) -> None:
-        if not await self._try_open():
-            self._down.set()
+        try:
+            await self._try_open()
+        finally:  # also when the daemon gives up waiting on a hung card (cancelled): run() retries
+            if self.state != "up":
+                self._down.set()
 
     async def _try_open(self: Outbox) -> bool:
         """Start a writer on the file, commit the journal, then UP. False (still DOWN) on failure."""
