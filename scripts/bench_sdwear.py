@@ -6,7 +6,8 @@
 --period-ms and publishes through a fault proxy to a local mosquitto; a platform subscriber connects to
 the broker directly. A steady phase (uplink up), then an outage (the proxy cuts the link) and the drain
 after it. From /proc/PID/io, /proc/PID/stat and /proc/PID/status of the daemon and from the subscriber:
-bytes written per poll, write syscalls per s, telemetry age p50/p99 (read time -> subscriber), RSS,
+bytes written per poll, write syscalls per s, bytes on the wire per reading (every byte the daemon
+sent through the proxy: MQTT headers, status and PINGs included), telemetry age p50/p99 (read time -> subscriber), RSS,
 CPU, and the platform's holes (lost) and duplicates.
 
     .venv/bin/python scripts/bench_sdwear.py --period-ms 100 --steady-s 60 --outage-s 60
@@ -161,8 +162,10 @@ def run(args: argparse.Namespace) -> None:
         time.sleep(args.warmup_s)
         t_steady = time.monotonic()
         steady = Phase(daemon.pid, sock)
+        wire0 = px.proxy.up_bytes
         time.sleep(args.steady_s)
         up = steady.end()
+        up["wire_per_reading"] = (px.proxy.up_bytes - wire0) / up["polls"]
         age = ages_ms(view, t_steady, time.monotonic())
         px.mode(Mode.CUT)
         outage = Phase(daemon.pid, sock)
@@ -192,7 +195,7 @@ def run(args: argparse.Namespace) -> None:
     label = f"{UNITS} units x {args.period_ms:g} ms ({code_root.name})"
     print(f"{label}: uplink up {args.steady_s:g} s: {up['polls_per_s']:.0f} polls/s, {up['bytes_per_poll']:.1f} B written/poll "
           f"({up['bytes_per_s'] / 1024:.1f} KiB/s), {up['writes_per_s']:.1f} write syscalls/s, telemetry age p50 {pct(age, 50):.0f} ms "
-          f"p99 {pct(age, 99):.0f} ms (n={len(age)}), CPU {up['cpu_pct']:.1f} %, RSS {up['rss_mib']:.1f} MiB")
+          f"p99 {pct(age, 99):.0f} ms (n={len(age)}), {up['wire_per_reading']:.1f} B on the wire/reading, CPU {up['cpu_pct']:.1f} %, RSS {up['rss_mib']:.1f} MiB")
     print(f"{label}: outage {args.outage_s:g} s: {down['bytes_per_poll']:.1f} B written/poll ({down['bytes_per_s'] / 1024:.1f} KiB/s), "
           f"{down['writes_per_s']:.1f} write syscalls/s; drained {drained_s:.1f} s after; platform: {total} seqs, "
           f"holes {holes} (lost), keyed duplicates {dups}")
