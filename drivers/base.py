@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from gateway.model import Item, Stamp
+from gateway.model import Command, Item, Stamp
+
+__all__ = ["Command"]  # re-exported: Command lives in gateway.model (actions and control use it too)
 
 Emit = Callable[[Item], None]
 """Hand one Reading or Event to the pipeline. Never blocks; safe to call from the event loop only."""
@@ -34,15 +37,6 @@ class DriverHealth(msgspec.Struct):
     detail: dict[str, Any] = {}
 
 
-class Command(msgspec.Struct, frozen=True):
-    """An actuator command: write `value` to `target` (a named output in the device's profile)."""
-
-    device_id: str
-    target: str  # e.g. "sounder", "strobe", "silence"
-    value: Any
-    reason: str = ""
-
-
 @runtime_checkable
 class Driver(Protocol):
     name: str
@@ -53,10 +47,30 @@ class Driver(Protocol):
     def health(self) -> DriverHealth: ...
 
 
+# ---- Capabilities: what a driver can do beyond run/health. The daemon routes by these (isinstance on
+# runtime-checkable Protocols), so a reader sees what depends on what; no hasattr probing.
 @runtime_checkable
 class Actuator(Driver, Protocol):
     async def write(self, command: Command) -> None:
         """Perform the command; raise a GatewayError subclass with the reason when the device refuses."""
+
+
+@runtime_checkable
+class Pollable(Driver, Protocol):
+    async def poll(self, device_id: str) -> list[Item]:
+        """Read one device now (`gateway poll`, the platform's poll_now); its items are also emitted."""
+
+
+@runtime_checkable
+class SmsSender(Driver, Protocol):
+    async def send_sms(self, number: str, text: str) -> None:
+        """Send one text; raise ModemUnavailable / ModemError with the reason."""
+
+
+@runtime_checkable
+class RelayReceiver(Driver, Protocol):
+    def submit_relay(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Take a report the platform relayed (already authenticated by the uplink); CommandRejected if not ours."""
 
 
 class DriverContext(msgspec.Struct, frozen=True):
@@ -73,3 +87,6 @@ class DriverContext(msgspec.Struct, frozen=True):
     clock: Any  # gateway.clock.Clock
     log: Any  # structlog BoundLogger, already bound to driver= and port=
     secrets: dict[str, str] = {}  # e.g. LoRa device keys from the credentials file, by device id
+    # Where a driver may persist small state (frame counters: drivers/counters.py); the daemon passes
+    # the outbox's directory. None = keep it in memory (a lost restart protection, never a lost alarm).
+    state_dir: Path | None = None

@@ -6,7 +6,7 @@ Frozen msgspec Structs: cheap to build on the hot path, encodable to JSON/msgpac
 from __future__ import annotations
 
 import enum
-from typing import Union
+from typing import Any, Union
 
 import msgspec
 
@@ -57,6 +57,7 @@ class EventKind(enum.StrEnum):
     ONLINE = "online"
     COUNTER_RESET = "counter_reset"
     BUTTON = "button"  # a physical acknowledge button was pressed
+    SECURITY = "security"  # code "replay_suspect": an authentic-looking frame failed the replay check
 
 
 class Severity(enum.IntEnum):
@@ -165,3 +166,19 @@ class Alarm(msgspec.Struct):
     acknowledged_by: str = ""
     cleared_by: str = ""
     repeats: int = 0
+
+
+class Command(msgspec.Struct, frozen=True):
+    """An actuator command: write `value` to `target` (a named output in the device's profile)."""
+
+    device_id: str
+    target: str  # e.g. "sounder", "strobe", "trouble", "silence"
+    value: Any
+    reason: str = ""
+
+
+def replay_suspect(item: Item) -> bool:
+    """A frame that failed the replay check (drivers/sequence.py): its security event, or an alarm it
+    carried, emitted flagged. It proves nothing about the device being alive (a recording can be replayed
+    to keep a removed detector looking online), so liveness and last-seen ignore it."""
+    return isinstance(item, Event) and (item.kind == EventKind.SECURITY or bool(item.detail.get("replay_suspect")))
