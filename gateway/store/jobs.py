@@ -26,7 +26,7 @@ class Tx:
 
     seq: int  # the last seq this transaction took (0: none)
     names_mark: int
-    first_seq: int = 0
+    taken: list[int] = field(default_factory=list)  # seqs this transaction took (given back on rollback)
     reserve_to: int = 0  # commit meta.seq_reserved = this with the transaction
     tele_delta: int = 0
     evicted: int = 0

@@ -24,13 +24,24 @@ class SeqAlloc:
         self.next = 1
         self.limit = 0  # highest seq durably reserved
         self.block = BLOCK_MIN
-        self.skipped = 0  # seqs given up by rolled-back commits (holes the platform sees; counted)
+        self.skipped = 0  # seqs given up for good (none in the current design; kept for health())
+        self.free: list[int] = []  # seqs of rolled-back commits, handed to the next records (never published)
+        self.store_id = ""  # the store these counters belong to (a new database starts again)
 
-    def reset(self, reserved: int) -> None:
-        """A (re)opened store: nothing above `reserved` was ever handed out."""
+    def reset(self, reserved: int, store_id: str) -> None:
+        """A store opened by this process for the first time: nothing above `reserved` was handed out."""
         with self._lock:
-            self.next = max(self.next, reserved + 1) if self.limit else reserved + 1
-            self.limit = reserved
+            self.next, self.limit, self.store_id, self.free = reserved + 1, reserved, store_id, []
+
+    def continues(self, store_id: str) -> bool:
+        """The same store reopened by this process (after being DOWN): carry on where it stopped."""
+        with self._lock:
+            return bool(self.store_id) and self.store_id == store_id
+
+    def take_free(self) -> int | None:
+        """Writer thread: a seq a rolled-back commit gave up, so a failing disk leaves no hole."""
+        with self._lock:
+            return self.free.pop(0) if self.free else None
 
     def take(self) -> int | None:
         """A seq inside the reservation, or None when the block is used up (wait for the next one)."""
@@ -46,13 +57,13 @@ class SeqAlloc:
             self.next += 1
             return self.next - 1
 
-    def give_back(self, first: int, last: int) -> None:
-        """A commit that took first..last rolled back: reuse them if nobody took a seq since."""
+    def give_back(self, seqs: list[int]) -> None:
+        """A commit that took these rolled back (nothing of it was published): the seqs go back."""
         with self._lock:
-            if self.next == last + 1:
-                self.next = first
-            else:
-                self.skipped += last - first + 1
+            if seqs == list(range(seqs[0], self.next)):
+                self.next = seqs[0]  # nobody took one since: as if never taken
+            else:  # readings took seqs meanwhile: the next records take these, so no hole is left
+                self.free = sorted(set(self.free) | set(seqs))
 
     def remaining(self) -> int:
         with self._lock:

@@ -123,7 +123,10 @@ class Writer:
             self.bits = opening.sync_consumers(conn, self.consumers, self.log)
             s = self.stats
             reserved = max(opening.last_seq(conn), int(opening.meta_get(conn, "seq_reserved", 0)))
-            if opening.meta_get(conn, "clean", 1) in (0, "0"):
+            continuing = self.alloc.continues(str(opening.meta_get(conn, "store_id")))
+            if continuing:  # reopened after being DOWN: this process knows exactly what it handed out
+                reserved = max(reserved, self.alloc.last_used())
+            elif opening.meta_get(conn, "clean", 1) in (0, "0"):
                 # Not closed cleanly: seqs up to `reserved` may have been handed out and lost; skip them.
                 self.crash_gap = reserved
                 opening.meta_set(conn, tele_rows=conn.execute("SELECT count(*) FROM telemetry").fetchone()[0])
@@ -137,7 +140,8 @@ class Writer:
             conn.execute("ROLLBACK")
             conn.close()
             raise
-        self.alloc.reset(reserved)
+        if not continuing:
+            self.alloc.reset(reserved, str(opening.meta_get(conn, "store_id")))
         self.alloc.reserved(upto)
         s.last_seq = reserved
         s.store_id = opening.meta_get(conn, "store_id")
@@ -269,8 +273,8 @@ class Writer:
             conn.execute("COMMIT")
         except BaseException:
             self.tx = None
-            if tx.first_seq:
-                self.alloc.give_back(tx.first_seq, tx.seq)
+            if tx.taken:
+                self.alloc.give_back(tx.taken)
             self.names.rollback(tx.names_mark)
             if conn.in_transaction:
                 try:
@@ -325,11 +329,11 @@ class Writer:
             raise StoreError("add_record is only valid inside Outbox.transact")
         if cls == RecordClass.TELEMETRY:
             raise ValueError("telemetry goes through put_reading, not as a record")
-        seq = self.alloc.take()
+        seq = self.alloc.take_free() or self.alloc.take()
         if seq is None:
             seq = self.alloc.take_over()
             tx.reserve_to = max(tx.reserve_to, seq + self.alloc.block)
-        tx.first_seq = tx.first_seq or seq
+        tx.taken.append(seq)
         tx.seq = seq
         mask = self.class_mask[int(cls)]
         if mask:  # a class no consumer wants still gets its seq (never reused) but no row
