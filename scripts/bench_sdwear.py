@@ -53,7 +53,7 @@ class ProxyThread:
         self.loop.call_soon_threadsafe(self.proxy.set_mode, mode)
 
 
-def config(work: Path, sim_port: int, broker_port: int, period_s: float) -> Path:
+def config(work: Path, sim_port: int, broker_port: int, period_s: float, linger_ms: float | None) -> Path:
     profiles = work / "profiles"
     profiles.mkdir()
     (profiles / "hydrant_monitor.toml").write_text((ROOT / "config" / "profiles" / "hydrant_monitor.toml").read_text())
@@ -70,6 +70,7 @@ level = "warning"
 format = "json"
 [uplink]
 broker_url = "mqtt://127.0.0.1:{broker_port}"
+{"" if linger_ms is None else f"batch_linger_ms = {linger_ms}"}
 [store]
 path = "{work}/state/outbox.db"
 [control]
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace) -> None:
     px = ProxyThread(broker.port)
     view = PlatformView(broker.url, GW, out=io.StringIO())
     view.start()
-    cfg = config(work, sim_port, px.proxy.port, args.period_ms / 1000)
+    cfg = config(work, sim_port, px.proxy.port, args.period_ms / 1000, args.linger_ms)
     code_root = Path(args.root).resolve()
     daemon = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(cfg)], cwd=code_root,
                               env={**os.environ, "PYTHONPATH": str(code_root)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -192,7 +193,8 @@ def run(args: argparse.Namespace) -> None:
         view.stop()
         sim.terminate()
         broker.stop()
-    label = f"{UNITS} units x {args.period_ms:g} ms ({code_root.name})"
+    linger = "" if args.linger_ms is None else f", linger {args.linger_ms:g} ms"
+    label = f"{UNITS} units x {args.period_ms:g} ms ({code_root.name}{linger})"
     print(f"{label}: uplink up {args.steady_s:g} s: {up['polls_per_s']:.0f} polls/s, {up['bytes_per_poll']:.1f} B written/poll "
           f"({up['bytes_per_s'] / 1024:.1f} KiB/s), {up['writes_per_s']:.1f} write syscalls/s, telemetry age p50 {pct(age, 50):.0f} ms "
           f"p99 {pct(age, 99):.0f} ms (n={len(age)}), {up['wire_per_reading']:.1f} B on the wire/reading, CPU {up['cpu_pct']:.1f} %, RSS {up['rss_mib']:.1f} MiB")
@@ -204,8 +206,9 @@ def run(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--period-ms", type=float, default=100.0)
-    ap.add_argument("--warmup-s", type=float, default=5.0)
+    ap.add_argument("--warmup-s", type=float, default=15.0)  # past the first checkpoint (harden_interval_s)
     ap.add_argument("--steady-s", type=float, default=60.0)
     ap.add_argument("--outage-s", type=float, default=60.0)
+    ap.add_argument("--linger-ms", type=float, default=None, help="uplink.batch_linger_ms (default: the gateway's own)")
     ap.add_argument("--root", default=str(ROOT), help="checkout whose gateway runs (the script itself stays this one)")
     run(ap.parse_args())
