@@ -18,6 +18,7 @@ import msgspec
 from gateway.actions.schema import Notify
 from gateway.config import schema as s
 from gateway.errors import ConfigError
+from gateway.panel.config import PanelSection
 from gateway.rules.schema import Rule
 from gateway.uplink.gb26875.config import GB26875Section
 
@@ -27,6 +28,7 @@ EXTRA_SECTIONS: dict[str, tuple[type, bool]] = {}
 EXTRA_SECTIONS["rules"] = (Rule, True)  # gateway/rules/schema.py, issue 7
 EXTRA_SECTIONS["notify"] = (Notify, False)  # gateway/actions/schema.py: sounder, SMS, escalation
 EXTRA_SECTIONS["gb26875"] = (GB26875Section, False)  # gateway/uplink/gb26875/config.py, issue 11
+EXTRA_SECTIONS["panel"] = (PanelSection, False)  # gateway/panel/config.py, issue 24: the local web panel
 
 _CORE = {
     "identity": s.Identity,
