@@ -164,7 +164,10 @@ class WriteBehind:
         """Write readings ingested at or before cutoff (None: all) still owed, and delete acked rows."""
         async with self._lock:
             rows: dict[int, list[Any]] = {}
-            for seq, entry in self.mem.items():
+            # Disk full: the space left is for alarms. Readings already holding a seq stay in memory
+            # (still published from there) instead of being dropped, which would leave holes.
+            held = self.mem.items() if self.ob._writer.stats.fault != "disk_full" else ()
+            for seq, entry in held:
                 if cutoff_mono is not None and entry[2] > cutoff_mono:
                     break  # ingest order is seq order
                 rows[seq] = entry
