@@ -33,7 +33,7 @@ from gateway.store.behind import WriteBehind
 from gateway.store.journal import Entry
 from gateway.store.reader import Reader, file_bytes
 from gateway.store.record import OutboxStats, Record
-from gateway.store.jobs import CALL, PUT, STOP, TRANSACT, Job
+from gateway.store.jobs import ACK, CALL, PUT, STOP, TRANSACT, Job
 from gateway.store.seqs import SeqAlloc
 from gateway.store.writer import Writer
 
@@ -209,13 +209,20 @@ class Outbox(Availability):
         return self._writer.add_record(conn, cls, kind, device, stamp, body)
 
     async def ack(self, consumer: str, seqs: Iterable[int]) -> None:
-        """Mark delivered for this consumer; rows every consumer acked are deleted (in the writer)."""
-        params = [(int(s),) for s in seqs]
-        if params:
-            self._require_up()
-            bit = self._bit(consumer)
-            # Batched: deleted by the next write-behind tick, not one transaction per PUBACK (issue 17).
-            self.behind.ack(bit, [p[0] for p in params])
+        """Mark delivered for this consumer. Alarm, event and status rows are updated (deleted once every
+        consumer acked them) before this returns, as before; telemetry acks are batched (issue 17): held
+        readings are simply forgotten, committed rows go at the next write-behind tick."""
+        wanted = [int(s) for s in seqs]
+        if not wanted:
+            return
+        self._require_up()
+        bit = self._bit(consumer)
+        assert self._reader is not None
+        records = self._reader.record_seqs([s for s in wanted if s not in self.behind.mem and s not in self.behind.committing])
+        if records:
+            w, params = self._writer, [(s,) for s in sorted(records)]
+            await self._submit(Job(ACK, lambda conn: w.acked(conn, bit, params)))
+        self.behind.ack(bit, [s for s in wanted if s not in records])
 
     async def purge_telemetry(self, older_than_s: float) -> int:
         """Operator purge (CLI `queue purge --telemetry`): delete telemetry read more than older_than_s ago."""
