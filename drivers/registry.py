@@ -37,6 +37,7 @@ def _builtin() -> dict[str, DriverSpec]:
         "lora_e22": lora.SPEC,
         "nbiot_bc95": cellular.SPEC_NBIOT,
         "sms_ec200": cellular.SPEC_SMS,
+        "lorawan_gwmp": __import__("drivers.lorawan", fromlist=["SPEC"]).SPEC,  # self-contained: one line to merge
     }
 
 

@@ -20,6 +20,8 @@ from gateway.config import schema as s
 from gateway.errors import ConfigError
 from gateway.panel.config import PanelSection
 from gateway.rules.schema import Rule
+from gateway.power.config import PowerSection
+from gateway.selfcheck.config import SelfCheckSection
 from gateway.uplink.gb26875.config import GB26875Section
 
 # Sections owned by later stages register their schema here (explicit, no scanning).
@@ -28,6 +30,8 @@ EXTRA_SECTIONS: dict[str, tuple[type, bool]] = {}
 EXTRA_SECTIONS["rules"] = (Rule, True)  # gateway/rules/schema.py, issue 7
 EXTRA_SECTIONS["notify"] = (Notify, False)  # gateway/actions/schema.py: sounder, SMS, escalation
 EXTRA_SECTIONS["gb26875"] = (GB26875Section, False)  # gateway/uplink/gb26875/config.py, issue 11
+EXTRA_SECTIONS["power"] = (PowerSection, False)  # gateway/power/config.py, issue 23
+EXTRA_SECTIONS["selfcheck"] = (SelfCheckSection, False)  # gateway/selfcheck/config.py, issue 23
 EXTRA_SECTIONS["panel"] = (PanelSection, False)  # gateway/panel/config.py, issue 24: the local web panel
 
 _CORE = {

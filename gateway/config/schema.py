@@ -128,7 +128,7 @@ class Profile(_Section):
     """A device profile file (config/profiles/<name>.toml). The [<protocol>] table is the driver's."""
 
     type: DeviceType
-    protocol: Literal["modbus", "lora", "nbiot"]
+    protocol: Literal["modbus", "lora", "nbiot", "lorawan"]
     vendor: str = ""
     model: str = ""
     description: str = ""
@@ -139,6 +139,7 @@ class Profile(_Section):
     modbus: dict[str, Any] | None = None  # raw until the driver's profile_schema converts it
     lora: dict[str, Any] | None = None
     nbiot: dict[str, Any] | None = None
+    lorawan: dict[str, Any] | None = None
 
 
 class Credentials(_Section):
