@@ -64,6 +64,7 @@ from gateway.trouble import Fault, TroubleMonitor
 STOP_BUDGET_S = 4.0  # SIGTERM to exit, all stages together (issue 2: within 5 s)
 # A card that hangs on open (failing SD) must not hold the alarm core back; the store retries on its own.
 STORE_OPEN_BUDGET_S = 10.0
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGABRT)
 
 
 def resolve_devices(cfg: Config) -> dict[str, Device]:
@@ -270,7 +271,9 @@ class Daemon:
     # ---- run ----------------------------------------------------------------------------------
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        # SIGABRT is systemd's WatchdogSignal: stop as on SIGTERM, so the outbox writes what memory still owes
+        # (write-behind telemetry) and gives its unused seqs back. A loop truly stuck cannot; SIGKILL follows.
+        for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self._stop.set)
         try:
             await self._start()
@@ -280,7 +283,7 @@ class Daemon:
         finally:
             self.notifier.stopping()
             await self._shutdown()
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in STOP_SIGNALS:
                 loop.remove_signal_handler(sig)
             self.log.info("daemon_stopped")
         return 0

@@ -5,12 +5,12 @@
 # one log for docs/RELIABILITY.md.
 #
 #   scripts/soak.sh                 # everything
-#   scripts/soak.sh r1 r6           # only some steps: r1 r6 fuzz flood serialflood store fleet fleet700
+#   scripts/soak.sh r1 r6           # only some steps: r1 r6 powercut fuzz flood serialflood store fleet fleet700
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 LOG=${SOAK_LOG:-soak-$(date -u +%Y%m%dT%H%M%SZ).log}
-steps=${*:-"r1 r6 fuzz flood serialflood store fleet fleet700"}
+steps=${*:-"r1 r6 powercut fuzz flood serialflood store fleet fleet700"}
 
 pytest_run() {  # name, timeout s, env..., -- test files
   local name=$1 limit=$2; shift 2
@@ -35,6 +35,9 @@ for step in $steps; do
     r1) pytest_run "R1 broker outages x50" 1800 R1_OUTAGES=50 R1_MIN_S=1 R1_MAX_S=30 -- tests/reliability/test_broker_outages.py ;;
     # R6: 50 SIGKILLs of the daemon at random moments during ingest and drain (~2 min).
     r6) pytest_run "R6 daemon SIGKILL x50" 900 R6_KILLS=50 -- tests/reliability/test_daemon_kill.py ;;
+    # Issue 17: 20 SIGKILLs of a write-behind outbox, broker up and broker down: readings lost only
+    # within commit_interval_s, alarms never, seq never reused (~2.5 min).
+    powercut) pytest_run "power-cut window x20" 900 POWERCUT_KILLS=20 -- tests/reliability/test_store_powercut.py ;;
     # F1: 20,000 examples per property instead of 400 (~10 min).
     fuzz) pytest_run "F1 fuzz x20000" 1800 FUZZ_EXAMPLES=20000 -- tests/fuzz ;;
     # F2: 1,000,000 malformed frames through the live LoRa driver (~30 s).
@@ -43,12 +46,13 @@ for step in $steps; do
     serialflood) pytest_run "F2 serial flood 1M" 900 F2_FRAMES=1000000 -- tests/reliability/test_flood_serial.py ;;
     # Store-level crash / fsync / I/O error / disk-full tests, as in CI (they are already bounded).
     store) pytest_run "store R6-R9" 600 -- tests/reliability/test_store_crash.py tests/reliability/test_store_fsync.py \
-             tests/reliability/test_store_ioerror.py tests/reliability/test_store_diskfull.py ;;
+             tests/reliability/test_store_ioerror.py tests/reliability/test_store_diskfull.py \
+             tests/reliability/test_store_faults.py ;;
     # R19: 100 uplink clients in one process, broker SIGTERM + restart; reconnect histogram (~10 s).
     fleet) pytest_run "R19 fleet x100" 300 FLEET_N=100 -- tests/reliability/test_uplink_fleet.py ;;
     # Issue 21: 700 gateways (real Uplink + Outbox, 100 per process) through a broker restart (~3 min).
     fleet700) pytest_run "fleet sim x700" 1500 FLEET_SIM_N=700 -- tests/reliability/test_fleet_sim.py ;;
-    *) echo "unknown step $step (r1 r6 fuzz flood serialflood store fleet fleet700)"; exit 2 ;;
+    *) echo "unknown step $step (r1 r6 powercut fuzz flood serialflood store fleet fleet700)"; exit 2 ;;
   esac
 done
 echo "log: $LOG; failed steps: $failed" | tee -a "$LOG"

@@ -77,7 +77,9 @@ class Availability:
             "store_id": self.store_id, "journal": len(self.journal), "journal_max": self.journal.max_records,
             "journal_evicted": dict(self.journal.evicted), "telemetry_buffered": len(self.journal.readings),
             "telemetry_dropped": self._writer.stats.dropped + self.journal.readings_dropped,
-            "last_error": self.last_error, "moved_to": self.moved_to, **self.counters,
+            "last_error": self.last_error, "moved_to": self.moved_to, "seq_skipped": self.alloc.skipped,
+            "telemetry_in_memory": self.behind.depth(), "telemetry_written_behind": self.behind.written,
+            "bytes_written_per_day": self.wear.per_day(), **self.counters,
         }
 
     # ---- going down ---------------------------------------------------------------------------
@@ -139,8 +141,11 @@ class Availability:
 
     # ---- coming up ----------------------------------------------------------------------------
     async def _open_first(self: Outbox) -> None:
-        if not await self._try_open():
-            self._down.set()
+        try:
+            await self._try_open()
+        finally:  # also when the daemon gives up waiting on a hung card (cancelled): run() retries
+            if self.state != "up":
+                self._down.set()
 
     async def _try_open(self: Outbox) -> bool:
         """Start a writer on the file, commit the journal, then UP. False (still DOWN) on failure."""
@@ -156,20 +161,26 @@ class Availability:
             return False
         self._writer = writer
         self.store_id = writer.stats.store_id
+        if writer.crash_gap is not None:
+            # Not closed cleanly: seqs up to the reserved mark that the platform lacks were lost in the
+            # crash window (readings neither acknowledged nor committed); say so, first in line.
+            body = {"reason": "unclean_shutdown", "up_to_seq": writer.crash_gap, "loss_window_s": self.cfg.commit_interval_s}
+            self.journal.records.appendleft(Entry(RecordClass.STATUS, "store.seq_gap", "", self.clock.now(), body, 0))
+            self.log.warning("store_unclean_shutdown", up_to_seq=writer.crash_gap)
         try:
             self._reader = Reader(self.cfg.path, self.clock)
             committed = await self._commit_journal(writer)
         except (StoreError, OSError, Exception) as exc:  # noqa: BLE001 - any failure here means still DOWN
             self._fail_reopen(writer, exc)
             return False
-        writer.readings.extend(self.journal.readings)  # the next group commit takes them, in order
-        self.journal.readings.clear()
+        while self.journal.readings:  # seqs now, after the journal's records; published from memory
+            self.behind.ingest(self.journal.readings.popleft())
         self._come_up(committed)
         return True
 
     async def _start_writer(self: Outbox) -> Writer | None:
         old = self._writer
-        writer = Writer(self.cfg, self.clock, self.log, self.consumers)
+        writer = Writer(self.cfg, self.clock, self.log, self.consumers, self.alloc)
         writer.stats.dropped, writer.stats.failures = old.stats.dropped, old.stats.failures
         writer.on_commit = self._committed
         writer.on_fault = self._writer_fault
@@ -193,6 +204,7 @@ class Availability:
             self.log.error("store_corrupt_move_failed", path=self.cfg.path, error=str(exc))
             return False
         self.counters["corrupt_moved"] += 1
+        self.behind.unsequence()  # the new database starts its seqs again under a new store_id
         self.log.error("store_corrupt_moved_aside", path=self.cfg.path, moved_to=self.moved_to, error=error[:200])
         body = {"kind": str(EventKind.FAULT), "code": "store_corrupt", "source": "gateway",
                 "moved_to": Path(self.moved_to).name, "error": error[:200]}
@@ -226,6 +238,8 @@ class Availability:
         self.state, self.reason, self.since_wall_s = "up", "", self.clock.wall()
         self._down.clear()
         self.retry.reset()
+        self.behind.start()
+        self.behind.assign()
         if was == "not_open":
             self.log.info("store_opened", path=self.cfg.path, store_id=self.store_id, last_seq=self._writer.stats.last_seq,
                           telemetry_rows=self._writer.stats.tele_rows, journal_committed=committed)

@@ -24,8 +24,10 @@ class Job:
 class Tx:
     """One writer transaction: seqs handed out and counter changes, applied only if it commits."""
 
-    seq: int
+    seq: int  # the last seq this transaction took (0: none)
     names_mark: int
+    taken: list[int] = field(default_factory=list)  # seqs this transaction took (given back on rollback)
+    reserve_to: int = 0  # commit meta.seq_reserved = this with the transaction
     tele_delta: int = 0
     evicted: int = 0
     dirty: bool = False

@@ -15,6 +15,7 @@ from gateway.store.rebase import rebase_records, rebase_telemetry_chunk
 if TYPE_CHECKING:
     from gateway.store.writer import Writer
 
+LOW_FREE_BYTES = 64 * 1024  # less than this free beside a present ballast: the card is full
 SYNC_CHECK_INTERVAL_S = 1.0  # Clock.synced() may be an adjtimex call: not on every loop turn
 
 
@@ -53,6 +54,8 @@ class Maintenance:
     def run(self, final: bool = False) -> None:
         """TTL, then a checkpoint (the hardening: WAL fsync + copy into the DB), then the ballast."""
         self._guarded(self.expire)
+        if not final:  # at close the outbox persists them itself, with the seqs given back
+            self._guarded(self.w.persist_counters)
         self._guarded(lambda: self.checkpoint(truncate=final))
         self._ballast()
 
@@ -103,6 +106,13 @@ class Maintenance:
                 return
             s.fault = ""
             w.log.info("store_disk_recovered", free_bytes=w.ballast.free_bytes(), ballast_bytes=w.ballast.size_bytes)
+            return
+        if not s.fault and w.ballast.present() and w.ballast.free_bytes() < LOW_FREE_BYTES:
+            # With write-behind a healthy uplink means almost no commits, so a full card would only be
+            # found by the next alarm's commit: look at the free space instead (each harden_interval_s).
+            w.ballast.release()
+            s.fault = "disk_full"
+            w.log.warning("store_disk_full", ballast_released=True, free_bytes=w.ballast.free_bytes(), found_by="free_space_check")
             return
         if s.fault or w.ballast.present():
             return

@@ -21,22 +21,25 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from gateway.errors import StoreError, StoreUnavailable
 from gateway.model import Reading, RecordClass, Stamp
 from gateway.store.availability import Availability
+from gateway.store.behind import WriteBehind
 from gateway.store.journal import Entry
 from gateway.store.reader import Reader, file_bytes
 from gateway.store.record import OutboxStats, Record
-from gateway.store.jobs import ACK, CALL, PUT, STOP, TRANSACT, WAKE, Job
-from gateway.store.writer import FLUSH_ROWS, Writer
+from gateway.store.jobs import ACK, CALL, PUT, STOP, TRANSACT, Job
+from gateway.store.seqs import SeqAlloc
+from gateway.store.writer import Writer
 
 __all__ = ["Outbox", "OutboxStats", "Record"]
 
 T = TypeVar("T")
-READING_BACKLOG_MAX = 200_000  # readings waiting for the writer; beyond it new ones are dropped and counted
 
 
 def proc_write_bytes() -> int:
@@ -51,17 +54,46 @@ def proc_write_bytes() -> int:
     return 0
 
 
+class WearMeter:
+    """bytes_written per day projected from the last hour of /proc/self/io (issue 17: SD wear at a glance)."""
+
+    SAMPLE_S = 60.0
+    SPAN_S = 3600.0
+
+    def __init__(self) -> None:
+        self.samples: deque[tuple[float, int]] = deque()
+
+    def sample(self) -> None:
+        now = time.monotonic()
+        if self.samples and now - self.samples[-1][0] < self.SAMPLE_S:
+            return
+        self.samples.append((now, proc_write_bytes()))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= self.SPAN_S:
+            self.samples.popleft()
+
+    def per_day(self) -> int:
+        """0 until two samples a minute apart exist."""
+        if len(self.samples) < 2:
+            return 0
+        (t0, b0), (t1, b1) = self.samples[0], (time.monotonic(), proc_write_bytes())
+        return int((b1 - b0) / max(t1 - t0, 1.0) * 86400)
+
+
 class Outbox(Availability):
     def __init__(self, cfg: Any, clock: Any, log: Any, consumers: dict[str, set[RecordClass]]) -> None:
         """cfg: gateway.config.schema.Store. consumers: name -> classes it wants, e.g. {"mqtt": set(RecordClass)}."""
         self.cfg, self.clock, self.log = cfg, clock, log
         self.consumers = {name: set(classes) for name, classes in consumers.items()}
         self.store_id = ""  # random UUID minted when the database is created (idempotency key part)
-        self._writer = Writer(cfg, clock, log, self.consumers)
+        self.alloc = SeqAlloc()  # seqs at ingest, reserved durably in blocks (seqs.py)
+        self._writer = Writer(cfg, clock, log, self.consumers, self.alloc)
+        self.behind = WriteBehind(self)
+        self.wear = WearMeter()
         self._reader: Reader | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._callbacks: list[Callable[[RecordClass], None]] = []
         self._dropped_logged = False
+        self._reading_wake = False
         Availability.__init__(self)
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -77,6 +109,14 @@ class Outbox(Availability):
         While DOWN: one last attempt to reopen and commit the journal; what still cannot be written is
         logged (store_journal_lost) and lost with the process."""
         await self._close_availability()
+        await self.behind.stop()
+        if self.state == "up":
+            try:  # what memory still owes: written, acks applied, unused seqs given back
+                await self.behind.tick(None)
+                w = self._writer
+                await self._submit(Job(CALL, lambda conn: w.persist_counters(clean=True)))
+            except StoreError as exc:
+                self.log.error("store_close_flush_failed", error=str(exc), readings=self.behind.depth())
         if self._reader is not None:  # first, so the writer is the last connection and removes the WAL
             self._reader.close()
             self._reader = None
@@ -133,22 +173,27 @@ class Outbox(Availability):
             return 0
 
     def put_reading(self, reading: Reading) -> None:
-        """Queue a reading for the next group commit (<= commit_interval_s). Never blocks; never merges.
-        When the store is full or the writer backlog is over its bound, the reading is dropped and counted."""
+        """Give the reading its seq now and hold it in memory for the uplinks (write-behind, issue 17):
+        it is written to SQLite only if still unacknowledged after commit_interval_s / 2. Never blocks;
+        never merges. Over the memory bound or with the disk full it is dropped and counted."""
         if self.state != "up":
             self.journal.add_reading(reading)
             return
         w = self._writer
-        backlog = len(w.readings)
-        if w.stats.fault == "disk_full" or backlog >= READING_BACKLOG_MAX:
+        if w.stats.fault == "disk_full" or not self.behind.ingest(reading):
             w.stats.dropped += 1
             level = self.log.debug if self._dropped_logged else self.log.warning
             self._dropped_logged = True
-            level("store_reading_dropped", reason=w.stats.fault or "backlog", backlog=backlog, dropped=w.stats.dropped)
+            level("store_reading_dropped", reason=w.stats.fault or "backlog", backlog=self.behind.depth(), dropped=w.stats.dropped)
             return
-        w.readings.append(reading)
-        if backlog + 1 == FLUSH_ROWS:
-            w.jobs.put(Job(WAKE))  # a burst: commit now rather than at the interval
+        if self._callbacks and not self._reading_wake:
+            # Published from memory at once: one wake per loop turn, however many readings it brought.
+            self._reading_wake = True
+            asyncio.get_running_loop().call_soon(self._wake_readings)
+
+    def _wake_readings(self) -> None:
+        self._reading_wake = False
+        self.wake(RecordClass.TELEMETRY)
 
     async def transact(self, fn: Callable[[sqlite3.Connection], T], durable: bool = True) -> T:
         """Run fn(conn) inside one writer transaction (FULL when durable) and return its result.
@@ -164,21 +209,28 @@ class Outbox(Availability):
         return self._writer.add_record(conn, cls, kind, device, stamp, body)
 
     async def ack(self, consumer: str, seqs: Iterable[int]) -> None:
-        """Mark delivered for this consumer; rows every consumer acked are deleted (in the writer)."""
-        params = [(int(s),) for s in seqs]
-        if params:
-            self._require_up()
-            bit = self._bit(consumer)
-            w = self._writer
+        """Mark delivered for this consumer. Alarm, event and status rows are updated (deleted once every
+        consumer acked them) before this returns, as before; telemetry acks are batched (issue 17): held
+        readings are simply forgotten, committed rows go at the next write-behind tick."""
+        wanted = [int(s) for s in seqs]
+        if not wanted:
+            return
+        self._require_up()
+        bit = self._bit(consumer)
+        assert self._reader is not None
+        records = self._reader.record_seqs([s for s in wanted if s not in self.behind.mem and s not in self.behind.committing])
+        if records:
+            w, params = self._writer, [(s,) for s in sorted(records)]
             await self._submit(Job(ACK, lambda conn: w.acked(conn, bit, params)))
+        self.behind.ack(bit, [s for s in wanted if s not in records])
 
     async def purge_telemetry(self, older_than_s: float) -> int:
         """Operator purge (CLI `queue purge --telemetry`): delete telemetry read more than older_than_s ago."""
         def purge(conn: sqlite3.Connection) -> int:
-            self._writer.flush_readings()  # readings queued for the group commit are waiting too
             return self._writer.maint.purge(older_than_s, "purge")
 
         self._require_up()
+        await self.behind.tick(None)  # readings held in memory are waiting too
         return await self._submit(Job(CALL, purge))
 
     async def maintain(self) -> None:
@@ -188,10 +240,11 @@ class Outbox(Availability):
         await self._submit(Job(CALL, lambda conn: self._writer.maint.run()))
 
     async def flush(self) -> None:
-        """Commit queued telemetry now (tests, benchmarks, shutdown paths) instead of at the interval."""
+        """Write every reading held in memory and apply pending acks now (tests, benchmarks, shutdown)."""
         if self.state != "up":
             return
-        await self._submit(Job(CALL, lambda conn: self._writer.flush_readings()))
+        self.behind.assign()
+        await self.behind.tick(None)
 
     async def rebase_unsynced(self) -> int:
         """Re-base wall times of unsynced records from this boot once the clock syncs; rows re-based.
@@ -215,7 +268,11 @@ class Outbox(Availability):
             return []
         bit = self._bit(consumer)
         wanted = self.consumers[consumer] if classes is None else set(classes) & self.consumers[consumer]
-        return self._reader.fetch(consumer, bit, limit, exclude, wanted)
+        skip = set(exclude) | self.behind.pending_acks(bit)
+        out = self._reader.fetch(consumer, bit, limit, skip, wanted)
+        if RecordClass.TELEMETRY in wanted and len(out) < limit:
+            self.behind.fetch(bit, limit, skip, out)
+        return out
 
     def stats(self) -> OutboxStats:
         """Cheap snapshot for status and the CLI."""
@@ -226,8 +283,8 @@ class Outbox(Availability):
                 depth, oldest = self._reader.depth_and_age()
             except sqlite3.Error as exc:
                 self.log.debug("store_stats_failed", error=str(exc))
-        if depth:  # readings queued for the next group commit are waiting too
-            depth["telemetry"] += len(self._writer.readings)
+        if depth:  # readings held in memory (write-behind) are waiting too
+            depth["telemetry"] = s.tele_rows + self.behind.depth()
         for name, n in self.journal.depth().items():  # records waiting in memory while DOWN
             depth[name] = depth.get(name, 0) + n
         try:
@@ -235,8 +292,8 @@ class Outbox(Availability):
         except OSError:
             size = 0
         fault = s.fault if self.state == "up" else self.reason
-        return OutboxStats(self.store_id, depth, oldest, s.evicted, s.dropped + self.journal.readings_dropped, size,
-                           proc_write_bytes(), s.last_seq, fault)
+        return OutboxStats(self.store_id, depth, oldest, s.evicted, s.dropped + self.journal.readings_dropped + self.behind.dropped, size,
+                           proc_write_bytes(), self.alloc.last_used(), fault, self.wear.per_day())
 
     # ---- commit notifications -----------------------------------------------------------------
     def on_commit(self, callback: Callable[[RecordClass], None]) -> None:

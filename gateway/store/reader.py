@@ -110,6 +110,14 @@ class Reader:
         if first is not None:
             self._floors[consumer] = first
 
+    def record_seqs(self, seqs: list[int]) -> set[int]:
+        """Which of these seqs are alarm/event/status rows (their acks are applied at once, not batched)."""
+        if not seqs:
+            return set()
+        with self._lock:
+            marks = ",".join("?" * len(seqs))
+            return {s for (s,) in self.conn.execute(f"SELECT seq FROM record WHERE seq IN ({marks})", seqs)}
+
     def depth_and_age(self) -> tuple[dict[str, int], dict[str, float]]:
         with self._lock:
             return read_depth_and_age(self.conn, self.names, self.clock)

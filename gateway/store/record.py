@@ -27,4 +27,5 @@ class OutboxStats(msgspec.Struct):
     db_bytes: int  # database + WAL file sizes
     bytes_written: int  # bytes this process wrote (from /proc/self/io), for SD wear
     last_seq: int
-    fault: str = ""  # "" or e.g. "disk_full", "io_error"
+    fault: str = ""  # "" or e.g. "disk_full", "io_error"; while DOWN the reason (read-only, corrupt, ...)
+    bytes_written_per_day: int = 0  # projected from the last hour of bytes_written (0 in the first minute)

@@ -1,9 +1,10 @@
-"""The outbox writer thread: sole owner of the read-write connection, its transactions and the seq counter.
+"""The outbox writer thread: sole owner of the read-write connection and its transactions.
 
-Coroutines hand it jobs (queue.SimpleQueue) and get results back through their loop; telemetry waits in
-a deque for the next group commit. Alarms and events commit first, each batch in its own transaction
-with synchronous=FULL (one WAL fsync); telemetry commits every commit_interval_s, also FULL (one fsync per group commit)
-and is hardened (checkpoint: WAL fsync + copy) every harden_interval_s and by any durable commit.
+Coroutines hand it jobs (queue.SimpleQueue) and get results back through their loop. Alarms and events
+commit first, each batch in its own transaction with synchronous=FULL (one WAL fsync); telemetry comes
+from the write-behind (behind.py) only when it is still unacknowledged at its commit interval, also
+FULL. seq comes from the shared SeqAlloc (seqs.py); meta is written only when a seq block is reserved,
+and counters only every COUNTERS_PERSIST_S and at close (issue 17: no fixed page rewritten per commit).
 """
 
 from __future__ import annotations
@@ -24,19 +25,25 @@ from gateway.store.ballast import Ballast
 from gateway.store.codec import Names, encode_json, encode_reading
 from gateway.store.jobs import BATCHED, CALL, STOP, WAKE, Counters, Job, Tx
 from gateway.store.maintenance import Maintenance
+from gateway.store.seqs import SeqAlloc
 
 SQLITE_IOERR, SQLITE_FULL = faults.SQLITE_IOERR, faults.SQLITE_FULL
 DURABLE_RETRIES = 5  # an alarm commit is retried this often (20 ms .. 320 ms apart) before put() raises
 DISK_FULL_WAL_BYTES = 256 * 1024  # with the disk full, recycle the WAL past this (alarms live on the ballast)
-FLUSH_ROWS = 50_000  # commit telemetry early when this many readings wait (bounds one transaction)
+COUNTERS_PERSIST_S = 300.0  # tele_rows/evicted to meta at most this often (recounted after a crash)
 TELE = int(RecordClass.TELEMETRY)
 
 class Writer:
-    def __init__(self, cfg: Any, clock: Any, log: Any, consumers: dict[str, set[RecordClass]]) -> None:
+    def __init__(self, cfg: Any, clock: Any, log: Any, consumers: dict[str, set[RecordClass]], alloc: SeqAlloc | None = None) -> None:
         self.cfg, self.clock, self.log, self.consumers = cfg, clock, log, consumers
         self.path: str = cfg.path
         self.jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
-        self.readings: collections.deque = collections.deque()
+        self.readings: collections.deque = collections.deque()  # only what a failed writer hands back
+        self.alloc = alloc or SeqAlloc()
+        self.crash_gap: int | None = None  # seq_reserved of a store that was not closed cleanly
+        self._persisted = (-1, -1)
+        self._next_persist = 0.0
+        self._last_reserve = time.monotonic()
         self.names = Names()
         self.stats = Counters()
         self.bits: dict[str, int] = {}
@@ -115,15 +122,28 @@ class Writer:
             opening.init_meta(conn, self.clock.wall())
             self.bits = opening.sync_consumers(conn, self.consumers, self.log)
             s = self.stats
-            s.last_seq = opening.last_seq(conn)
+            reserved = max(opening.last_seq(conn), int(opening.meta_get(conn, "seq_reserved", 0)))
+            continuing = self.alloc.continues(str(opening.meta_get(conn, "store_id")))
+            if continuing:  # reopened after being DOWN: this process knows exactly what it handed out
+                reserved = max(reserved, self.alloc.last_used())
+            elif opening.meta_get(conn, "clean", 1) in (0, "0"):
+                # Not closed cleanly: seqs up to `reserved` may have been handed out and lost; skip them.
+                self.crash_gap = reserved
+                opening.meta_set(conn, tele_rows=conn.execute("SELECT count(*) FROM telemetry").fetchone()[0])
             if opening.meta_get(conn, "boot_id") != self.clock.boot_id:
                 # Rows of earlier boots can no longer be re-based (their monotonic clock is gone).
-                opening.meta_set(conn, boot_id=self.clock.boot_id, boot_first_seq=s.last_seq + 1)
+                opening.meta_set(conn, boot_id=self.clock.boot_id, boot_first_seq=reserved + 1)
+            upto = reserved + self.alloc.block
+            opening.meta_set(conn, seq_reserved=upto, clean=0)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             conn.close()
             raise
+        if not continuing:
+            self.alloc.reset(reserved, str(opening.meta_get(conn, "store_id")))
+        self.alloc.reserved(upto)
+        s.last_seq = reserved
         s.store_id = opening.meta_get(conn, "store_id")
         s.tele_rows = int(opening.meta_get(conn, "tele_rows", 0))
         s.evicted = int(opening.meta_get(conn, "evicted", 0))
@@ -140,19 +160,14 @@ class Writer:
 
     # ---- the loop -----------------------------------------------------------------------------
     def _loop(self) -> None:
-        interval = self.cfg.commit_interval_s
-        next_flush = time.monotonic() + interval
         while True:
-            timeout = 0.0 if self.maint.busy() else max(0.0, min(next_flush, self.maint.next_due) - time.monotonic())
+            timeout = 0.0 if self.maint.busy() else max(0.0, self.maint.next_due - time.monotonic())
             jobs = self._take(timeout)
             stop = any(j.kind == STOP for j in jobs)
             work = [j for j in jobs if j.kind not in (STOP, WAKE)]
             work.sort(key=lambda j: not j.durable)  # stable: alarms and events first, then the rest in order
             self._run_jobs(work)
             now = time.monotonic()
-            if stop or now >= next_flush or len(self.readings) >= FLUSH_ROWS:
-                self.flush_readings()
-                next_flush = now + interval
             if self.broken is None:
                 self.maint.step(now, final=stop)
             if stop or self.broken is not None:
@@ -247,17 +262,19 @@ class Writer:
         self._set_sync(durable)
         conn.execute("BEGIN IMMEDIATE")
         s = self.stats
-        tx = self.tx = Tx(seq=s.last_seq, names_mark=self.names.mark())
+        tx = self.tx = Tx(seq=0, names_mark=self.names.mark())
         try:
             result = body(conn)
             self.names.save(conn)
-            if tx.dirty:
-                # The high-water mark in the same transaction as every seq handed out or deleted:
-                # a seq is never reused, even after every row was acknowledged and a restart.
-                opening.meta_set(conn, last_seq=tx.seq, tele_rows=s.tele_rows + tx.tele_delta, evicted=s.evicted + tx.evicted)
+            if tx.reserve_to:
+                # A record ran past the reserved block: its commit carries the next reservation, so
+                # no seq is handed out that a crash could make the store hand out again.
+                opening.meta_set(conn, seq_reserved=tx.reserve_to)
             conn.execute("COMMIT")
         except BaseException:
             self.tx = None
+            if tx.taken:
+                self.alloc.give_back(tx.taken)
             self.names.rollback(tx.names_mark)
             if conn.in_transaction:
                 try:
@@ -266,7 +283,9 @@ class Writer:
                     self.log.warning("store_rollback_failed", error=str(exc))
             raise
         self.tx = None
-        s.last_seq, s.commits = tx.seq, s.commits + 1
+        if tx.reserve_to:
+            self._reserved_at(tx.reserve_to)
+        s.last_seq, s.commits = self.alloc.last_used(), s.commits + 1
         s.tele_rows += tx.tele_delta
         s.evicted += tx.evicted
         if s.fault == "io_error":
@@ -310,15 +329,20 @@ class Writer:
             raise StoreError("add_record is only valid inside Outbox.transact")
         if cls == RecordClass.TELEMETRY:
             raise ValueError("telemetry goes through put_reading, not as a record")
-        tx.seq += 1
+        seq = self.alloc.take_free() or self.alloc.take()
+        if seq is None:
+            seq = self.alloc.take_over()
+            tx.reserve_to = max(tx.reserve_to, seq + self.alloc.block)
+        tx.taken.append(seq)
+        tx.seq = seq
         mask = self.class_mask[int(cls)]
         if mask:  # a class no consumer wants still gets its seq (never reused) but no row
             conn.execute(
                 "INSERT INTO record (seq, cls, pending, kind, device, stamp, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (tx.seq, int(cls), mask, kind, device, encode_json(stamp), encode_json(body)),
+                (seq, int(cls), mask, kind, device, encode_json(stamp), encode_json(body)),
             )
         tx.touched(int(cls))
-        return tx.seq
+        return seq
 
     def acked(self, conn: sqlite3.Connection, bit: int, params: list[tuple[int]]) -> None:
         """Inside a transaction: clear this consumer's bit on the given seqs; delete rows nobody is owed."""
@@ -331,46 +355,62 @@ class Writer:
                 tx.tele_delta -= gone
             tx.dirty = tx.dirty or gone > 0
 
-    def flush_readings(self) -> None:
-        """Group commit of every queued reading, with the row and byte caps in the same transaction.
-
-        FULL, one WAL fsync per group commit (at most one per commit_interval_s): the power-cut loss
-        window for readings is then the group-commit interval (issue 3), at a cost of ~1 fsync/s."""
-        n = len(self.readings)
-        if n == 0:
-            return
-        batch = [self.readings.popleft() for _ in range(n)]
-        mask = self.class_mask[TELE]
-        if not mask:
-            return
-        if self.stats.fault == "disk_full":  # the space left (the released ballast) is for alarms
-            self.stats.dropped += n
-            return
-
-        def insert(conn: sqlite3.Connection) -> None:
+    def write_behind(self, batch: list[tuple[int, int, Any]], acks: dict[int, list[tuple[int]]]) -> None:
+        """One write-behind tick (behind.py): insert readings still owed (seqs given at ingest) and delete
+        what was acknowledged since the last tick, with the caps, in one FULL transaction."""
+        def body(conn: sqlite3.Connection) -> None:
             tx = self.tx
             assert tx is not None
-            first = tx.seq + 1
-            rows = [(first + i, mask, encode_reading(self.names, r)) for i, r in enumerate(batch)]
-            self.insert_within_cap(conn, rows)
-            tx.seq += len(rows)
-            tx.tele_delta += len(rows)
-            tx.touched(TELE)
-            self.enforce_caps(conn)
+            rows = [(seq, mask, encode_reading(self.names, r)) for seq, mask, r in batch if mask]
+            if rows:
+                self.insert_within_cap(conn, rows)
+                tx.tele_delta += len(rows)
+                tx.touched(TELE)
+            for bit, params in acks.items():
+                self.acked(conn, bit, params)
+            if rows:
+                self.enforce_caps(conn)
 
-        try:
-            self.transaction(insert, durable=False, sync_full=True)
-        except StoreUnavailable:
-            self.readings.extendleft(reversed(batch))  # the outbox buffers them while it is down
-            return
-        except StoreError as exc:
-            self.stats.dropped += n
-            self.log.debug("store_readings_dropped", count=n, error=str(exc))
-            return
+        if self.stats.fault == "disk_full" and batch:  # the space left (the released ballast) is for alarms
+            self.stats.dropped += len(batch)
+            batch = []
+        self.transaction(body, durable=False, sync_full=bool(batch))
         # The cap is on DB + WAL together: a WAL past its share is checkpointed now, not at the next
         # maintenance pass (a burst between passes would otherwise overshoot max_bytes).
         if caps.wal_bytes(self.path) > caps.wal_budget_bytes(self.cfg.max_bytes):
             self.maint.checkpoint(truncate=True)
+
+    def reserve_seqs(self) -> None:
+        """Reserve the next seq block durably (one small FULL commit of the meta page)."""
+        def body(conn: sqlite3.Connection) -> None:
+            assert self.tx is not None
+            self.tx.reserve_to = self.alloc.want()
+
+        self.transaction(body, durable=True)
+
+    def _reserved_at(self, upto: int) -> None:
+        now = time.monotonic()
+        self.alloc.reserved(upto, now - self._last_reserve)
+        self._last_reserve = now
+
+    def persist_counters(self, clean: bool = False) -> None:
+        """Counters to meta every COUNTERS_PERSIST_S (and at close, with the unused seqs given back)."""
+        now = time.monotonic()
+        s = self.stats
+        if not clean and (now < self._next_persist or self._persisted == (s.tele_rows, s.evicted)):
+            return
+        self._next_persist = now + COUNTERS_PERSIST_S
+        values: dict[str, Any] = {"tele_rows": s.tele_rows, "evicted": s.evicted}
+        if clean:  # nothing above last_used was handed out: the next open starts right after it
+            used = self.alloc.last_used()
+            values.update(last_seq=used, seq_reserved=used, clean=1)
+            self.alloc.shrink(used)
+
+        def body(conn: sqlite3.Connection) -> None:
+            opening.meta_set(conn, **values)
+
+        self.transaction(body, durable=clean)
+        self._persisted = (s.tele_rows, s.evicted)
 
     def insert_within_cap(self, conn: sqlite3.Connection, rows: list[tuple[int, int, bytes]]) -> None:
         """Insert a telemetry batch, making room first when it would take the data pages past the byte budget.
@@ -380,7 +420,7 @@ class Writer:
         max_bytes (issue 16: 1052672 > 1048576). A batch that crosses the budget is rolled back, the oldest
         telemetry evicted by the batch's measured size, and the batch inserted into the freed pages.
         Rare: eviction goes down to the low-water mark, so the next batches fit."""
-        sql = "INSERT INTO telemetry (seq, pending, body) VALUES (?, ?, ?)"
+        sql = "INSERT OR IGNORE INTO telemetry (seq, pending, body) VALUES (?, ?, ?)"  # a retried tick
         budget = self.cfg.max_bytes - caps.wal_budget_bytes(self.cfg.max_bytes)
         before = caps.used_page_bytes(conn)
         conn.execute("SAVEPOINT tele_batch")

@@ -3,7 +3,9 @@
 Rules (reliability §2, CLARIFICATIONS "paho rules"): publish only while connected; at most
 max_inflight un-PUBACKed messages; a row leaves the outbox only on a PUBACK with reason code < 0x80;
 strict priority (no telemetry PUBLISH starts while an alarm, event or status record is waiting);
-FIFO within a class; telemetry batched and rate limited by a token bucket.
+FIFO within a class; telemetry batched and rate limited by a token bucket. A telemetry batch leaves
+when full or `batch_linger_ms` after its first reading (issue 17: readings are published from the
+outbox's memory as they arrive, so without the linger each would go alone).
 """
 
 from __future__ import annotations
@@ -196,9 +198,29 @@ class Drainer:
                 continue  # re-fetch: an alarm may have arrived while we waited
             if self.urgent:
                 continue
-            msg = self.batcher.take([self._rebased(r) for r in records[:want]])
+            if await self._linger(records):
+                continue  # re-fetch: the batch filled up, or an alarm arrived meanwhile
+            msg = self.batcher.take([self._rebased(r) for r in records[:want]])  # never more than the bucket allows
             self.bucket.spend(len(msg.seqs))
             self._send(session, msg)
+
+    async def _linger(self, records: list[Any]) -> bool:
+        """Wait until the batch is full or batch_linger_ms after its first reading; True if it waited."""
+        linger_s = getattr(self.cfg, "batch_linger_ms", 0.0) / 1000
+        if linger_s <= 0 or len(records) >= self.cfg.batch_max_readings:
+            return False
+        first = records[0].stamp
+        if first.boot_id != self.clock.boot_id:
+            return False  # a backlog from an earlier boot: no reason to wait
+        left = linger_s - (self.clock.monotonic_ns() - first.mono_ns) / 1e9
+        if left <= 0:
+            return False
+        loop = asyncio.get_running_loop()  # real time even under an injected clock
+        deadline = loop.time() + min(left, linger_s)
+        self.urgent = False
+        while not self.urgent and loop.time() < deadline:
+            await self._sleep(deadline - loop.time())  # each new reading wakes it; only alarms cut it short
+        return True
 
     def _blocked_s(self) -> float:
         if len(self.inflight) >= self.cfg.max_inflight:

@@ -2,8 +2,10 @@
 gateway and a real mosquitto, while a Modbus RTU bus is polled and hydrant cap alarms are raised and
 cleared. The platform subscriber connects straight to the broker (never through the proxy).
 
-§6 checker: every committed seq (1..last_seq) arrives (lost 0), same seq never with different content,
-alarms in seq order, and no telemetry committed after an alarm reaches the platform before that alarm.
+§6 checker: no hole in the platform's seqs once the store is drained (lost 0), same seq never with
+different content, alarms in seq order, and no telemetry read more than ALARM_COMMIT_MS after an alarm
+reaches the platform before that alarm (issue 17: seqs are handed out at ingest, so seq order is no
+longer commit order; an alarm is published only after its FULL commit, which readings do not wait for).
 CI: 6 cuts of 0.5-3 s; scripts/soak.sh: 50 cuts of 1-30 s (R1_OUTAGES, R1_MIN_S, R1_MAX_S).
 """
 
@@ -69,17 +71,20 @@ class ProxyThread:
         self.loop.close()
 
 
+ALARM_COMMIT_MS = 250  # an alarm's own FULL commit (and the rule's tick) on a loaded CI machine
+
+
 def order_violations(view: PlatformView) -> tuple[int, int]:
-    """(alarm seq inversions, telemetry committed after an alarm that arrived before it), fresh records only."""
+    """(alarm seq inversions, telemetry read well after an alarm that arrived before it), fresh records only."""
     with view.lock:
         fresh = [r for r in view.records if r["fresh"]]
     alarms = [r["seq"] for r in fresh if r.get("cls") == "alarm"]
     inversions = sum(a > b for a, b in itertools.pairwise(alarms))
-    overtakes, max_tele = 0, 0
+    overtakes, max_tele_ms = 0, 0
     for r in fresh:
         if r.get("cls") == "telemetry":
-            max_tele = max(max_tele, r["seq"])
-        elif r.get("cls") == "alarm" and max_tele > r["seq"]:
+            max_tele_ms = max(max_tele_ms, r["ts_ms"])
+        elif r.get("cls") == "alarm" and max_tele_ms > r["ts_ms"] + ALARM_COMMIT_MS:
             overtakes += 1
     return inversions, overtakes
 
@@ -105,9 +110,11 @@ def test_broker_cuts_lose_nothing_and_alarms_go_first(tmp_path, broker):
                     time.sleep(max(0.0, down_until - time.monotonic()))  # the fault's length, not a wait for a result
                     px.mode(Mode.PASS)
                     time.sleep(rng.uniform(0.5, 1.5))
-                store_id, last, _ = committed(tmp_path / "state" / "outbox.db")
-                wait_for(lambda: set(range(1, last + 1)) <= delivered(view, store_id), timeout_s=30,
-                         what="every committed seq at the platform")
+                db = tmp_path / "state" / "outbox.db"
+                store_id, _ = committed(db)
+                wait_for(lambda: not committed(db)[1] and not view.ledger.holes().get((GW, store_id)), timeout_s=30,
+                         what="the store drained and no hole at the platform")
+                last = max(delivered(view, store_id))
             finally:
                 daemon.stop()
         with view.lock:
