@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
@@ -73,3 +74,17 @@ class DriverContext(msgspec.Struct, frozen=True):
     clock: Any  # gateway.clock.Clock
     log: Any  # structlog BoundLogger, already bound to driver= and port=
     secrets: dict[str, str] = {}  # e.g. LoRa device keys from the credentials file, by device id
+
+
+@dataclass(frozen=True)
+class DriverSpec:
+    """One entry of drivers.registry.DRIVERS; each driver package defines its own in `<package>/spec.py`."""
+
+    name: str  # the value of `driver =` in a [ports.<name>] section
+    protocol: str  # the `protocol =` of the device profiles it can serve
+    port_schema: type  # msgspec Struct for the port section (without `driver`)
+    profile_schema: type | None  # msgspec Struct for a profile's [<protocol>] table, or None
+    check_address: Callable[[Any], str | None]  # None when valid, else "300 is not a Modbus slave id (1..247)"
+    build: Callable[[DriverContext], Driver]
+    simulator: str  # module path of the simulator, e.g. "drivers.modbus.simulator"
+    package: str  # the driver's package; its README.md documents wiring, config and faults

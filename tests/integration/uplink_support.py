@@ -19,7 +19,7 @@ from gateway.clock import Clock
 from gateway.config.schema import Credentials, Identity, Store
 from gateway.config.schema import Uplink as UplinkCfg
 from gateway.model import Reading, RecordClass
-from gateway.uplink import Uplink
+from gateway.uplink.client import Uplink
 from gateway.uplink.wire import decode_batch
 from tests.support.wait import wait_for
 
