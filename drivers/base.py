@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from gateway.model import Item, Stamp
+from gateway.model import Command, Item, Stamp  # Command: re-exported for drivers
 
 Emit = Callable[[Item], None]
 """Hand one Reading or Event to the pipeline. Never blocks; safe to call from the event loop only."""
@@ -33,15 +33,6 @@ class DriverHealth(msgspec.Struct):
     last_ok: Stamp | None = None
     counters: dict[str, int] = {}
     detail: dict[str, Any] = {}
-
-
-class Command(msgspec.Struct, frozen=True):
-    """An actuator command: write `value` to `target` (a named output in the device's profile)."""
-
-    device_id: str
-    target: str  # e.g. "sounder", "strobe", "silence"
-    value: Any
-    reason: str = ""
 
 
 @runtime_checkable

@@ -6,7 +6,7 @@ Frozen msgspec Structs: cheap to build on the hot path, encodable to JSON/msgpac
 from __future__ import annotations
 
 import enum
-from typing import Union
+from typing import Any, Union
 
 import msgspec
 
@@ -149,6 +149,18 @@ class Event(msgspec.Struct, frozen=True, tag="event"):
 
 
 Item = Union[Reading, Event]
+
+
+class Command(msgspec.Struct, frozen=True):
+    """An actuator command: write `value` to `target` (a named output in the device's profile).
+
+    Made by actions and the control socket, performed by a driver's `write` (drivers.base.Actuator).
+    """
+
+    device_id: str
+    target: str  # e.g. "sounder", "strobe", "silence"
+    value: Any  # what the profile's output takes: bool for a relay, int for a register
+    reason: str = ""
 
 
 class Alarm(msgspec.Struct):

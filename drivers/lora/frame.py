@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from drivers.lora import crypto
-from drivers.modbus.framing import crc16  # CRC-16/MODBUS, the check protocols.md §2.1 names for keyless devices
+from drivers.checksum import crc16  # CRC-16/MODBUS, the check protocols.md §2.1 names for keyless devices
 from gateway.errors import FrameError
 
 SYNC = 0xA5

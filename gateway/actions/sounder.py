@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from drivers.base import Command
 from gateway.actions.context import ActionContext
 from gateway.actions.schema import Sounder
 from gateway.actions.tasks import ActionTasks
+from gateway.model import Command
 
 
 class SounderControl:

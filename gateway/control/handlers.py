@@ -98,7 +98,7 @@ def build(d: Daemon) -> dict[str, Any]:
         return {"level": level}
 
     async def actuate(args: dict[str, Any]) -> dict[str, Any]:
-        from drivers.base import Command
+        from gateway.model import Command
 
         cmd = Command(_str_arg(args, "device_id"), _str_arg(args, "target"), args.get("value"), reason="cli")
         await d.actuate(cmd)

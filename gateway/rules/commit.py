@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.errors import StoreError
-from gateway.rules import store
-from gateway.rules.store import Pending
+from gateway.rules import alarm_sql
+from gateway.rules.alarm_sql import Pending
 
 RETRY_S = 1.0  # the store could not commit (I/O error, full beyond the ballast): try again this often
 
@@ -66,7 +66,7 @@ class Committer:
 
     async def _commit(self, batch: list[Pending]) -> None:
         try:
-            seqs = await self.outbox.transact(lambda conn: store.write(conn, self.outbox, batch), durable=True)
+            seqs = await self.outbox.transact(lambda conn: alarm_sql.write(conn, self.outbox, batch), durable=True)
         except StoreError:
             raise
         except Exception as exc:  # noqa: BLE001 - a bug in one transition must not stall every later alarm
