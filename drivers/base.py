@@ -1,7 +1,8 @@
 """The driver boundary: what every protocol driver offers the daemon, and nothing more.
 
 A driver owns its port, runs until cancelled and hands each Reading/Event to `emit` as the frame
-arrives. Restarts, task tracking and backoff live once, in gateway.supervise.
+arrives. Restarts and task tracking live once, in gateway.supervise; the backoff policy once, in gateway.clock.Backoff
+(drivers reopen their ports through drivers.reopen).
 """
 
 from __future__ import annotations
