@@ -225,7 +225,7 @@ class Daemon:
         from gateway.uplink import Uplink
         from gateway.uplink.gb26875 import client as gb
 
-        gb_cfg = self.cfg.extra.get("gb26875")
+        gb_cfg = self.cfg.gb26875
         consumers = {"mqtt": set(RecordClass)}
         if gb_cfg is not None and gb_cfg.enabled:
             consumers[gb.CONSUMER] = set(gb.CLASSES)
@@ -246,7 +246,7 @@ class Daemon:
 
         self.rules = RuleEngine(
             self.cfg.rules, self.devices, self.outbox, DaemonActions(self), self.clock, logsetup.get(stage="rules"),
-            notify=self.cfg.extra.get("notify"), contacts=self.cfg.contacts, identity=self.cfg.identity,
+            notify=self.cfg.notify, contacts=self.cfg.contacts, identity=self.cfg.identity,
         )
         self.pipeline = Pipeline(self.outbox, self.rules, self.devices, self.log)
         self.control = ControlServer(self.cfg.control.socket, control, control_handlers.MUTATING, self.log, self.cfg.control.group)

@@ -11,7 +11,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from gateway.actions.schema import Notify
 from gateway.model import ContactRole, DeviceType, Location, ResidentCategory
+from gateway.rules.schema import Rule
+from gateway.uplink.gb26875.config import GB26875Section
 
 Positive = Annotated[float, Meta(gt=0)]
 NonNegative = Annotated[float, Meta(ge=0)]
@@ -160,5 +163,7 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     contacts: tuple[Contact, ...]
     profiles: dict[str, Profile]
     profile_specs: dict[str, Any]  # profile name -> its driver-typed [<protocol>] section
-    rules: tuple[Any, ...] = ()
-    extra: dict[str, Any] = {}  # sections owned by later stages (sms, gb26875), already typed
+    rules: tuple[Rule, ...] = ()  # gateway/rules/schema.py, issue 7
+    notify: Notify | None = None  # [notify]: sounder, SMS, escalation (gateway/actions/schema.py)
+    gb26875: GB26875Section | None = None  # [gb26875]: the fire centre uplink, issue 11
+    extra: dict[str, Any] = {}  # sections registered in gateway.config.load.EXTRA_SECTIONS, already typed
