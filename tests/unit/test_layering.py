@@ -40,3 +40,14 @@ def test_driver_packages_have_no_module_getattr() -> None:
         if any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in ast.parse(init.read_text()).body)
     ]
     assert offenders == []
+
+
+def test_the_daemon_and_cli_never_import_the_simulators_libraries() -> None:
+    # pymodbus and tomli-w are the [sim] extra (pyproject.toml): a Pi in service does not install them.
+    import subprocess
+    import sys
+
+    code = ("import sys, gateway.daemon, gateway.cli.main, drivers.registry, gateway.config.load; "
+            "print(sorted(m for m in ('pymodbus', 'tomli_w', 'sqlite_utils') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
