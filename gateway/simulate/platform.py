@@ -107,7 +107,8 @@ class PlatformView:
                     self.telemetry_count += 1
                 elif fresh:
                     when = time.strftime("%H:%M:%S", time.localtime(rec.get("ts_ms", 0) / 1000))
-                    self._print(f"platform: {rec.get('cls')} seq={rec['seq']} {rec.get('kind')} {rec.get('device')} at {when} {json.dumps(rec.get('body', {}), ensure_ascii=False)[:160]}")
+                    body = json.dumps(rec.get("body", {}), ensure_ascii=False)[:160]
+                    self._print(f"platform: {rec.get('cls')} seq={rec['seq']} {rec.get('kind')} {rec.get('device')} at {when} {body}")
 
     def _print(self, text: str) -> None:
         print(text, file=self.out, flush=True)

@@ -24,8 +24,8 @@ from gateway.uplink.session import ConnectRefused, Session, TlsRefused, broker_a
 from gateway.uplink.wire import Envelope
 
 CONNECT_TIMEOUT_S = 10.0
-STOP_TIMEOUT_S = 1.0
-STABLE_SESSION_S = 10.0  # a session shorter than this does not reset the backoff (no connect/drop storm)  # offline status PUBACK + DISCONNECT on shutdown (daemon stop budget is 4 s)
+STOP_TIMEOUT_S = 1.0  # offline status PUBACK + DISCONNECT on shutdown (daemon stop budget is 4 s)
+STABLE_SESSION_S = 10.0  # a session shorter than this does not reset the backoff (no connect/drop storm)
 
 
 class ConnState(enum.StrEnum):
