@@ -161,7 +161,7 @@ class Backoff:
         self._rng = rng or random.Random()
 
     def ceiling(self) -> float:
-        return min(self.cap_s, self.base_s * (2 ** min(self.tries, 30)))
+        return min(self.cap_s, self.base_s * (1 << min(self.tries, 30)))
 
     def next_delay(self) -> float:
         """The wait before the next attempt; each call counts one more failed attempt."""

@@ -27,7 +27,7 @@ class Supervised:
         self.healthy_after_s = healthy_after_s
         self.restarts = 0
         self.last_error = ""
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         while True:

@@ -17,10 +17,10 @@ SmsPolicy = Literal["always", "uplink_down", "never"]
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    pass
+    """Subclasses say `frozen=True` again: msgspec inherits it, type checkers do not (msgspec#657)."""
 
 
-class Sounder(_Section):
+class Sounder(_Section, frozen=True):
     """Relay-box coils. The sounder pulses on_s/off_s for at most max_duration_s (neighbours sleep too;
     the guard has been woken by then); the strobe stays on until acknowledged: the fire standards ask
     for a visible indicator until the alarm is acknowledged (protocols.md §4)."""
@@ -34,7 +34,7 @@ class Sounder(_Section):
     retry_s: Annotated[float, Meta(gt=0, le=300)] = 5.0  # relay box unreachable: write again this often
 
 
-class Sms(_Section):
+class Sms(_Section, frozen=True):
     # Per severity: "always", "uplink_down" (only when the uplink has been down > uplink_down_after_s:
     # the platform notifies people itself while it is reachable), or "never".
     critical: SmsPolicy = "always"
@@ -48,14 +48,14 @@ class Sms(_Section):
     retry_s: Annotated[float, Meta(gt=0, le=3600)] = 30.0  # modem unavailable: try again this often
 
 
-class Templates(_Section):
+class Templates(_Section, frozen=True):
     # Placeholders: {community} {courtyard} {place} (2栋1单元401) {title} {time} (HH:MM local)
     # {device} {severity} {tier}. Unknown placeholders are a config error (check.py).
     raised: str = "【社区消防】{community}{courtyard}{place} {title} {time}，请立即处置"
     escalated: str = "【社区消防】{community}{courtyard}{place} {title} {time}，{tier}级上报，尚无人确认，请立即处置"
 
 
-class Tier(_Section):
+class Tier(_Section, frozen=True):
     """Contacts told `after_s` after the alarm was raised, unless it has been acknowledged by then."""
 
     after_s: Seconds
@@ -70,7 +70,7 @@ DEFAULT_TIERS = (
 )
 
 
-class Notify(_Section):
+class Notify(_Section, frozen=True):
     timezone: str = "Asia/Shanghai"  # for {time} in SMS text
     sounder: Sounder = Sounder()
     sms: Sms = Sms()

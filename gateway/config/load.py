@@ -68,8 +68,8 @@ def _field_type(schema: Any, path: str) -> Any:
             args = [a for a in typing.get_args(cur) if a is not type(None)]
             cur = args[0] if len(args) == 1 else cur
         if idx:
-            args = typing.get_args(cur)
-            cur = args[0] if args else None
+            params = typing.get_args(cur)
+            cur = params[0] if params else None
         elif hasattr(cur, "__struct_fields__"):
             cur = typing.get_type_hints(cur, include_extras=True).get(key)
         elif typing.get_origin(cur) is dict:
@@ -298,7 +298,7 @@ def load_config(path: str | os.PathLike[str]) -> s.Config:
         gb26875=gb26875,
         extra=extra,
     )
-    broken_contacts = {c.get("id") for c, ok in zip(raw.get("contacts", []) or [], contacts) if ok is None and isinstance(c, dict)}
+    broken_contacts = {str(c.get("id")) for c, ok in zip(raw.get("contacts", []) or [], contacts) if ok is None and isinstance(c, dict)}
     profile_specs = cross_check(cfg, file, devices, errors, broken_ports, broken_contacts)
     if errors:
         raise ConfigError(errors)
@@ -321,7 +321,7 @@ def load_credentials(path: str | os.PathLike[str]) -> s.Credentials:
         )
     raw = _read_toml(path)
     errors: list[str] = []
-    creds = convert(path.name, "", raw, s.Credentials, errors, redact=True)
-    if errors:
+    creds: s.Credentials | None = convert(path.name, "", raw, s.Credentials, errors, redact=True)
+    if errors or creds is None:
         raise ConfigError(errors)
     return creds

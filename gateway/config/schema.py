@@ -25,28 +25,28 @@ MiB = 1024 * 1024
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    pass
+    """Subclasses say `frozen=True` again: msgspec inherits it, type checkers do not (msgspec#657)."""
 
 
-class Identity(_Section):
+class Identity(_Section, frozen=True):
     # gateway_id is used in MQTT topics and as the certificate CN: keep it topic-safe.
     gateway_id: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{2,47}$")]
     community: Text = ""
     courtyard: Text = ""
 
 
-class ClockSection(_Section):
+class ClockSection(_Section, frozen=True):
     # "kernel": trust the wall clock once adjtimex reports it synchronised (timesyncd/chrony).
     # "assume_synced": bench machines and tests without a time daemon.
     sync: Literal["kernel", "assume_synced"] = "kernel"
 
 
-class LogSection(_Section):
+class LogSection(_Section, frozen=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
 
 
-class Uplink(_Section):
+class Uplink(_Section, frozen=True):
     broker_url: str  # mqtt://host:1883 or mqtts://host:8883
     client_id: str = ""  # default: the gateway id
     ca_file: str = ""
@@ -66,7 +66,7 @@ class Uplink(_Section):
     status_interval_s: Annotated[float, Meta(ge=5)] = 60.0
 
 
-class Store(_Section):
+class Store(_Section, frozen=True):
     path: str = "/var/lib/courtyard-gateway/outbox.db"
     # Cap on database + WAL together (reliability §0.11: the WAL grew to 4 MB beside a 4 kB file).
     max_bytes: Annotated[int, Meta(ge=1 * MiB)] = 512 * MiB
@@ -79,19 +79,19 @@ class Store(_Section):
     ballast_bytes: Annotated[int, Meta(ge=0, le=256 * MiB)] = 4 * MiB
 
 
-class Control(_Section):
+class Control(_Section, frozen=True):
     socket: str = "/run/courtyard-gateway/control.sock"
     group: str = ""  # group owning the socket (mode 0660); default: the daemon's own group
 
 
-class Contact(_Section):
+class Contact(_Section, frozen=True):
     id: Ident
     name: Text
     role: ContactRole
     phone: Annotated[str, Meta(pattern=r"^\+?[0-9]{3,20}$")]
 
 
-class DeviceEntry(_Section):
+class DeviceEntry(_Section, frozen=True):
     id: Ident
     profile: str
     port: str
@@ -108,14 +108,14 @@ class DeviceEntry(_Section):
         return Location(self.building, self.unit, self.room)
 
 
-class ProfileField(_Section):
+class ProfileField(_Section, frozen=True):
     unit: str = ""
     description: str = ""
     min: float | None = None
     max: float | None = None
 
 
-class Profile(_Section):
+class Profile(_Section, frozen=True):
     """A device profile file (config/profiles/<name>.toml). The [<protocol>] table is the driver's."""
 
     type: DeviceType
@@ -132,7 +132,7 @@ class Profile(_Section):
     nbiot: dict[str, Any] | None = None
 
 
-class Credentials(_Section):
+class Credentials(_Section, frozen=True):
     """The secrets file (mode 0600, never in the main config, never logged)."""
 
     mqtt_username: str = ""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 
-from gateway.supervise import Backoff  # noqa: F401 - re-exported: one backoff policy for every retry loop
+from gateway.clock import Backoff as Backoff  # re-exported: one backoff policy for every retry loop
 
 
 class Histogram:
