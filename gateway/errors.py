@@ -5,7 +5,7 @@ Never `return None` to mean "failed": raise one of these so the reason survives 
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 
 class GatewayError(Exception):
@@ -158,10 +158,12 @@ class CommandRejected(GatewayError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
-class _Log(Protocol):
-    def warning(self, event: str, **kw: Any) -> Any: ...
-    def debug(self, event: str, **kw: Any) -> Any: ...
-    def info(self, event: str, **kw: Any) -> Any: ...
+class EventLog(Protocol):
+    """The part of a structlog bound logger that failure reports use."""
+
+    def warning(self, event: str, **kw: object) -> object: ...
+    def debug(self, event: str, **kw: object) -> object: ...
+    def info(self, event: str, **kw: object) -> object: ...
 
 
 class FailureLog:
@@ -169,7 +171,7 @@ class FailureLog:
     (STYLE "Errors and logging"; aioesphomeapi `_first_try_log_level`). One per failing thing (a port, a
     modem, a broker connection); counts and rates belong in health() counters, not in more log lines."""
 
-    def __init__(self, log: _Log) -> None:
+    def __init__(self, log: EventLog) -> None:
         self.log = log
         self.failures = 0  # consecutive failures since the last success
 
@@ -177,13 +179,13 @@ class FailureLog:
     def failing(self) -> bool:
         return self.failures > 0
 
-    def failed(self, event: str, **kw: Any) -> int:
+    def failed(self, event: str, **kw: object) -> int:
         """Log one failure at WARNING if it is the first of a run, else DEBUG; return the run's length."""
         self.failures += 1
         (self.log.warning if self.failures == 1 else self.log.debug)(event, **kw)
         return self.failures
 
-    def recovered(self, event: str | None = None, **kw: Any) -> bool:
+    def recovered(self, event: str | None = None, **kw: object) -> bool:
         """End a run of failures: one INFO `event` (if given) with `after_failures`; False if none was running."""
         if not self.failures:
             return False

@@ -8,9 +8,10 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 REDACTED = "<redacted>"
 SECRET_KEYS = frozenset({"password", "mqtt_password", "key", "secret", "token", "hmac_key", "command_keys", "lora_keys", "signature"})
@@ -40,7 +41,7 @@ class Redactor:
             return [self._scrub(v) for v in value]
         return value
 
-    def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
         return {k: (REDACTED if k in SECRET_KEYS else self._scrub(v)) for k, v in event_dict.items()}
 
 
@@ -61,11 +62,11 @@ class Damper:
         self._now = monotonic
         self._seen: dict[str, list[float]] = {}  # key -> [window start, dropped count]
 
-    def _key(self, method: str, event_dict: dict[str, Any]) -> str:
+    def _key(self, method: str, event_dict: EventDict) -> str:
         items = sorted((k, repr(v)) for k, v in event_dict.items() if k not in ("timestamp", "_record", "_from_structlog"))
         return f"{method}\0{items!r}"
 
-    def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
         if self.window_s <= 0 or event_dict.get("level", method) not in self.LEVELS:
             return event_dict
         key, now = self._key(method, event_dict), self._now()
@@ -95,7 +96,7 @@ class _GatewayId:
 
     value = ""
 
-    def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
         if self.value:
             event_dict.setdefault("gateway_id", self.value)
         return event_dict
@@ -108,7 +109,7 @@ class _LineWriter:
     """structlog's logger: one rendered line per write, on the stdlib handler's stream under its lock, so our
     lines and the libraries' never interleave."""
 
-    def __init__(self, handler: logging.StreamHandler[Any]) -> None:
+    def __init__(self, handler: logging.StreamHandler[TextIO]) -> None:
         self.handler = handler
 
     def msg(self, message: str) -> None:
@@ -122,7 +123,7 @@ class _LineWriter:
     debug = info = warning = warn = error = critical = exception = fatal = log = msg
 
 
-def setup(level: str = "info", fmt: str = "auto", gateway_id: str = "", stream: Any = None, damp_s: float = 0.0) -> None:
+def setup(level: str = "info", fmt: str = "auto", gateway_id: str = "", stream: TextIO | None = None, damp_s: float = 0.0) -> None:
     """Configure logging once for the process. `fmt`: auto (console on a TTY, JSON otherwise), json, console.
 
     Our structlog events and the libraries' stdlib records (paho, pymodbus, asyncio: WARNING and above) go
@@ -137,14 +138,14 @@ def setup(level: str = "info", fmt: str = "auto", gateway_id: str = "", stream: 
     )
     _GATEWAY_ID.value = gateway_id
     DAMPER.window_s = damp_s
-    shared: list[Any] = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         _GATEWAY_ID,
         structlog.processors.add_log_level,
         DAMPER,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    final: list[Any] = [
+    final: list[Processor] = [
         # Tracebacks are rendered before redaction so a secret inside an exception message is scrubbed too.
         structlog.processors.format_exc_info,
         REDACTOR,
