@@ -14,7 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from gateway.model import Command, Item, Stamp  # Command: re-exported for drivers
+from gateway.clock import Clock
+from gateway.model import Command, Device, Item, Stamp  # Command: re-exported for drivers
 
 Emit = Callable[[Item], None]
 """Hand one Reading or Event to the pipeline. Never blocks; safe to call from the event loop only."""
@@ -61,9 +62,9 @@ class DriverContext(msgspec.Struct, frozen=True):
 
     port_name: str
     port: Any  # the DriverSpec.port_schema instance for [ports.<port_name>]
-    devices: tuple[Any, ...]  # gateway.model.Device, every device whose `port` is this one
+    devices: tuple[Device, ...]  # every device whose `port` is this one
     profiles: dict[str, Any]  # profile name -> DriverSpec.profile_schema instance (its [<protocol>] table)
-    clock: Any  # gateway.clock.Clock
+    clock: Clock
     log: Any  # structlog BoundLogger, already bound to driver= and port=
     secrets: dict[str, str] = {}  # e.g. LoRa device keys from the credentials file, by device id
 
