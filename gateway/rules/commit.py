@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from gateway.errors import StoreError
+from gateway.errors import FailureLog, StoreError
 from gateway.rules import alarm_sql
 from gateway.rules.alarm_sql import Pending
 
@@ -26,7 +26,7 @@ class Committer:
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._failing = False
+        self._failures = FailureLog(log)  # first commit failure WARNING, repeats DEBUG, recovery INFO
         # Called with (pending, seq, committed monotonic ns) after each commit: latency bench, tests.
         self.listeners: list[Callable[[Pending, int, int], None]] = []
         self.counters = {"commits": 0, "transitions": 0, "commit_failures": 0}
@@ -54,14 +54,10 @@ class Committer:
                 except StoreError as exc:
                     self._queue = batch + self._queue  # never drop a transition: keep order, retry
                     self.counters["commit_failures"] += 1
-                    level = self.log.debug if self._failing else self.log.warning
-                    self._failing = True
-                    level("alarm_commit_failed", error=str(exc), queued=len(self._queue))
+                    self._failures.failed("alarm_commit_failed", error=str(exc), queued=len(self._queue))
                     await asyncio.sleep(RETRY_S)
                     continue
-                if self._failing:
-                    self._failing = False
-                    self.log.info("alarm_commit_recovered")
+                self._failures.recovered("alarm_commit_recovered")
             self._idle.set()
 
     async def _commit(self, batch: list[Pending]) -> None:
