@@ -10,12 +10,16 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
 from gateway.clock import Clock
-from gateway.model import Command, Device, Item, Stamp  # Command: re-exported for drivers
+from gateway.model import Command, Device, Item, Stamp
+
+__all__ = ["Actuator", "Command", "Driver", "DriverContext", "DriverHealth", "DriverSpec", "DriverState", "Emit"]
+# Command is re-exported: it lives in gateway.model (actions and control use it too).
 
 Emit = Callable[[Item], None]
 """Hand one Reading or Event to the pipeline. Never blocks; safe to call from the event loop only."""
@@ -47,10 +51,30 @@ class Driver(Protocol):
     def health(self) -> DriverHealth: ...
 
 
+# ---- Capabilities: what a driver can do beyond run/health. The daemon routes by these (isinstance on
+# runtime-checkable Protocols), so a reader sees what depends on what; no hasattr probing.
 @runtime_checkable
 class Actuator(Driver, Protocol):
     async def write(self, command: Command) -> None:
         """Perform the command; raise a GatewayError subclass with the reason when the device refuses."""
+
+
+@runtime_checkable
+class Pollable(Driver, Protocol):
+    async def poll(self, device_id: str) -> list[Item]:
+        """Read one device now (`gateway poll`, the platform's poll_now); its items are also emitted."""
+
+
+@runtime_checkable
+class SmsSender(Driver, Protocol):
+    async def send_sms(self, number: str, text: str) -> None:
+        """Send one text; raise ModemUnavailable / ModemError with the reason."""
+
+
+@runtime_checkable
+class RelayReceiver(Driver, Protocol):
+    def submit_relay(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Take a report the platform relayed (already authenticated by the uplink); CommandRejected if not ours."""
 
 
 class DriverContext(msgspec.Struct, frozen=True):
@@ -67,6 +91,9 @@ class DriverContext(msgspec.Struct, frozen=True):
     clock: Clock
     log: Any  # structlog BoundLogger, already bound to driver= and port=
     secrets: dict[str, str] = {}  # e.g. LoRa device keys from the credentials file, by device id
+    # Where a driver may persist small state (frame counters: drivers/counters.py); the daemon passes
+    # the outbox's directory. None = keep it in memory (a lost restart protection, never a lost alarm).
+    state_dir: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,21 @@
     drivers/<protocol> --Reading/Event--> pipeline --> rules --Alarm--> actions (sounder, SMS, escalation)
            |                                 |                                |
            +---------------------------------+----> store (SQLite outbox) ----+--> uplink (MQTT, GB 26875)
-    cli --control socket--> control
+    cli --control socket--> control                 trouble monitor --> relay box fault lamp
 
-Start order: store -> uplink -> control -> drivers -> rules/actions -> pipeline (the drivers run before
-the rules start because restoring active alarms drives the sounder coils through them; what drivers
-emit meanwhile waits in the pipeline). Stop: drivers, then the pipeline drains into the rules and the
-store, then the rest in reverse (telegraf agent.Run). Every long-running stage is a supervised task.
+Fail-operational (issue 15; GB 4717 / EN 54-2: a fault in any other function never stops the fire-alarm
+function). The ALARM CORE is drivers -> pipeline -> rules -> local actions (sounder, strobe, SMS); it
+depends on nothing else. Everything else is a SUBSYSTEM that can be down with a reason and is retried,
+never a precondition: the store (its journal keeps alarms and events in memory while the card is
+read-only, corrupt or full), the MQTT uplink (missing certificate, refused credentials, broker down),
+the GB/T 26875 link, the control socket. The trouble monitor signals each such fault in the guard room.
+
+Start order: instance lock (before anything is opened) -> store (open never fatal) -> drivers -> rules
+(restore active alarms; the drivers run first because the restore drives the sounder coils through them;
+what drivers emit meanwhile waits in the pipeline) -> pipeline -> uplink, GB/T 26875, control socket,
+trouble monitor (each constructed inside its supervised task, so a constructor that fails is a subsystem
+down, retried with backoff). Stop: drivers, then the pipeline drains into the rules and the store, then
+the rest in reverse (telegraf agent.Run).
 """
 
 from __future__ import annotations
@@ -18,24 +27,30 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 import gateway
+from drivers.base import Actuator, Driver, DriverState, Pollable, RelayReceiver, SmsSender
+from gateway import instance
 from gateway import log as logsetup
 from gateway.clock import Clock
 from gateway.config import Config, Credentials, load_credentials
-from gateway.errors import CommandRejected, ModemUnavailable
-from gateway.model import Device, RecordClass
 from gateway.control import handlers as control_handlers
 from gateway.control.server import ControlServer
+from gateway.errors import CommandRejected, GatewayError, ModemUnavailable
+from gateway.model import Device, Item, RecordClass
 from gateway.pipeline import Pipeline
 from gateway.supervise import Supervisor
 from gateway.systemd import Notifier
+from gateway.trouble import Fault, TroubleMonitor
 
 STOP_BUDGET_S = 4.0  # SIGTERM to exit, all stages together (issue 2: within 5 s)
+# A card that hangs on open (failing SD) must not hold the alarm core back; the store retries on its own.
+STORE_OPEN_BUDGET_S = 10.0
 
 
 def resolve_devices(cfg: Config) -> dict[str, Device]:
@@ -80,16 +95,17 @@ class DaemonActions:
         await self.d.actuate(command)
 
     async def send_sms(self, number: str, text: str) -> None:
-        sender = next((drv for drv in self.d.drivers.values() if hasattr(drv, "send_sms")), None)
+        sender = next((drv for drv in self.d.drivers.values() if isinstance(drv, SmsSender)), None)
         if sender is None:
             raise ModemUnavailable("no SMS modem configured (add a [ports.*] with driver = \"sms_ec200\")")
         await sender.send_sms(number, text)
 
     def uplink_down_for_s(self) -> float:
-        # No uplink at all counts as down forever, so "SMS only when the uplink is down" still goes out.
+        # No uplink (not configured, or its construction failed) counts as down forever, so "SMS only
+        # when the uplink is down" still goes out.
         if self.d.uplink is None:
             return float("inf")
-        return self.d.uplink.down_for_s()
+        return float(self.d.uplink.down_for_s())
 
     def notify_uplink(self) -> None:
         if self.d.uplink is not None:
@@ -105,14 +121,18 @@ class Daemon:
         self.log = logsetup.get(component="daemon")
         self.devices = resolve_devices(cfg)
         self.supervisor = Supervisor(self.log, self.clock)
-        self.drivers: dict[str, Any] = {}
+        self.drivers: dict[str, Driver] = {}
         self.outbox: Any = None
         self.uplink: Any = None
         self.rules: Any = None
         self.gb26875: Any = None
+        self.control: ControlServer | None = None
         self.pipeline: Pipeline | None = None
+        self.trouble: TroubleMonitor | None = None
+        self.store_error = ""  # why the store could not be opened at start ("" = it opened)
         self.started_mono = self.clock.monotonic()
         self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     # ---- wiring -------------------------------------------------------------------------------
     def _build_drivers(self) -> None:
@@ -132,12 +152,18 @@ class Daemon:
                 clock=self.clock,
                 log=logsetup.get(driver=driver_name, port=port_name),
                 secrets=secrets,
+                # Frame counters and sessions persist beside the outbox (drivers/counters.py); a read-only
+                # card leaves them in memory, never deaf.
+                state_dir=Path(self.cfg.store.path).parent,
             )
             self.drivers[port_name] = spec.build(ctx)
 
     def status(self) -> dict[str, Any]:
-        """One snapshot for the retained status message, `gateway status` and STATUS=."""
+        """One snapshot for the retained status message, `gateway status` and STATUS=. Leads with the
+        faults the trouble monitor signals (issue 15, item 7)."""
+        faults = self.trouble.faults() if self.trouble is not None else []
         out: dict[str, Any] = {
+            "trouble": [msgspec.to_builtins(f) for f in faults],
             "gateway_id": self.cfg.identity.gateway_id,
             "version": gateway.__version__,
             "uptime_s": round(self.clock.monotonic() - self.started_mono, 1),
@@ -146,20 +172,43 @@ class Daemon:
             "tasks": self.supervisor.snapshot(),
         }
         if self.outbox is not None:
-            out["store"] = msgspec.to_builtins(self.outbox.stats())
+            out["store"] = self._store_status()
         if self.uplink is not None:
             out["uplink"] = self.uplink.health()
+        elif self.cfg.uplink.broker_url:
+            out["uplink"] = {"state": "down", "reason": self._task_error("uplink") or "not started"}
         if self.gb26875 is not None:
             out["gb26875"] = self.gb26875.health()
         if self.rules is not None:
             out["active_alarms"] = len(self.rules.active())
+            out["alarm_journal"] = self.rules.committer.depth()
         if self.pipeline is not None:
             out["pipeline"] = dict(self.pipeline.counters)
         return out
 
+    def _store_status(self) -> dict[str, Any]:
+        """The outbox's stats (the shape `gateway status` always had) plus its state and reason."""
+        out: dict[str, Any] = {}
+        try:
+            out.update(msgspec.to_builtins(self.outbox.stats()))
+        except Exception as exc:  # noqa: BLE001 - a store that cannot answer is reported, not fatal
+            out["stats_error"] = str(exc)[:200]
+        health = getattr(self.outbox, "health", None)
+        if callable(health):
+            out.update(health())
+        reason = self._check_store()
+        out.setdefault("state", "down" if reason else "up")
+        if reason:
+            out.setdefault("reason", reason)
+        return out
+
+    def _task_error(self, name: str) -> str:
+        item = self.supervisor.items.get(name)
+        return item.last_error if item is not None else ""
+
     async def _relay(self, body: dict[str, Any]) -> None:
         """An NB-IoT report relayed by the platform (already authenticated by the uplink)."""
-        relays = [drv for drv in self.drivers.values() if hasattr(drv, "submit_relay")]
+        relays = [drv for drv in self.drivers.values() if isinstance(drv, RelayReceiver)]
         if not relays:
             raise CommandRejected("no_relay_port", "no NB-IoT port configured on this gateway")
         last: CommandRejected | None = None
@@ -174,31 +223,29 @@ class Daemon:
         assert last is not None
         raise last
 
-    def driver_of(self, device_id: str) -> Any:
+    def driver_of(self, device_id: str) -> Driver:
         device = self.devices.get(device_id)
         if device is None:
             raise CommandRejected("unknown_device", f"no device {device_id!r} in this gateway's config")
         return self.drivers[device.port]
 
-    async def poll_device(self, device_id: str) -> list[Any]:
+    async def poll_device(self, device_id: str) -> list[Item]:
         """Poll now (downlink poll_now, `gateway poll`): only drivers that poll can."""
         drv = self.driver_of(device_id)
-        if not hasattr(drv, "poll"):
+        if not isinstance(drv, Pollable):
             raise CommandRejected("not_pollable", f"{device_id} reports on its own ({type(drv).__name__}); wait for its next frame")
         return await drv.poll(device_id)
 
     async def actuate(self, command: Any) -> None:
-        """Route an actuator command to the driver owning the device (sounder, strobe, silence)."""
+        """Route an actuator command to the driver owning the device (sounder, strobe, trouble lamp)."""
         drv = self.driver_of(command.device_id)
-        if not hasattr(drv, "write"):
+        if not isinstance(drv, Actuator):
             raise CommandRejected("not_actuator", f"{command.device_id} cannot be written to")
         await drv.write(command)
 
     def healthy(self) -> bool:
-        """What the watchdog vouches for: the loop turns and the outbox writer is alive."""
-        writer_alive = getattr(self.outbox, "writer_alive", None)
-        if callable(writer_alive) and not writer_alive():
-            return False
+        """What the watchdog vouches for: the event loop turns. A dead store writer is a store fault
+        (signalled as trouble, retried), never a reason to have systemd kill the alarm path."""
         return True
 
     # ---- run ----------------------------------------------------------------------------------
@@ -219,29 +266,36 @@ class Daemon:
             self.log.info("daemon_stopped")
         return 0
 
-    async def _start(self) -> None:
-        from gateway.store.outbox import Outbox
-
-        from gateway.uplink import Uplink
+    def _consumers(self) -> dict[str, set[RecordClass]]:
         from gateway.uplink.gb26875 import client as gb
 
-        gb_cfg = self.cfg.gb26875
         consumers = {"mqtt": set(RecordClass)}
+        gb_cfg = self.cfg.gb26875
         if gb_cfg is not None and gb_cfg.enabled:
             consumers[gb.CONSUMER] = set(gb.CLASSES)
-        Path(self.cfg.store.path).parent.mkdir(parents=True, exist_ok=True)
-        self.outbox = Outbox(self.cfg.store, self.clock, logsetup.get(stage="store"), consumers)
-        await self.outbox.open()
+        return consumers
+
+    async def _open_store(self) -> None:
+        """The store opens or is down with a reason; either way the alarm core starts (issue 15, item 2)."""
+        from gateway.store.outbox import Outbox
+
+        try:
+            Path(self.cfg.store.path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.log.warning("store_dir_unavailable", path=str(Path(self.cfg.store.path).parent), error=str(exc))
+        self.outbox = Outbox(self.cfg.store, self.clock, logsetup.get(stage="store"), self._consumers())
+        try:
+            await asyncio.wait_for(self.outbox.open(), STORE_OPEN_BUDGET_S)
+        except (GatewayError, OSError, asyncio.TimeoutError) as exc:
+            self.store_error = str(exc) or type(exc).__name__
+            self.log.error("store_down_at_start", error=self.store_error)
+        if callable(getattr(self.outbox, "run", None)):
+            self.supervisor.start("store", self.outbox.run)  # reopens with backoff, commits the journal
+
+    async def _start(self) -> None:
+        await self._open_store()
+        # ---- the alarm core -------------------------------------------------------------------
         self._build_drivers()
-        control = control_handlers.build(self)
-        self.uplink = Uplink(
-            self.cfg.uplink, self.credentials, self.cfg.identity, self.outbox, self.clock, logsetup.get(stage="uplink"),
-            handlers=downlink_handlers(control), relay_handler=self._relay, status_provider=self.status,
-        )
-        self.supervisor.start("uplink", self.uplink.run)
-        if gb.CONSUMER in consumers:
-            self.gb26875 = gb.GB26875Client(gb_cfg, self.outbox, self.devices, self.clock, logsetup.get(stage="gb26875"))
-            self.supervisor.start("gb26875", self.gb26875.run)
         from gateway.rules.engine import RuleEngine
 
         self.rules = RuleEngine(
@@ -249,18 +303,163 @@ class Daemon:
             notify=self.cfg.notify, contacts=self.cfg.contacts, identity=self.cfg.identity,
         )
         self.pipeline = Pipeline(self.outbox, self.rules, self.devices, self.log)
-        self.control = ControlServer(self.cfg.control.socket, control, control_handlers.MUTATING, self.log, self.cfg.control.group)
-        self.supervisor.start("control", self.control.run)
-        # Drivers run before the rules start: RuleEngine.start() drives the sounder coils to the state
-        # the restored alarms want, through a driver that must be running (it queues until its port
-        # opens). What drivers emit meanwhile waits in the pipeline, which starts last.
+        pipeline = self.pipeline
         for port_name, drv in self.drivers.items():
-            self.supervisor.start(f"driver:{port_name}", lambda drv=drv: drv.run(self.pipeline.emit))
+            self.supervisor.start(f"driver:{port_name}", lambda drv=drv: drv.run(pipeline.emit))
         await asyncio.sleep(0)  # let each driver task reach run() before the rules act through it
-        await self.rules.start()
+        await self.rules.start()  # restores active alarms, or defers that until the store is back
         self.supervisor.start("rules", self.rules.run)
         self.supervisor.start("pipeline", self.pipeline.run)
+        # ---- subsystems: each may be down, none is a precondition of the core ------------------
+        self._start_trouble()
+        self.supervisor.start("control", self._run_control)
+        if self.cfg.uplink.broker_url:
+            self.supervisor.start("uplink", self._run_uplink)
+        if "gb26875" in self._consumers():
+            self.supervisor.start("gb26875", self._run_gb26875)
 
+    async def _run_uplink(self) -> None:
+        from gateway.uplink import Uplink
+
+        control = control_handlers.build(self)
+        self.uplink = Uplink(
+            self.cfg.uplink, self.credentials, self.cfg.identity, self.outbox, self.clock, logsetup.get(stage="uplink"),
+            handlers=downlink_handlers(control), relay_handler=self._relay, status_provider=self.status,
+        )
+        await self.uplink.run()
+
+    async def _run_gb26875(self) -> None:
+        from gateway.uplink.gb26875 import client as gb
+
+        self.gb26875 = gb.GB26875Client(self.cfg.gb26875, self.outbox, self.devices, self.clock, logsetup.get(stage="gb26875"))
+        await self.gb26875.run()
+
+    async def _run_control(self) -> None:
+        self.control = ControlServer(self.cfg.control.socket, control_handlers.build(self), control_handlers.MUTATING,
+                                     self.log, self.cfg.control.group)
+        await self.control.run()
+
+    # ---- trouble ------------------------------------------------------------------------------
+    def _start_trouble(self) -> None:
+        notify = self.cfg.notify
+        from gateway.actions.schema import Notify
+
+        notify = notify or Notify()
+        cfg = notify.trouble
+        device = (cfg.device or notify.sounder.device) if cfg.outputs else ""
+        self.trouble = TroubleMonitor(cfg, device, self._trouble_checks(cfg), self.actuate, self.clock,
+                                      logsetup.get(stage="trouble"), on_change=self._fault_changed)
+        self.supervisor.start("trouble", self.trouble.run)
+
+    def _trouble_checks(self, cfg: Any) -> dict[str, Any]:
+        """One check per subsystem; each answers "" or why it is at fault. Deadlines count from the
+        fault's start (CLARIFICATIONS Turn 2), which each check takes from the subsystem's own clock."""
+        checks: dict[str, Any] = {"store": self._check_store}
+        if self.cfg.uplink.broker_url:
+            checks["uplink"] = lambda: self._check_link("uplink", self.uplink, cfg.uplink_after_s)
+        if "gb26875" in self._consumers():
+            checks["gb26875"] = lambda: self._check_link("gb26875", self.gb26875, cfg.centre_after_s)
+        down_since: dict[str, float] = {}
+        for name, drv in self.drivers.items():
+            checks[f"port:{name}"] = lambda name=name, drv=drv: self._check_driver(name, drv, cfg.bus_after_s, down_since)
+        sounder = self.cfg.notify
+        if sounder is not None and sounder.sounder.device in self.devices:
+            checks["sounder"] = lambda: self._check_device_answers(sounder.sounder.device)
+        checks["control"] = lambda: "" if self._task_running("control") else (self._task_error("control") or "not running")
+        return checks
+
+    def _task_running(self, name: str) -> bool:
+        item = self.supervisor.items.get(name)
+        return bool(item is not None and item.task is not None and not item.task.done() and not item.failing())
+
+    def _check_store(self) -> str:
+        if self.outbox is None:
+            return self.store_error or "not opened"
+        health = getattr(self.outbox, "health", None)
+        if callable(health):
+            h = health()
+            if h.get("state", "up") not in ("up", "ok"):
+                return str(h.get("reason") or h.get("state"))
+            return ""
+        if self.store_error:
+            return self.store_error
+        if not self.outbox.writer_alive():
+            return "writer thread stopped"
+        return ""
+
+    def _check_link(self, name: str, link: Any, after_s: float) -> str:
+        if link is None:  # not constructed yet, or its construction fails (then the supervisor retries)
+            if self.clock.monotonic() - self.started_mono <= after_s:
+                return ""
+            return f"not running: {self._task_error(name) or 'starting'}"
+        down = link.down_for_s() if hasattr(link, "down_for_s") else self._link_down_for(name, link)
+        h = link.health()
+        if h.get("config_fault"):  # a missing certificate or refused credentials: no reconnect will fix it
+            return f"{h.get('reason')}: {h.get('detail') or ''}".rstrip(": ")
+        if down <= after_s:
+            # Connected as far as TCP knows, but a blackholed link is only noticed at the keepalive
+            # timeout (1.5 x keepalive): records in flight without a PUBACK for after_s is the earlier sign.
+            waiting = h.get("last_puback_age_s")
+            waiting = h.get("state_age_s") if waiting is None else waiting
+            if h.get("inflight") and waiting is not None and waiting > after_s:
+                return f"no acknowledgement for {waiting:.0f} s ({h.get('inflight')} in flight)"
+            return ""
+        why = h.get("reason") or h.get("last_error") or h.get("state", "")
+        return f"not connected for {down:.0f} s ({why})"
+
+    def _link_down_for(self, name: str, link: Any) -> float:
+        """Seconds since `link` was last connected (for stages that do not keep it themselves)."""
+        now = self.clock.monotonic()
+        key = f"_down_since_{name}"
+        if str(link.health().get("state")) == "connected":
+            setattr(self, key, None)
+            return 0.0
+        since = getattr(self, key, None)
+        if since is None:
+            since = now
+            setattr(self, key, since)
+        return now - since
+
+    def _check_driver(self, name: str, drv: Driver, after_s: float, down_since: dict[str, float]) -> str:
+        h = drv.health()
+        now = self.clock.monotonic()
+        if h.state != DriverState.DOWN:
+            down_since.pop(name, None)
+            return ""
+        since = down_since.setdefault(name, now)
+        if now - since < after_s:
+            return ""
+        why = (h.detail or {}).get("port_error") or (h.detail or {}).get("error") or "port down"
+        return f"down for {now - since:.0f} s ({why})"
+
+    def _check_device_answers(self, device_id: str) -> str:
+        """The relay box itself: a sounder that does not answer cannot sound (issue 15 matrix row)."""
+        drv = self.drivers.get(self.devices[device_id].port)
+        if drv is None:
+            return ""
+        slaves = (drv.health().detail or {}).get("slaves", {})
+        s = slaves.get(device_id)
+        if s and s.get("state") == "offline":
+            return f"relay box {device_id} not answering ({s.get('last_error') or 'no reply'})"
+        return ""
+
+    def _fault_changed(self, fault: Fault, active: bool) -> None:
+        """A fault came or went: an EVENT record for the platform (journalled if the store is down)."""
+        if self.outbox is None:
+            return
+        body = {"kind": "fault", "code": f"trouble_{'raised' if active else 'cleared'}", "source": fault.source,
+                "reason": fault.reason, "since_wall_s": fault.since_wall_s}
+        task = asyncio.get_running_loop().create_task(self._put_quietly(body))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _put_quietly(self, body: dict[str, Any]) -> None:
+        try:
+            await self.outbox.put(RecordClass.EVENT, "event.fault", self.cfg.identity.gateway_id, self.clock.now(), body)
+        except Exception as exc:  # noqa: BLE001 - the store being down is itself one of the faults
+            self.log.debug("fault_record_not_stored", error=str(exc)[:200])
+
+    # ---- watch and stop -----------------------------------------------------------------------
     async def _watch(self) -> None:
         interval = (self.notifier.watchdog_s or 10.0) / 2
         status_every = 30.0
@@ -268,8 +467,11 @@ class Daemon:
         while not self._stop.is_set():
             if self.healthy():
                 self.notifier.watchdog()
-            else:
-                self.log.error("watchdog_withheld", reason="outbox writer not alive")
+            if self.rules is not None and self.rules.restore_pending and not self._check_store():
+                try:
+                    await self.rules.restore()  # the store came back: merge the alarms it held
+                except GatewayError as exc:
+                    self.log.debug("alarms_restore_retry_failed", error=str(exc)[:200])
             now = self.clock.monotonic()
             if now >= next_status:
                 next_status = now + status_every
@@ -280,9 +482,11 @@ class Daemon:
                 pass
 
     def _status_line(self) -> str:
-        down = sum(1 for d in self.drivers.values() if str(d.health().state) in ("down", "degraded"))
+        down = sum(1 for d in self.drivers.values() if d.health().state in (DriverState.DOWN, DriverState.DEGRADED))
         up = self.uplink.health().get("state", "?") if self.uplink is not None else "off"
-        return f"uplink {up}; {len(self.drivers) - down}/{len(self.drivers)} ports ok"
+        faults = self.trouble.faults() if self.trouble is not None else []
+        lead = f"TROUBLE {', '.join(f.source for f in faults)}; " if faults else ""
+        return f"{lead}uplink {up}; {len(self.drivers) - down}/{len(self.drivers)} ports ok"
 
     async def _shutdown(self) -> None:
         deadline = self.clock.monotonic() + STOP_BUDGET_S
@@ -294,11 +498,19 @@ class Daemon:
             await self.rules.stop(timeout_s=max(0.2, min(1.0, deadline - self.clock.monotonic())))
         await self.supervisor.stop(timeout_s=max(0.2, min(1.0, deadline - self.clock.monotonic())))
         if self.outbox is not None:
-            await self.outbox.close()
+            try:
+                await self.outbox.close()
+            except Exception as exc:  # noqa: BLE001 - a broken store must not turn a clean stop into a crash
+                self.log.error("store_close_failed", error=str(exc)[:200])
+
+
+def _lock_dirs(cfg: Config) -> list[Path]:
+    return [Path(cfg.store.path).parent, Path(cfg.control.socket).parent]
 
 
 def run(config_path: str, state_dir: str | None = None, runtime_dir: str | None = None) -> int:
-    """Entry point of `gateway run`: load config and secrets, set up logging, run until SIGTERM."""
+    """Entry point of `gateway run`: load config and secrets, set up logging, take the instance lock,
+    run until SIGTERM. Exit 1 at once, naming the holder, if another daemon runs on this config."""
     from gateway.config import load_config
 
     cfg = load_config(config_path)
@@ -309,4 +521,16 @@ def run(config_path: str, state_dir: str | None = None, runtime_dir: str | None 
     creds = load_credentials(cfg.uplink.credentials_file) if cfg.uplink.credentials_file else Credentials()
     logsetup.REDACTOR.set_secrets(creds.secret_values())
     logsetup.setup(cfg.log.level, cfg.log.format, cfg.identity.gateway_id)
-    return asyncio.run(Daemon(cfg, credentials=creds).run())
+    log = logsetup.get(component="daemon")
+    try:
+        lock = instance.acquire(_lock_dirs(cfg))
+    except instance.AlreadyRunning as exc:
+        log.error("already_running", pid=exc.pid, lock=str(exc.path))
+        print(f"gateway run: {exc}", file=sys.stderr)
+        return 1
+    for path, why in lock.skipped:
+        log.warning("instance_lock_skipped", directory=str(path), error=why)
+    try:
+        return asyncio.run(Daemon(cfg, credentials=creds).run())
+    finally:
+        lock.release()

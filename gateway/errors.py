@@ -149,6 +149,17 @@ class StoreFull(StoreError):
     """Disk or configured cap reached; telemetry is being dropped."""
 
 
+class StoreUnavailable(StoreError):
+    """The outbox database cannot be written now (read-only, corrupt, missing, full beyond the ballast,
+    I/O errors): the store is DOWN and retried; records wait in its in-memory journal (issue 15 item 2).
+    `reason` is one word: read-only, corrupt, io_error, full, missing, newer_schema."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"outbox unavailable ({reason}): {detail}" if detail else f"outbox unavailable ({reason})")
+
+
 class CommandRejected(GatewayError):
     """A downlink or control-socket command was refused; `reason` is a short machine word."""
 

@@ -57,6 +57,7 @@ class EventKind(enum.StrEnum):
     ONLINE = "online"
     COUNTER_RESET = "counter_reset"
     BUTTON = "button"  # a physical acknowledge button was pressed
+    SECURITY = "security"  # code "replay_suspect": an authentic-looking frame failed the replay check
 
 
 class Severity(enum.IntEnum):
@@ -151,18 +152,6 @@ class Event(msgspec.Struct, frozen=True, tag="event"):
 Item = Union[Reading, Event]
 
 
-class Command(msgspec.Struct, frozen=True):
-    """An actuator command: write `value` to `target` (a named output in the device's profile).
-
-    Made by actions and the control socket, performed by a driver's `write` (drivers.base.Actuator).
-    """
-
-    device_id: str
-    target: str  # e.g. "sounder", "strobe", "silence"
-    value: Any  # what the profile's output takes: bool for a relay, int for a register
-    reason: str = ""
-
-
 class Alarm(msgspec.Struct):
     """One alarm's lifecycle: raised -> acknowledged -> cleared. One active per (rule, device)."""
 
@@ -177,3 +166,15 @@ class Alarm(msgspec.Struct):
     acknowledged_by: str = ""
     cleared_by: str = ""
     repeats: int = 0
+
+
+class Command(msgspec.Struct, frozen=True):
+    """An actuator command: write `value` to `target` (a named output in the device's profile).
+
+    Made by actions and the control socket, performed by a driver's `write` (drivers.base.Actuator).
+    """
+
+    device_id: str
+    target: str  # e.g. "sounder", "strobe", "trouble", "silence"
+    value: Any
+    reason: str = ""

@@ -28,10 +28,18 @@ class Supervised:
         self.restarts = 0
         self.last_error = ""
         self.task: asyncio.Task[None] | None = None
+        self._crashed_at: float | None = None
+        self._started_at = 0.0
+
+    def failing(self) -> bool:
+        """Crashed, and not yet run for healthy_after_s since: a subsystem that is down (trouble)."""
+        if self._crashed_at is None:
+            return False
+        return self._started_at <= self._crashed_at or self.clock.monotonic() - self._started_at < self.healthy_after_s
 
     async def run(self) -> None:
         while True:
-            started = self.clock.monotonic()
+            started = self._started_at = self.clock.monotonic()
             try:
                 await self.factory()
                 # A stage that returns on its own is finished (e.g. nothing configured); do not spin.
@@ -44,6 +52,7 @@ class Supervised:
                     self.backoff.reset()  # it ran fine for a while: this is a new failure, not a crash loop
                 delay = self.backoff.next_delay()
                 self.restarts += 1
+                self._crashed_at = self.clock.monotonic()
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.log.error("task_crashed", error=self.last_error, restart_in_s=round(delay, 2), restarts=self.restarts, exc_info=exc)
                 await asyncio.sleep(delay)
@@ -78,4 +87,5 @@ class Supervisor:
                 self.log.warning("task_stop_timeout", task=name, timeout_s=timeout_s)
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
-        return {n: {"restarts": i.restarts, "last_error": i.last_error, "running": bool(i.task and not i.task.done())} for n, i in self.items.items()}
+        return {n: {"restarts": i.restarts, "last_error": i.last_error, "running": bool(i.task and not i.task.done()),
+                    "failing": i.failing()} for n, i in self.items.items()}

@@ -1,22 +1,31 @@
 """One ingestion path for NB-IoT sensor reports, whichever way they came (modem socket or platform relay):
-find the device by IMEI, decode with the profile's codec, de-duplicate sensor retries by (device, sequence).
+find the device by IMEI, decode with the profile's codec, then the sequence number through the shared
+anti-replay guard (drivers/sequence.py): a retry is a duplicate, an old sequence is a replay suspect,
+and what was accepted survives a restart (drivers/counters.py).
 """
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+import zlib
+from collections import Counter
 from types import ModuleType
 from typing import Any, NamedTuple
 
+import structlog
+
 from drivers.codecs import CodecMeta
 from drivers.codecs import nbiot_smoke
+from drivers.counters import CounterStore
+from drivers.sequence import SequenceGuard, Verdict, is_alarm, screen, security_event
 from gateway.errors import CodecError, FrameError
-from gateway.model import Device, Item, Stamp
+from gateway.model import Device, Event, EventKind, Item, Stamp
 
 # NB-IoT codecs also say who sent a datagram (`header(payload).imei/.seq`) and how to ack it (`ack`),
 # which the modem path needs before it knows the device. Decoding itself goes through CODECS.
 ENVELOPES: dict[str, ModuleType] = {nbiot_smoke.NAME: nbiot_smoke}
-MAX_REMEMBERED = 20_000  # (device, seq) pairs kept for de-dup; a courtyard has tens of detectors
+# UDP (and a platform relaying a backlog) can reorder: an unseen sequence this close below the newest is
+# accepted as late, not suspected. Sensors send a few reports a day, so 16 covers any real reordering.
+REORDER_WINDOW = 16
 
 
 class Accepted(NamedTuple):
@@ -24,6 +33,7 @@ class Accepted(NamedTuple):
     items: list[Item]  # empty for a duplicate
     ack: bytes | None  # what to send back (also for a duplicate: the first ack may have been lost)
     duplicate: bool
+    replay_suspect: bool = False  # items = the security event + the report's alarms, flagged
 
 
 def _decoder(codec: str):
@@ -33,15 +43,19 @@ def _decoder(codec: str):
 
 
 class Ingest:
-    def __init__(self, devices: tuple[Device, ...], profiles: dict[str, Any], clock, dedupe_window_s: float = 600.0) -> None:
+    """`store` persists the sequence state (None: memory only). `dedupe_window_s` is kept for callers
+    and has no effect: a retry is recognised by (device, sequence, content) however late it comes."""
+
+    def __init__(self, devices: tuple[Device, ...], profiles: dict[str, Any], clock, dedupe_window_s: float = 600.0,
+                 store: CounterStore | None = None, resync_frames: int = 3, resync_min_s: float = 60.0) -> None:
         self.clock = clock
-        self.window_ns = int(dedupe_window_s * 1e9)
+        self.store = store or CounterStore(None, "nbiot", structlog.get_logger())
+        self.guard = SequenceGuard(self.store, "nbiot", REORDER_WINDOW, resync_frames, resync_min_s)
         self.by_imei = {str(d.address): d for d in devices}
         self.by_id = {d.id: d for d in devices}
         self.codec_of = {d.id: profiles[d.profile].codec for d in devices if d.profile in profiles}
         self.ack_of = {d.id: profiles[d.profile].ack for d in devices if d.profile in profiles}
         self.counters: Counter = Counter()
-        self._seen: OrderedDict[tuple[str, int], int] = OrderedDict()
 
     def identify(self, payload: bytes) -> tuple[Device, Any]:
         """Which configured device sent this datagram (by the IMEI inside it). FrameError if none."""
@@ -71,22 +85,23 @@ class Ingest:
             raise FrameError(f"report for IMEI {imei} carries IMEI {device.address}", payload)
         codec = self.codec_of[device.id]
         ack = ENVELOPES[codec].ack(payload) if self.ack_of.get(device.id, True) else None
-        if self._duplicate(device.id, h.seq):
+        stamp = stamp or self.clock.now()
+        items = _decoder(codec)(payload, CodecMeta(device.id, stamp, via, rssi_dbm=rssi_dbm))
+        alarm = any(is_alarm(i) for i in items)
+        digest = f"{zlib.crc32(payload):08x}"  # a retry repeats the datagram byte for byte
+        check = self.guard.check(device.id, h.seq, digest, self.clock.monotonic(), urgent=alarm)
+        if check.verdict is Verdict.DUPLICATE:
             self.counters["duplicates"] += 1
             return Accepted(device, [], ack, True)
-        meta = CodecMeta(device.id, stamp or self.clock.now(), via, rssi_dbm=rssi_dbm)
-        items = _decoder(codec)(payload, meta)
-        self._remember(device.id, h.seq)
+        if check.verdict is Verdict.SUSPECT:
+            # No MIC on this path: "authentic" means only "well-formed from a configured IMEI" (README).
+            passed, dropped = screen(items, check.verdict)
+            self.guard.note_screened(device.id, len(passed), dropped)
+            self.counters["replay_suspects"] += 1
+            return Accepted(device, [security_event(device.id, stamp, via, h.seq, check, bool(passed)), *passed], ack, False, True)
+        if check.verdict is Verdict.RESYNC:
+            self.counters["resyncs"] += 1
+            items = [Event(device.id, EventKind.COUNTER_RESET, stamp, code="counter_reset", via=via,
+                           detail={"seq": h.seq, "last_seq": -1 if check.last is None else check.last}), *items]
         self.counters["accepted"] += 1
         return Accepted(device, items, ack, False)
-
-    def _duplicate(self, device_id: str, seq: int) -> bool:
-        seen = self._seen.get((device_id, seq))
-        return seen is not None and self.clock.monotonic_ns() - seen < self.window_ns
-
-    def _remember(self, device_id: str, seq: int) -> None:
-        key = (device_id, seq)
-        self._seen[key] = self.clock.monotonic_ns()
-        self._seen.move_to_end(key)
-        while len(self._seen) > MAX_REMEMBERED:
-            self._seen.popitem(last=False)

@@ -9,6 +9,7 @@ only reports relayed by the platform (`submit_relay`) come in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 
 from drivers.base import DriverHealth, DriverState, Emit
@@ -17,6 +18,7 @@ from drivers.cellular.at import Urc
 from drivers.cellular.channel import AtChannel, at_counters
 from drivers.cellular.ingest import Ingest
 from drivers.cellular.relay import RelayIngest
+from drivers.counters import CounterStore
 from drivers.reopen import FIRST_DELAY_S, Reopen
 from gateway.errors import CodecError, DeviceTimeout, FrameError, GatewayError, ModemError, ModemUnavailable
 
@@ -33,7 +35,9 @@ class NbiotDriver:
     def __init__(self, ctx) -> None:
         self.ctx, self.cfg, self.clock = ctx, ctx.port, ctx.clock
         self.log = ctx.log
-        self.ingest = Ingest(tuple(ctx.devices), ctx.profiles, ctx.clock, ctx.port.dedupe_window_s)
+        # Sequence numbers survive a restart (drivers/counters.py): a replayed datagram after one is a suspect.
+        self.store = CounterStore(getattr(ctx, "state_dir", None), ctx.port_name, self.log)
+        self.ingest = Ingest(tuple(ctx.devices), ctx.profiles, ctx.clock, ctx.port.dedupe_window_s, store=self.store)
         self.relay = RelayIngest(self.ingest, self._emit_item, ctx.clock, self.log)
         self.modem = status.ModemStatus()
         self.counters: Counter = Counter()
@@ -54,6 +58,15 @@ class NbiotDriver:
     # ---- driver boundary -----------------------------------------------------------------------
 
     async def run(self, emit: Emit) -> None:
+        flusher = asyncio.get_running_loop().create_task(self.store.run(), name=f"nbiot:{self.ctx.port_name}:counters")
+        try:
+            await self._run(emit)
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+
+    async def _run(self, emit: Emit) -> None:
         self._emit = emit
         if self.cfg.mode == "relay":
             self.state = DriverState.OK
@@ -77,9 +90,12 @@ class NbiotDriver:
 
     def health(self) -> DriverHealth:
         at = self._at_totals + (at_counters(self._channel) if self._channel is not None else Counter())
-        counters = {**self.counters, **self.ingest.counters, **at}
+        counters = {**self.counters, **self.ingest.counters, **at, **self.store.counters}
+        guard = self.ingest.guard
         detail = {**self.modem.as_dict(), "mode": self.cfg.mode, "socket": self.socket,
-                  "last_datagram_wall_s": self.last_datagram.wall_s if self.last_datagram else None}
+                  "last_datagram_wall_s": self.last_datagram.wall_s if self.last_datagram else None,
+                  "counter_state": self.store.health(),
+                  "devices": {d: {"last_seq": guard.last(d), "replay": guard.stats(d)} for d in self.ingest.by_id}}
         return DriverHealth(self.state, self.last_ok, counters, detail)
 
     def info(self) -> dict:
@@ -251,6 +267,8 @@ class NbiotDriver:
             self._reject("datagram_rejected", exc, ip=dg.ip)
             return
         self.last_datagram = stamp
+        if accepted.replay_suspect:
+            self.log.warning("replay_suspect", device_id=accepted.device.id, ip=dg.ip, items=len(accepted.items))
         for item in accepted.items:
             self._emit_item(item)
         if accepted.ack is not None:

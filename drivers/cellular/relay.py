@@ -24,7 +24,7 @@ MAX_SKEW_S = 24 * 3600.0
 class RelayIngest:
     """`submit({"imei" | "device_id": ..., "payload_hex": "a501...", "platform_time": 1790000000.5})`.
 
-    Returns {"device_id", "duplicate", "items"}; raises CommandRejected("bad_body" | "unknown_device" |
+    Returns {"device_id", "duplicate", "items", "replay_suspect"}; raises CommandRejected("bad_body" | "unknown_device" |
     "bad_payload", detail) so the uplink can answer the platform with the reason.
     """
 
@@ -46,9 +46,12 @@ class RelayIngest:
             reason = "unknown_device" if "unknown IMEI" in str(exc) else "bad_payload"
             self.log.warning("relay_rejected", reason=reason, detail=str(exc))
             raise CommandRejected(reason, str(exc)) from None
+        if accepted.replay_suspect:
+            self.log.warning("replay_suspect", device_id=accepted.device.id, via=VIA, items=len(accepted.items))
         for item in accepted.items:
             self.emit(item)
-        return {"device_id": accepted.device.id, "duplicate": accepted.duplicate, "items": len(accepted.items)}
+        return {"device_id": accepted.device.id, "duplicate": accepted.duplicate, "items": len(accepted.items),
+                "replay_suspect": accepted.replay_suspect}
 
     def _check(self, body: Any) -> tuple[bytes, str, str, Stamp]:
         if not isinstance(body, dict):

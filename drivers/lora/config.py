@@ -8,9 +8,19 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-# REG0 b2-0 air data rate (E22-400T22 datasheet; protocols.md §2.1): code -> bit/s. 0..2 all mean 2.4k.
-AIR_RATES_BPS = {0: 2400, 1: 2400, 2: 2400, 3: 4800, 4: 9600, 5: 19200, 6: 38400, 7: 62500}
-AirRate = Literal[2400, 4800, 9600, 19200, 38400, 62500]
+# REG0 b2-0 air data rate: code -> bit/s, per firmware edition of Ebyte's user manual. The 2024 manual
+# (E22-xxxT22S series, (c) 2012-2024, §7.2) reads 000, 001 and 010 all as 2.4k; the 2018 editions
+# (E22-400T22S1C, E22-900T22D, (c) 2012-2018, §7.2) read 000 as 0.3k and 001 as 1.2k. 010..111 agree.
+AIR_RATES_BY_EDITION: dict[str, dict[int, int]] = {
+    "2024": {0: 2400, 1: 2400, 2: 2400, 3: 4800, 4: 9600, 5: 19200, 6: 38400, 7: 62500},
+    "2018": {0: 300, 1: 1200, 2: 2400, 3: 4800, 4: 9600, 5: 19200, 6: 38400, 7: 62500},
+}
+AIR_RATES_BPS = AIR_RATES_BY_EDITION["2024"]
+AMBIGUOUS_AIR_CODES = (0, 1)  # mean different rates in the two editions
+AirRate = Literal[300, 1200, 2400, 4800, 9600, 19200, 38400, 62500]
+# "auto": the manuals give no way to read the edition (PID 80H-86H is "product information, 7 bytes"
+# without a layout), so auto refuses the ambiguous air-rate codes and reads RSSI the 2024 way.
+Edition = Literal["auto", "2024", "2018"]
 Gpio = Annotated[int, Meta(ge=0, le=4095)]
 
 
@@ -30,6 +40,9 @@ class LoraPort(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     sub_packet_bytes: Literal[240, 128, 64, 32] = 240  # REG1 b7-6
     # Mode pins and AUX as sysfs GPIO numbers (`gpio_root`/gpioN/value). Without M0/M1 the registers
     # cannot be read and verification is skipped (logged); the module must then be strapped to mode 00.
+    # Without M0/M1: verify through the 2024 firmware's software mode switching (REG1 b4 must be on;
+    # `C0 C1 C2 C3 02 <mode>` at the normal baud). Ignored when the pins are wired.
+    software_mode_switch: bool = False
     m0_gpio: Gpio | None = None
     m1_gpio: Gpio | None = None
     aux_gpio: Gpio | None = None
@@ -41,8 +54,16 @@ class LoraPort(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     downlink_queue_max_s: Annotated[float, Meta(gt=0, le=600)] = 30.0  # refuse a command that would wait longer
     downlink_broadcast: bool = False  # send to FFFF instead of the sensor's module address (low 16 bits of its id)
     aux_timeout_s: Annotated[float, Meta(gt=0, le=10)] = 1.0
-    replay_window: Annotated[int, Meta(ge=1, le=32767)] = 1000  # accepted forward fcnt jump (lost frames)
-    counter_reset_quiet_s: Annotated[float, Meta(ge=0, le=30 * 86400)] = 300.0  # silence before a reset counts
+    # Firmware edition of the module (air-rate codes 000/001 and the RSSI byte differ): see AIR_RATES_BY_EDITION.
+    e22_edition: Edition = "auto"
+    # Re-sync after a sensor's counter restarts (battery change): this many strictly increasing frames
+    # below the last accepted counter, spanning at least resync_min_s (drivers/sequence.py, README).
+    resync_frames: Annotated[int, Meta(ge=2, le=100)] = 3
+    resync_min_s: Annotated[float, Meta(ge=0, le=7 * 86400)] = 60.0
+    # Deprecated, accepted so old configs still load, no effect: a counter above the last accepted one
+    # is now always accepted (issue 15: a window and a quiet-time reset let one replay deafen a detector).
+    replay_window: Annotated[int, Meta(ge=1, le=32767)] = 1000
+    counter_reset_quiet_s: Annotated[float, Meta(ge=0, le=30 * 86400)] = 300.0
     reopen_cap_s: Annotated[float, Meta(gt=0, le=600)] = 30.0
 
     def __post_init__(self) -> None:
@@ -50,6 +71,12 @@ class LoraPort(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             raise ValueError("fixed_point must be true: the downlink addresses one sensor (ADDH ADDL CHAN frame)")
         if (self.m0_gpio is None) != (self.m1_gpio is None):
             raise ValueError("give both m0_gpio and m1_gpio (the mode needs both pins) or neither")
+        if self.air_rate_bps < 2400 and self.e22_edition != "2018":
+            raise ValueError(f"air_rate_bps = {self.air_rate_bps} exists only on 2018-edition E22 firmware: set e22_edition = \"2018\"")
+
+    @property
+    def air_rates(self) -> dict[int, int]:
+        return AIR_RATES_BY_EDITION["2018" if self.e22_edition == "2018" else "2024"]
 
 
 class LoraProfile(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

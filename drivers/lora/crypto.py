@@ -45,7 +45,7 @@ def payload_cipher(key: bytes, dev_addr: int, fcnt: int, direction: int, data: b
     """Encrypt or decrypt (the same operation) a payload: data XOR AES-ECB(key, A_1 .. A_k).
 
     A_i = 01 | 00000000 | Dir | DevAddr | FCnt32 | 00 | i. The counter makes each frame's keystream
-    unique, so the frame counter must never repeat under one key (see replay.py for the 16-bit wrap).
+    unique, so the frame counter must never repeat under one key (see drivers/lora/README.md "Replay protection" for the 16-bit limit).
     """
     if not data:
         return b""

@@ -4,20 +4,24 @@ frames into Readings/Events through the profile's codec, and sends rate-limited 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 from typing import Any
 
 from drivers.base import Command, DriverContext, DriverHealth, DriverState, Emit
 from drivers.codecs import CodecMeta
+from drivers.counters import CounterStore
 from drivers.lora import crypto, e22
 from drivers.lora.frame import COMMANDS, KEYLESS, Deframer, Frame, FrameType, encode
 from drivers.lora.health import DeviceRadio, bump
 from drivers.lora.pins import Pins
-from drivers.lora.replay import ReplayGuard, Verdict
 from drivers.reopen import Reopen
+from drivers.sequence import SequenceGuard, Verdict, is_alarm, screen, security_event
 from gateway.errors import CodecError, CommandRejected, ConfigError, FrameError, GatewayError, TransientError
 from gateway.model import Device, Event, EventKind, Stamp
 
 TICK_S = 0.1  # how often a stalled partial frame is checked for expiry
+TX_BLOCK = 16  # downlink counters reserved per state write (write-ahead: never reused after a crash)
 
 
 class _Proto(asyncio.Protocol):
@@ -66,8 +70,14 @@ class LoraDriver:
                 self.log.error("lora_key_missing", device_id=dev.id, fix=f"add lora_keys.{dev.id} to the credentials file")
         if problems:
             raise ConfigError(problems)
-        self.deframer = Deframer(self.keys, self.cfg.rssi_byte, self.cfg.sub_packet_bytes)
-        self.replay = ReplayGuard(self.cfg.replay_window, self.cfg.counter_reset_quiet_s)
+        self.deframer = Deframer(self.keys, self.cfg.rssi_byte, self.cfg.sub_packet_bytes, edition=self.cfg.e22_edition)
+        # Counters survive a restart (no trust on first use after one): drivers/counters.py, sequence.py.
+        self.store = CounterStore(ctx.state_dir, ctx.port_name, self.log)
+        self.replay = SequenceGuard(self.store, "lora", reorder_window=0, resync_frames=self.cfg.resync_frames,
+                                    resync_min_s=self.cfg.resync_min_s)
+        # The key's fingerprint is part of the state key: a re-keyed (replaced) sensor starts afresh.
+        self._rkey = {i: f"{i:08x}:" + (hashlib.sha256(k).hexdigest()[:8] if k else "crc" if i in self.keys else "nokey")
+                      for i, k in ((i, self.keys.get(i)) for i in self.devices)}
         self.pins = Pins(self.cfg.gpio_root, self.cfg.m0_gpio, self.cfg.m1_gpio, self.cfg.aux_gpio)
         self.radio = {i: DeviceRadio(d.id) for i, d in self.devices.items()}
         self.counters: dict[str, int] = {"frames": 0, "bytes_in": 0, "downlinks": 0, "port_opens": 0}
@@ -77,7 +87,8 @@ class LoraDriver:
         self._last_ok: Stamp | None = None
         self._last_byte_mono = 0.0
         self._next_tx_mono = 0.0
-        self._down_fcnt: dict[int, int] = {}
+        self._down_next: dict[int, int] = {}
+        self._down_limit: dict[int, int] = {}
         self._port_error = ""
 
     # -- Driver ---------------------------------------------------------------------------------
@@ -90,9 +101,12 @@ class LoraDriver:
         else:
             state = DriverState.OK if self._last_ok else DriverState.STARTING
         rejects = {f"reject_{k}": v for k, v in self.deframer.rejects.items()}
-        counters = {**self.counters, "discarded_bytes": self.deframer.discarded_bytes, **rejects}
+        counters = {**self.counters, "discarded_bytes": self.deframer.discarded_bytes, **rejects,
+                    **self.replay.totals(), **self.store.counters}
+        devices = {r.device_id: {**r.snapshot(), "replay": self.replay.stats(self._rkey[i])} for i, r in self.radio.items()}
         detail = {"port_open": self._transport is not None, "port_error": self._port_error,
-                  "module": self.verification, "misconfigured": dict(self.misconfigured), "devices": {r.device_id: r.snapshot() for r in self.radio.values()}}
+                  "module": self.verification, "e22_edition": self.cfg.e22_edition,
+                  "misconfigured": dict(self.misconfigured), "counter_state": self.store.health(), "devices": devices}
         return DriverHealth(state, self._last_ok, counters, detail)
 
     async def run(self, emit: Emit) -> None:
@@ -100,6 +114,7 @@ class LoraDriver:
         import serial_asyncio_fast
 
         self._emit = emit
+        flusher = asyncio.get_running_loop().create_task(self.store.run(), name=f"lora:{self.ctx.port_name}:counters")
         try:
             await self._verify()
             reopen = Reopen(self.log, self.cfg.reopen_cap_s)
@@ -125,11 +140,14 @@ class LoraDriver:
                 await asyncio.sleep(self._port_down(reopen, proto.lost.result() or OSError("port closed")))
         finally:
             self._emit = None
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
 
     async def _verify(self) -> None:
-        if not self.pins.mode_wired:
+        if not self.pins.mode_wired and not self.cfg.software_mode_switch:
             self.verification = "skipped"
-            self.log.warning("module_verification_skipped", reason="m0_gpio/m1_gpio not configured",
+            self.log.warning("module_verification_skipped", reason="neither m0_gpio/m1_gpio nor software_mode_switch configured",
                              hint="the module's address, channel, air rate, fixed point and RSSI settings are trusted unchecked")
             return
         try:
@@ -168,28 +186,49 @@ class LoraDriver:
         dev = self.devices[item.device_id]
         if item.type is not FrameType.REPORT and item.type is not FrameType.COMMAND_ACK:
             return self._reject(radio, dev, "unexpected_type", item)
-        try:
-            verdict = self.replay.check(item.device_id, item.fcnt, self.clock.monotonic())
-        except FrameError as exc:
-            return self._reject(radio, dev, exc.reason, item)
         stamp = self.clock.now()
+        items: list[Any] = []
+        if item.type is FrameType.REPORT:
+            try:
+                items = self.codecs[item.device_id](item.payload, CodecMeta(dev.id, stamp, "lora", rssi_dbm=item.rssi_dbm))
+            except CodecError as exc:
+                return self._reject(radio, dev, "codec_error", item, str(exc))
+        alarm = any(is_alarm(i) for i in items)
+        key = self._rkey[item.device_id]
+        # Alarm frames make their counter durable within a second (drivers/counters.py URGENT_S).
+        check = self.replay.check(key, item.fcnt, item.trailer.hex(), self.clock.monotonic(), urgent=alarm)
+        if check.verdict is Verdict.DUPLICATE:
+            return self._reject(radio, dev, "duplicate", item)
+        if check.verdict is Verdict.SUSPECT:
+            return self._suspect(radio, dev, item, items, check, stamp)
         radio.seen(item.fcnt, item.rssi_dbm, stamp.wall_s)
         self.counters["frames"] += 1
         self._last_ok = stamp
-        if verdict is Verdict.RESET:
+        if check.verdict is Verdict.RESYNC:
             radio.counter_resets += 1
-            self.log.warning("counter_reset", device_id=dev.id, fcnt=item.fcnt)
-            self._out(Event(dev.id, EventKind.COUNTER_RESET, stamp, code="counter_reset", detail={"fcnt": item.fcnt}, via="lora"))
+            self.log.warning("counter_resync", device_id=dev.id, fcnt=item.fcnt, last_fcnt=check.last)
+            self._out(Event(dev.id, EventKind.COUNTER_RESET, stamp, code="counter_reset", via="lora",
+                            detail={"fcnt": item.fcnt, "last_fcnt": -1 if check.last is None else check.last}))
+        elif check.verdict is Verdict.LEARN:
+            self.log.info("counter_learned", device_id=dev.id, fcnt=item.fcnt, persisted=self.store.persisted)
         if item.type is FrameType.COMMAND_ACK:
             bump(self.counters, "command_acks")
             self.log.info("downlink_acknowledged", device_id=dev.id, command=item.payload[:1].hex())
             return
-        meta = CodecMeta(dev.id, stamp, "lora", rssi_dbm=item.rssi_dbm)
-        try:
-            items = self.codecs[item.device_id](item.payload, meta)
-        except CodecError as exc:
-            return self._reject(radio, dev, "codec_error", item, str(exc))
         for out in items:
+            self._out(out)
+
+    def _suspect(self, radio: DeviceRadio, dev: Device, frame: Frame, items: list[Any], check: Any, stamp: Stamp) -> None:
+        """A frame with a valid MIC/CRC at or below the last accepted counter: a security event; its
+        alarm events still go out, flagged replay_suspect (CLARIFICATIONS "Turn 2"), the rest is dropped."""
+        passed, dropped = screen(items, check.verdict)
+        self.replay.note_screened(self._rkey[frame.device_id], len(passed), dropped)
+        first = "replay_suspect" not in radio.rejects
+        radio.reject("replay_suspect")
+        (self.log.warning if first or passed else self.log.debug)(
+            "replay_suspect", device_id=dev.id, fcnt=frame.fcnt, last_fcnt=check.last, alarms_passed=len(passed), dropped=dropped)
+        self._out(security_event(dev.id, stamp, "lora", frame.fcnt, check, alarm=bool(passed)))
+        for out in passed:
             self._out(out)
 
     def _reject(self, radio: DeviceRadio, dev: Device, reason: str, frame: Frame, error: str = "") -> None:
@@ -232,7 +271,7 @@ class LoraDriver:
         self._next_tx_mono = slot + self.cfg.downlink_interval_s
         await asyncio.sleep(slot - now)
         await self.pins.wait_idle(self.cfg.aux_timeout_s)
-        fcnt = self._down_fcnt[dev_id] = (self._down_fcnt.get(dev_id, -1) + 1) & 0xFFFF
+        fcnt = await self._next_down_fcnt(dev_id) & 0xFFFF
         payload = bytes([COMMANDS[command.target]])
         frame = encode(dev_id, fcnt, FrameType.COMMAND, payload, self.keys[dev_id], prof.encrypted)
         radio_addr = 0xFFFF if self.cfg.downlink_broadcast else dev_id & 0xFFFF
@@ -241,3 +280,17 @@ class LoraDriver:
         self._transport.write(bytes([radio_addr >> 8, radio_addr & 0xFF, self.cfg.channel]) + frame)
         self.counters["downlinks"] += 1
         self.log.info("downlink_sent", device_id=command.device_id, target=command.target, fcnt=fcnt, reason=command.reason)
+
+    async def _next_down_fcnt(self, dev_id: int) -> int:
+        """Write-ahead reservation (drivers/counters.py): a block of TX_BLOCK counters is made durable
+        before the first of them is sent, so a restarted gateway never repeats a downlink counter (a
+        sensor applies the same rule as we do: above its last, accepted). A failed write is counted in
+        health and the command still goes out."""
+        if self._down_next.get(dev_id, 0) >= self._down_limit.get(dev_id, 0):
+            start = self.store.reserve(f"lora-tx:{self._rkey[dev_id]}", TX_BLOCK)
+            self._down_next[dev_id] = max(start, self._down_next.get(dev_id, 0))
+            self._down_limit[dev_id] = start + TX_BLOCK
+            await self.store.flush()
+        fcnt = self._down_next[dev_id]
+        self._down_next[dev_id] = fcnt + 1
+        return fcnt

@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 from dataclasses import dataclass
 
-from drivers.lora.config import AIR_RATES_BPS, LoraPort
+from drivers.lora.config import AIR_RATES_BPS, AIR_RATES_BY_EDITION, AMBIGUOUS_AIR_CODES, LoraPort
 from drivers.lora.pins import Mode, Pins
 from gateway.errors import DeviceTimeout, FrameError, GatewayError
 
@@ -18,6 +18,11 @@ REG_COUNT = 9  # 00 ADDH .. 08 CRYPT_L
 READ_ALL = bytes([READ, 0x00, REG_COUNT])  # "C1 00 09"
 BAD_FORMAT = b"\xff\xff\xff"  # the module's answer to a malformed command (protocols.md §2.1, verify)
 CONFIG_BAUD = 9600  # configuration mode talks 9600 8N1 only
+# 2024 manual §7.2 REG1: with b4 ("software mode switching") set, the host switches modes over the UART
+# instead of M0/M1: `C0 C1 C2 C3 02 <mode>` -> `C1 C2 C3 02 <mode>`. With b5 (ambient noise) set,
+# `C0 C1 C2 C3 <start> <len>` in normal mode reads register 00 (noise RSSI) / 01 (last packet RSSI).
+SOFT_PREFIX = bytes([0xC0, 0xC1, 0xC2, 0xC3])
+SOFT_MODE_REG = 0x02
 
 UART_BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)  # REG0 b7-5
 PARITIES = ("8N1", "8O1", "8E1", "8N1")  # REG0 b4-3
@@ -44,6 +49,7 @@ class E22Registers:
     air_rate_code: int = 2  # 2.4 kbit/s
     sub_packet: int = 240
     ambient_noise: bool = False
+    software_mode_switch: bool = False  # REG1 b4 (2024 manual); a reserved bit in the 2018 editions
     power_dbm: int = 22
     channel: int = 23
     rssi_byte: bool = False
@@ -60,7 +66,8 @@ class E22Registers:
 
     def to_bytes(self) -> bytes:
         reg0 = UART_BAUDS.index(self.uart_baud) << 5 | PARITIES.index(self.parity) << 3 | self.air_rate_code
-        reg1 = SUB_PACKETS.index(self.sub_packet) << 6 | self.ambient_noise << 5 | POWERS_DBM.index(self.power_dbm)
+        reg1 = (SUB_PACKETS.index(self.sub_packet) << 6 | self.ambient_noise << 5 | self.software_mode_switch << 4
+                | POWERS_DBM.index(self.power_dbm))
         reg3 = (self.rssi_byte << 7 | self.fixed_point << 6 | self.relay << 5 | self.lbt << 4
                 | self.wor_role << 3 | self.wor_cycle)
         return bytes([self.address >> 8, self.address & 0xFF, self.netid, reg0, reg1, self.channel, reg3,
@@ -72,14 +79,21 @@ class E22Registers:
             raise FrameError("bad_register_count", regs)
         addh, addl, netid, reg0, reg1, chan, reg3, ch, cl = regs
         return cls(addh << 8 | addl, netid, UART_BAUDS[reg0 >> 5], PARITIES[reg0 >> 3 & 3], reg0 & 7,
-                   SUB_PACKETS[reg1 >> 6], bool(reg1 & 0x20), POWERS_DBM[reg1 & 3], chan,
+                   SUB_PACKETS[reg1 >> 6], bool(reg1 & 0x20), bool(reg1 & 0x10), POWERS_DBM[reg1 & 3], chan,
                    bool(reg3 & 0x80), bool(reg3 & 0x40), bool(reg3 & 0x20), bool(reg3 & 0x10), bool(reg3 & 0x08),
                    reg3 & 7, ch << 8 | cl)
 
+    def air_rate_in(self, edition: str) -> int | None:
+        """bit/s of the air-rate code on firmware of `edition`; None when "auto" cannot tell (codes 000/001)."""
+        if edition == "auto":
+            return None if self.air_rate_code in AMBIGUOUS_AIR_CODES else AIR_RATES_BPS[self.air_rate_code]
+        return AIR_RATES_BY_EDITION[edition][self.air_rate_code]
+
     @classmethod
     def for_port(cls, port: LoraPort) -> "E22Registers":
-        """The registers a module must hold to serve `port` (what an installer writes with the tool)."""
-        code = min(c for c, bps in AIR_RATES_BPS.items() if bps == port.air_rate_bps)
+        """The registers a module must hold to serve `port` (what an installer writes with the tool).
+        The highest code for the rate: 2.4k is 010, which means 2.4k in every edition."""
+        code = max(c for c, bps in port.air_rates.items() if bps == port.air_rate_bps)
         return cls(address=port.address, uart_baud=port.baud, air_rate_code=code, sub_packet=port.sub_packet_bytes,
                    channel=port.channel, rssi_byte=port.rssi_byte, fixed_point=port.fixed_point)
 
@@ -112,8 +126,13 @@ def mismatches(regs: E22Registers, port: LoraPort) -> list[str]:
     if regs.channel != port.channel:
         out.append(f"channel: module {regs.channel} ({frequency_mhz(regs.channel)} MHz), "
                    f"config {port.channel} ({frequency_mhz(port.channel)} MHz)")
-    if regs.air_rate_bps != port.air_rate_bps:
-        out.append(f"air rate: module {regs.air_rate_bps} bit/s, config {port.air_rate_bps} bit/s")
+    module_bps = regs.air_rate_in(port.e22_edition)
+    if module_bps is None:
+        out.append(f"air rate: module code {regs.air_rate_code:03b} means 2400 bit/s on 2024-edition firmware but "
+                   f"{AIR_RATES_BY_EDITION['2018'][regs.air_rate_code]} bit/s on 2018-edition firmware: set e22_edition "
+                   "(\"2024\" or \"2018\") or write code 010")
+    elif module_bps != port.air_rate_bps:
+        out.append(f"air rate: module {module_bps} bit/s, config {port.air_rate_bps} bit/s")
     if not regs.fixed_point:
         out.append("fixed-point transmission is off in the module (REG3 bit 6); it must be on")
     if regs.rssi_byte != port.rssi_byte:
@@ -152,38 +171,73 @@ def module_answer(command: bytes, regs: E22Registers) -> tuple[bytes, E22Registe
     return bytes([READ, start, n]) + bytes(shown[start: start + n]), regs
 
 
+def soft_command(data: bytes) -> tuple[int, int] | None:
+    """A complete `C0 C1 C2 C3 <a> <b>` normal-mode command -> (a, b), else None (simulator side)."""
+    if len(data) == 6 and data[:4] == SOFT_PREFIX:
+        return data[4], data[5]
+    return None
+
 
 async def verify(port: LoraPort, answer_timeout_s: float = 1.0) -> E22Registers:
     """Read the module's registers in configuration mode and compare them with `port`.
 
-    Needs M0/M1 wired (RuntimeError otherwise: the caller logs that verification was skipped). Raises
-    ModuleMismatch with every difference, DeviceTimeout when the module does not answer, FrameError on
-    a malformed answer. Leaves the module in normal mode. Used at driver start and by `gateway selftest`.
+    Configuration mode by M0/M1 when wired, else by the 2024 firmware's software mode switching when
+    `port.software_mode_switch` (REG1 b4 on); RuntimeError when neither (the caller logs that
+    verification was skipped). Raises ModuleMismatch with every difference, DeviceTimeout when the
+    module does not answer, FrameError on a malformed answer. Leaves the module in normal mode. Used at
+    driver start and by `gateway selftest`.
     """
-    import serial_asyncio_fast  # opened here only, at the configuration baud; the driver reopens its own
-
     pins = Pins(port.gpio_root, port.m0_gpio, port.m1_gpio, port.aux_gpio)
-    if not pins.mode_wired:
-        raise RuntimeError("verification needs m0_gpio and m1_gpio")
-    pins.set_mode(Mode.CONFIG)
-    try:
-        await pins.wait_idle(port.aux_timeout_s)
-        reader, writer = await serial_asyncio_fast.open_serial_connection(url=port.path, baudrate=CONFIG_BAUD)
+    if pins.mode_wired:
+        pins.set_mode(Mode.CONFIG)
         try:
-            writer.write(READ_ALL)
-            buf = b""
-            async with asyncio.timeout(answer_timeout_s):
-                while (raw := parse_answer(buf)) is None:
-                    buf += await reader.read(64)
-        except TimeoutError:
-            raise DeviceTimeout(f"LoRa module on {port.path} (no answer to C1 00 09)", answer_timeout_s) from None
+            await pins.wait_idle(port.aux_timeout_s)
+            raw = await _exchange(port.path, CONFIG_BAUD, [], answer_timeout_s)
         finally:
-            writer.close()
-    finally:
-        pins.set_mode(Mode.NORMAL)
+            pins.set_mode(Mode.NORMAL)
+    elif port.software_mode_switch:
+        # 2024 manual REG1 b4: the module answers C1 C2 C3 02 <mode>; it stays at its normal UART baud.
+        raw = await _exchange(port.path, port.baud, [SOFT_PREFIX + bytes([SOFT_MODE_REG, Mode.CONFIG])], answer_timeout_s,
+                              leave=SOFT_PREFIX + bytes([SOFT_MODE_REG, Mode.NORMAL]))
+    else:
+        raise RuntimeError("verification needs m0_gpio and m1_gpio, or software_mode_switch")
     regs = E22Registers.from_bytes(raw)
     problems = mismatches(regs, port)
     if problems:
         raise ModuleMismatch(port.path, problems)
     await pins.wait_idle(port.aux_timeout_s)
     return regs
+
+
+async def _exchange(path: str, baud: int, enter: list[bytes], timeout_s: float, leave: bytes = b"") -> bytes:
+    """Optional mode-switch commands (each answered C1 C2 C3 ...), then C1 00 09; `leave` switches back."""
+    import serial_asyncio_fast  # opened here only; the driver reopens its own port afterwards
+
+    reader, writer = await serial_asyncio_fast.open_serial_connection(url=path, baudrate=baud)
+    step = "C1 00 09"
+    try:
+        async with asyncio.timeout(timeout_s):
+            for command in enter:
+                step = command.hex(" ").upper()
+                writer.write(command)
+                want, buf = command[1:], b""
+                while len(buf) < len(want):
+                    buf += await reader.read(len(want) - len(buf))
+                if buf != want:
+                    raise FrameError("unexpected_answer", buf)
+            step = "C1 00 09"
+            writer.write(READ_ALL)
+            buf = b""
+            while (raw := parse_answer(buf)) is None:
+                buf += await reader.read(64)
+            if leave:
+                step = leave.hex(" ").upper()
+                writer.write(leave)
+                want, buf = leave[1:], b""
+                while len(buf) < len(want):
+                    buf += await reader.read(len(want) - len(buf))
+        return raw
+    except TimeoutError:
+        raise DeviceTimeout(f"LoRa module on {path} (no answer to {step})", timeout_s) from None
+    finally:
+        writer.close()

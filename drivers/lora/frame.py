@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from drivers.lora import crypto
 from drivers.checksum import crc16  # CRC-16/MODBUS, the check protocols.md §2.1 names for keyless devices
@@ -51,6 +51,8 @@ class Frame:
     encrypted: bool = False
     verified: bool = True  # False only in listen mode for a keyed device whose key we lack
     wire_bytes: int = 0
+    # The MIC (or CRC): identifies the content, so an exact duplicate is recognised (not part of equality).
+    trailer: bytes = field(default=b"", compare=False)
 
 
 KEYLESS = None
@@ -73,9 +75,19 @@ def encode(device_id: int, fcnt: int, ftype: FrameType, payload: bytes, key: byt
     return head + body + crypto.mic(key, head + body)
 
 
-def rssi_dbm(value: int) -> int:
-    # E22 datasheet / protocols.md §2.1: dBm = -(256 - value).
+def rssi_dbm(value: int, edition: str = "2024") -> int:
+    """The module's RSSI byte in dBm. 2024 manual (and "auto"): dBm = -(256 - value). The 2018 editions
+    print dBm = -RSSI/2 (the SX126x RssiPkt register, which the old firmware passes through)."""
+    if edition == "2018":
+        return -(value // 2)
     return -(256 - value)
+
+
+def rssi_byte(dbm: int, edition: str = "2024") -> int:
+    """The module's side (simulator): the RSSI byte it appends for a packet received at `dbm`."""
+    if edition == "2018":
+        return max(0, min(255, -2 * dbm))
+    return max(0, min(255, 256 + dbm))
 
 
 class Deframer:
@@ -88,11 +100,11 @@ class Deframer:
     """
 
     def __init__(self, keys: Mapping[int, bytes | None], rssi: bool = True, sub_packet: int = 240,
-                 listen: bool = False, max_buffer: int = 4096) -> None:
+                 listen: bool = False, max_buffer: int = 4096, edition: str = "2024") -> None:
         if sub_packet not in SUB_PACKET_BYTES:
             raise ValueError(f"sub-packet size {sub_packet} is not one of {SUB_PACKET_BYTES}")
         self.keys = keys
-        self.rssi, self.sub_packet, self.listen = rssi, sub_packet, listen
+        self.rssi, self.sub_packet, self.listen, self.edition = rssi, sub_packet, listen, edition
         self.max_buffer = max(max_buffer, 2 * self._wire_len(MAX_FRAME))
         self._buf = bytearray()
         self.rejects: dict[str, int] = {}
@@ -192,7 +204,7 @@ class Deframer:
         self.frames += 1
         self.frame_bytes += wire_len
         rssi = min(rssi_values) if rssi_values else None
-        return Frame(dev, fcnt, ftype, payload, rssi, encrypted, verified, wire_len)
+        return Frame(dev, fcnt, ftype, payload, rssi, encrypted, verified, wire_len, bytes(trailer))
 
     def _identity_problem(self, dev: int, keyless: bool) -> str:
         if dev in (0, BROADCAST_ID):
@@ -213,7 +225,7 @@ class Deframer:
         for at in range(0, len(wire), step):
             chunk = wire[at: at + step]
             frame += chunk[:-1]
-            rssi.append(rssi_dbm(chunk[-1]))
+            rssi.append(rssi_dbm(chunk[-1], self.edition))
         return bytes(frame[:frame_len]), rssi
 
 

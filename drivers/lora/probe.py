@@ -11,12 +11,13 @@ from drivers.lora.frame import Deframer, Frame
 
 
 async def listen(port: str, baud: int = 9600, keys: Mapping[int, bytes | None] | None = None, rssi: bool = True,
-                 sub_packet: int = 240) -> AsyncIterator[dict[str, Any]]:
-    """Yield {device_id, fcnt, type, rssi_dbm, verified, encrypted, payload} per frame until cancelled."""
+                 sub_packet: int = 240, edition: str = "2024") -> AsyncIterator[dict[str, Any]]:
+    """Yield {device_id, fcnt, type, rssi_dbm, verified, encrypted, payload} per frame until cancelled.
+    `edition`: the module's firmware edition ("2018" prints RSSI as -value/2; see README)."""
     import serial_asyncio_fast
 
     reader, writer = await serial_asyncio_fast.open_serial_connection(url=port, baudrate=baud)
-    deframer = Deframer(keys or {}, rssi=rssi, sub_packet=sub_packet, listen=True)
+    deframer = Deframer(keys or {}, rssi=rssi, sub_packet=sub_packet, listen=True, edition=edition)
     try:
         while True:
             try:

@@ -1,7 +1,9 @@
 """E22 module simulator (product code): the module side of the UART. Answers configuration commands
-exactly (FF FF FF on bad format) in mode 10 read from the pin files, outputs sensor frames in sub-packets
-with the RSSI byte when REG3 says so, records downlinks, and injects radio faults.
-`gateway simulate lora --pty LINK --sensor smoke:0x1A2B3C4D:<key hex> --time-scale 60`
+exactly (FF FF FF on bad format) in mode 10 read from the pin files (or entered by the 2024 firmware's
+software mode switching, REG1 b4), outputs sensor frames in sub-packets with the RSSI byte when REG3 says
+so, records downlinks, and injects radio faults. `edition` "2024" or "2018" models the two firmware
+editions of the manual: air-rate codes 000/001, the RSSI byte formula and REG1 b4 differ.
+`gateway simulate lora --pty LINK --sensor smoke:0x1A2B3C4D:<key hex> --time-scale 60 [--edition 2018]`
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from pathlib import Path
 import click
 
 from drivers.lora import e22
-from drivers.lora.frame import COMMANDS, KEYLESS, Deframer, Frame, FrameType, sub_packets
+from drivers.lora.config import AIR_RATES_BY_EDITION
+from drivers.lora.frame import COMMANDS, KEYLESS, Deframer, Frame, FrameType, rssi_byte, sub_packets
 from drivers.lora.pins import Mode, Pins
 from drivers.lora.simsensors import SimSensor
 from drivers.simport import SimPort, serve_until_interrupted
@@ -39,7 +42,13 @@ class LoraSimulator:
     """start(path)/stop(); add_sensor(); trigger(device, reason); set_fault(name); downlinks."""
 
     def __init__(self, regs: e22.E22Registers | None = None, pins: Pins | None = None, time_scale: float = 1.0,
-                 air_time: bool = True, seed: int | None = None) -> None:
+                 air_time: bool = True, seed: int | None = None, edition: str = "2024") -> None:
+        if edition not in AIR_RATES_BY_EDITION:
+            raise ValueError(f"unknown E22 firmware edition {edition!r} (known: {', '.join(AIR_RATES_BY_EDITION)})")
+        self.edition = edition
+        self.soft_mode: Mode | None = None  # set by C0 C1 C2 C3 02 <mode> (2024 edition, REG1 b4): overrides M0/M1
+        self.last_rssi_dbm = -120
+        self.noise_dbm = -110
         self.regs = regs or e22.E22Registers(address=0xFFFF, rssi_byte=True, fixed_point=True)
         self.pins = pins or Pins("/nonexistent", None, None, None)
         self.sensor_channel = self.regs.channel  # the sensors transmit here
@@ -148,7 +157,9 @@ class LoraSimulator:
             return
         if not data or asyncio.get_running_loop().time() < self._silent_until:
             return  # resetting: the module drops what it hears
-        mode = self.pins.read_mode() if self.pins.mode_wired else Mode.NORMAL
+        mode = self.soft_mode if self.soft_mode is not None else self.pins.read_mode() if self.pins.mode_wired else Mode.NORMAL
+        if mode is Mode.NORMAL and self._soft(data):
+            return
         if mode is Mode.CONFIG:
             self._cfg_buf += data
             if self._cfg_timer:
@@ -157,7 +168,27 @@ class LoraSimulator:
         elif mode is Mode.NORMAL:
             self._downlink(data)
 
+    def _soft(self, data: bytes) -> bool:
+        """2024 manual §7.2 REG1: `C0 C1 C2 C3 02 <mode>` switches mode when b4 is set; `C0 C1 C2 C3
+        <start> <len>` reads noise / last RSSI when b5 is set. Anything else is data to transmit."""
+        cmd = e22.soft_command(data)
+        if cmd is None:
+            return False
+        a, b = cmd
+        if a == e22.SOFT_MODE_REG and self.regs.software_mode_switch and self.edition == "2024" and b <= 3:
+            self.soft_mode = Mode(b)
+            self._write(bytes([0xC1, 0xC2, 0xC3, e22.SOFT_MODE_REG, b]))
+            return True
+        if self.regs.ambient_noise and a == 0 and 1 <= b <= 2:
+            values = [rssi_byte(self.noise_dbm, self.edition), rssi_byte(self.last_rssi_dbm, self.edition)][:b]
+            self._write(bytes([e22.READ, a, b, *values]))
+            return True
+        return False
+
     def _config_command(self) -> None:
+        if self._soft(bytes(self._cfg_buf)):  # the way back to normal mode without pins
+            self._cfg_buf.clear()
+            return
         answer, self.regs = e22.module_answer(bytes(self._cfg_buf), self.regs)
         self._cfg_buf.clear()
         self.config_answers.append(answer)
@@ -198,13 +229,14 @@ class LoraSimulator:
             copies.append(sensor.sent[0])
         if hit("truncated"):
             copies[0] = raw[: max(4, len(raw) // 2)]
+        air_bps = AIR_RATES_BY_EDITION[self.edition][self.regs.air_rate_code]
         async with self._tx:
             for frame in copies:
                 for packet in sub_packets(frame, self.regs.sub_packet):
                     if self.air_time:  # time on air at the air data rate, scaled like the heartbeats
-                        await asyncio.sleep(len(packet) * 8 / self.regs.air_rate_bps / self.time_scale)
-                    rssi = sensor.rssi_dbm if sensor else -90
-                    self._write(packet + (bytes([256 + rssi]) if self.regs.rssi_byte else b""))
+                        await asyncio.sleep(len(packet) * 8 / air_bps / self.time_scale)
+                    rssi = self.last_rssi_dbm = sensor.rssi_dbm if sensor else -90
+                    self._write(packet + (bytes([rssi_byte(rssi, self.edition)]) if self.regs.rssi_byte else b""))
 
     def _write(self, data: bytes) -> None:
         """Queue bytes for the UART; a pty buffer holds only a few kB, so drain when writable."""
@@ -262,11 +294,13 @@ def _sensor_arg(text: str) -> SimSensor:
 @click.option("--channel", type=click.IntRange(0, 83), default=23, show_default=True)
 @click.option("--address", type=str, default="0xFFFF", show_default=True, help="the module's ADDH:ADDL")
 @click.option("--no-rssi", is_flag=True, help="REG3 bit 7 off: no RSSI byte")
+@click.option("--edition", type=click.Choice(sorted(AIR_RATES_BY_EDITION)), default="2024", show_default=True,
+              help="E22 firmware edition (air-rate codes 000/001 and the RSSI byte differ)")
 @click.option("--gpio-root", type=click.Path(file_okay=False), help="emulate M0/M1/AUX as files here")
 @click.option("--pins", default="5,6,13", show_default=True, help="M0,M1,AUX gpio numbers (with --gpio-root)")
 @click.option("--script", "script", multiple=True, metavar="SECONDS:ID:REASON",
               help="scripted event, e.g. 30:0x1A2B3C4D:alarm (repeatable; seconds of simulated time)")
-def cli(pty: str, sensors: tuple[str, ...], time_scale: float, channel: int, address: str, no_rssi: bool,
+def cli(pty: str, sensors: tuple[str, ...], time_scale: float, channel: int, address: str, no_rssi: bool, edition: str,
         gpio_root: str | None, pins: str, script: tuple[str, ...]) -> None:
     """Simulate an E22 module with LoRa sensors behind it until Ctrl-C."""
     regs = e22.E22Registers(address=int(address, 0), channel=channel, rssi_byte=not no_rssi, fixed_point=True)
@@ -274,7 +308,7 @@ def cli(pty: str, sensors: tuple[str, ...], time_scale: float, channel: int, add
     if gpio_root:
         m0, m1, aux = (int(p) for p in pins.split(","))
         pin = emulated_pins(Path(gpio_root), m0, m1, aux)
-    sim = LoraSimulator(regs, pin, time_scale)
+    sim = LoraSimulator(regs, pin, time_scale, edition=edition)
     for text in sensors:
         sim.add_sensor(_sensor_arg(text))
 

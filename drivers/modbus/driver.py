@@ -170,6 +170,10 @@ class ModbusDriver:
                     await self._run_job(self._writes.popleft())
         finally:
             s.busy = False
+        self._settle(s, m, error, collect)
+
+    def _settle(self, s: SlaveState, m: DeviceMap, error: str, collect: list[Item] | None) -> None:
+        """Count an answered or unanswered exchange with the slave: offline/online events on the edges."""
         now = self.clock.monotonic()
         if error:
             self._first_warning(s, "slave_no_answer", error)
@@ -213,6 +217,10 @@ class ModbusDriver:
         except (DeviceTimeout, ModbusDeviceError, FrameError, CommandRejected) as exc:
             s.counters["write_errors"] += 1
             self.log.warning("write_failed", device_id=m.device_id, target=command.target, error=str(exc))
+            if isinstance(exc, DeviceTimeout):
+                # A relay box that does not answer its sounder write is offline, even if writes retried
+                # every second leave no bus time for its polls (issue 15 matrix: relay box silent).
+                self._settle(s, m, str(exc), None)
             raise
         self.log.info("output_written", device_id=m.device_id, target=command.target, value=command.value, reason=command.reason)
 

@@ -70,9 +70,26 @@ DEFAULT_TIERS = (
 )
 
 
+class Trouble(_Section, frozen=True):
+    """The local trouble (fault) indication, distinct from fire: a relay-box output on while any fault
+    lasts (GB 4717 / EN 54-2 and GB 26875.1 §4.1: every fault signalled locally within 100 s). The
+    deadlines below count from the fault's start; checks run every check_period_s, so the worst case is
+    deadline + check_period_s (docs/RELIABILITY.md "Fault matrix")."""
+
+    device: str = ""  # the relay box; "" = the sounder's (notify.sounder.device)
+    outputs: tuple[str, ...] = ("trouble",)  # yellow fault lamp / buzzer coil(s); () = none fitted
+    check_period_s: Annotated[float, Meta(gt=0, le=30)] = 5.0
+    # The uplink reconnects within seconds after a broker restart: only a longer outage is a fault.
+    uplink_after_s: Annotated[float, Meta(ge=0, le=90)] = 60.0
+    centre_after_s: Annotated[float, Meta(ge=0, le=90)] = 60.0
+    # A bus (serial port, modem) down: the driver reopens it with backoff; past this it is a fault.
+    bus_after_s: Annotated[float, Meta(ge=0, le=90)] = 30.0
+
+
 class Notify(_Section, frozen=True):
     timezone: str = "Asia/Shanghai"  # for {time} in SMS text
     sounder: Sounder = Sounder()
+    trouble: Trouble = Trouble()
     sms: Sms = Sms()
     templates: Templates = Templates()
     tiers: Annotated[tuple[Tier, ...], Meta(min_length=1)] = DEFAULT_TIERS

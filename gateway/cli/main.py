@@ -65,6 +65,10 @@ def config_check(file: str) -> None:
             click.echo(problem, err=True)
         click.echo(f"{len(exc.problems)} error(s) in {file}", err=True)
         sys.exit(EXIT_FAIL)
+    from gateway.config.check import uplink_warnings
+
+    for warning in uplink_warnings(cfg.uplink, file):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"OK: {file}: gateway {cfg.identity.gateway_id}, {len(cfg.ports)} ports, {len(cfg.devices)} devices, {len(cfg.rules)} rules")
 
 

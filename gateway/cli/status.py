@@ -91,6 +91,8 @@ def _uplink_line(up: dict[str, Any] | None) -> str:
     puback_age = _pick(up, "last_puback_age_s")
     puback_wall = _pick(up, "last_puback_wall", "last_puback")
     parts = [str(state)]
+    if up.get("up") is False and up.get("reason"):  # why it is down (gateway/uplink/faults.py words)
+        parts.append(f"{up['reason']}: {up.get('detail', '')}"[:160].rstrip(": "))
     if since is not None:
         parts.append(f"since {render.wall(since)}")
     elif since_age is not None:

@@ -278,7 +278,9 @@ def load_config(path: str | os.PathLike[str]) -> s.Config:
     devices = read.array("devices", s.DeviceEntry)
     contacts = read.array("contacts", s.Contact)
     rules = read.array("rules", Rule)
-    notify, gb26875, extra = read.optional("notify", Notify), read.optional("gb26875", GB26875Section), read.extra()
+    notify, gb26875 = read.optional("notify", Notify), read.optional("gb26875", GB26875Section)
+    # Deprecated aliases for code written before the typed fields (cfg.extra["notify"]): additive change.
+    extra = {**{k: v for k, v in (("notify", notify), ("gb26875", gb26875)) if v is not None}, **read.extra()}
     profiles = read.profiles(path.parent)
     cfg = s.Config(
         source=str(path),

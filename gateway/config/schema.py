@@ -64,6 +64,14 @@ class Uplink(_Section, frozen=True):
     drain_readings_per_s: Annotated[float, Meta(gt=0)] = 5000.0
     command_window_s: Annotated[float, Meta(ge=10, le=3600)] = 120.0
     status_interval_s: Annotated[float, Meta(ge=5)] = 60.0
+    # Reconnect manners for a clustered broker (issue 21, docs/uplink.md "Reconnect"): the backoff resets
+    # only after a session stayed up this long; busy/quota/rate CONNACKs wait about busy_backoff_s.
+    stable_after_s: Annotated[float, Meta(ge=0, le=3600)] = 60.0
+    busy_backoff_s: Annotated[float, Meta(ge=1, le=3600)] = 120.0
+    # First connect after the broker is seen back waits uniform(0, connect_jitter_s); an alarm cuts it short.
+    connect_jitter_s: Annotated[float, Meta(ge=0, le=600)] = 0.5
+    # Downlink messages waiting for the one command worker; more are rejected "busy" (issue 15 item 6).
+    command_queue_max: Annotated[int, Meta(ge=1, le=1000)] = 32
 
 
 class Store(_Section, frozen=True):
@@ -166,4 +174,6 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     rules: tuple[Rule, ...] = ()  # gateway/rules/schema.py, issue 7
     notify: Notify | None = None  # [notify]: sounder, SMS, escalation (gateway/actions/schema.py)
     gb26875: GB26875Section | None = None  # [gb26875]: the fire centre uplink, issue 11
-    extra: dict[str, Any] = {}  # sections registered in gateway.config.load.EXTRA_SECTIONS, already typed
+    # Sections registered in gateway.config.load.EXTRA_SECTIONS, already typed; also holds `notify` and
+    # `gb26875` as deprecated aliases of the typed fields above (read those).
+    extra: dict[str, Any] = {}

@@ -37,6 +37,8 @@ def decode_request(line: bytes) -> Request:
         return _decoder.decode(line)
     except UnicodeDecodeError as exc:  # msgspec lets invalid UTF-8 inside a JSON string escape as this
         raise msgspec.DecodeError(f"invalid UTF-8: {exc.reason} at byte {exc.start}") from None
+    except RecursionError:  # `[[[[...` 5,000 deep used to close the connection without a reply (issue 16)
+        raise msgspec.DecodeError("JSON nested too deeply") from None
 
 
 def encode(obj: Any) -> bytes:

@@ -3,6 +3,11 @@ caller (SO_PEERCRED), and refuses mutating commands to callers that are neither 
 
 The socket lives in the runtime directory with mode 0660 and the service's group: a process without
 that group cannot connect at all (EACCES), which is the first gate.
+
+Resource isolation (issue 15, item 6): at most MAX_CONNECTIONS at once (a further client gets one "busy"
+reply and is closed at once, so a local process holding sockets open cannot exhaust the daemon's file
+descriptors, which the SMS modem, the uplink and the store need), and a connection idle for IDLE_TIMEOUT_S
+is closed. A socket path that still answers is never unlinked: that is a running daemon, not a stale file.
 """
 
 from __future__ import annotations
@@ -23,6 +28,30 @@ from gateway.errors import CommandRejected, GatewayError
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
+MAX_CONNECTIONS = 32  # the CLI uses one per command; the web panel one or two
+IDLE_TIMEOUT_S = 60.0  # between requests on one connection (the panel's live view polls every second)
+
+
+class SocketInUse(GatewayError):
+    """The control socket's path answers: another daemon serves it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(f"{path} is served by a running process; not removing it")
+
+
+def socket_answers(path: Path) -> bool:
+    """True when something accepts connections on the unix socket at `path`."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     """(pid, uid, gid) of the connected peer (Linux SO_PEERCRED)."""
@@ -37,13 +66,16 @@ class ControlServer:
         self.mutating = mutating
         self.log = log.bind(stage="control")
         self.group = group
-        self.counters = {"requests": 0, "rejected": 0, "errors": 0}
+        self.counters = {"requests": 0, "rejected": 0, "errors": 0, "busy": 0, "idle_closed": 0}
         self._server: asyncio.AbstractServer | None = None
+        self._open = 0
 
     async def run(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and socket_answers(self.path):
+            raise SocketInUse(self.path)
         try:
-            self.path.unlink()  # a stale socket from a killed daemon
+            self.path.unlink()  # a stale socket from a killed daemon: nothing answers on it
         except FileNotFoundError:
             pass
         old = os.umask(0o117)  # create the socket 0660 atomically: no window where others could connect
@@ -70,10 +102,22 @@ class ControlServer:
             pid, uid, _gid = peer_credentials(sock)
         except OSError:
             pid, uid = -1, -1
+        if self._open >= MAX_CONNECTIONS:
+            self.counters["busy"] += 1
+            try:
+                writer.write(encode(Response(0, False, error="busy", detail=f"{MAX_CONNECTIONS} control connections already open")))
+                writer.close()
+            except (ConnectionError, RuntimeError):
+                pass
+            return
+        self._open += 1
         try:
             while True:
                 try:
-                    line = await reader.readline()
+                    line = await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT_S)
+                except asyncio.TimeoutError:
+                    self.counters["idle_closed"] += 1
+                    return
                 except (ValueError, asyncio.LimitOverrunError):
                     self.counters["rejected"] += 1
                     self.log.warning("control_request_rejected", reason="too_long", uid=uid, pid=pid)
@@ -87,6 +131,7 @@ class ControlServer:
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
+            self._open -= 1
             writer.close()
 
     async def handle(self, line: bytes, uid: int, pid: int) -> Response:

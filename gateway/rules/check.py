@@ -126,6 +126,19 @@ def _check_notify(notify: Notify, cfg: Any, file: str, errors: list[str], uses_s
                             f"{file}: notify.sounder.{key}[{j}]: {out!r} is not an output of profile {dev.profile!r} "
                             f"(outputs: {', '.join(sorted(outputs)) or 'none'})"
                         )
+    trouble_dev = notify.trouble.device or snd.device
+    if trouble_dev and notify.trouble.outputs:
+        dev = next((d for d in cfg.devices if d.id == trouble_dev), None)
+        if dev is None:
+            errors.append(f"{file}: notify.trouble.device: {trouble_dev!r} is not a device id")
+        elif dev.profile in cfg.profiles:
+            outputs = set(((cfg.profiles[dev.profile].modbus or {}).get("outputs") or {}))
+            for j, out in enumerate(notify.trouble.outputs):
+                if out not in outputs:
+                    errors.append(
+                        f"{file}: notify.trouble.outputs[{j}]: {out!r} is not an output of profile {dev.profile!r} "
+                        f"(outputs: {', '.join(sorted(outputs)) or 'none'}; set outputs = [] if no fault lamp is fitted)"
+                    )
     last = -1.0
     roles_present = {c.role for c in cfg.contacts}
     for i, tier in enumerate(notify.tiers):

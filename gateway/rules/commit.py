@@ -14,6 +14,9 @@ from gateway.rules import alarm_sql
 from gateway.rules.alarm_sql import Pending
 
 RETRY_S = 1.0  # the store could not commit (I/O error, full beyond the ballast): try again this often
+# While the store is down this queue is the alarms' journal. Transitions other than repeats are bounded by
+# rules x devices and by flapping suppression; repeats beyond this depth are coalesced (docs/store.md).
+REPEATS_COALESCE_AT = 1000
 
 
 class Committer:
@@ -32,7 +35,18 @@ class Committer:
         self.counters = {"commits": 0, "transitions": 0, "commit_failures": 0}
 
     def submit(self, p: Pending) -> None:
+        if p.transition.kind == "repeated" and len(self._queue) >= REPEATS_COALESCE_AT:
+            # The store is down and a detector keeps repeating: a repeat only updates the count, which the
+            # next transition of the alarm carries anyway. Raises, acks and clears are always kept.
+            self.counters["repeats_coalesced"] = self.counters.get("repeats_coalesced", 0) + 1
+            return
         self._queue.append(p)
+        self._idle.clear()
+        self._wakeup.set()
+
+    def submit_first(self, p: Pending) -> None:
+        """Commit `p` ahead of everything queued (a stored alarm superseded while the store was down)."""
+        self._queue.insert(0, p)
         self._idle.clear()
         self._wakeup.set()
 

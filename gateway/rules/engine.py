@@ -15,6 +15,7 @@ from gateway.actions.escalation import Escalation, NoticeKey
 from gateway.actions.schema import Notify
 from gateway.actions.sounder import SounderControl
 from gateway.actions.tasks import ActionTasks
+from gateway.errors import StoreError
 from gateway.model import Alarm, AlarmState, Device, Event, EventKind, Item, RecordClass
 from gateway.rules import alarm_sql, kinds
 from gateway.rules.commit import Committer
@@ -48,30 +49,61 @@ class RuleEngine:
         self._recent: deque[Alarm] = deque(maxlen=HISTORY_MAX)
         self._committer_task: asyncio.Task | None = None
         self._bad_value_seen: set[tuple[str, str]] = set()
+        self.restore_pending = False  # the store was down at start: stored alarms not yet merged
         self.counters = {"items": 0, "unknown_device": 0, "bad_value": 0, "button_presses": 0}
 
     # ---- lifecycle of the engine ------------------------------------------------------------------
     async def start(self) -> None:
-        """Restore active alarms (neither forgotten nor re-notified), start the committer, set the coils."""
+        """Restore active alarms (neither forgotten nor re-notified), start the committer, set the coils.
+
+        The store may be down (read-only card, corrupt file): the engine then starts with what it has
+        in memory, acts on new alarms at once, and restores the stored ones when the store comes back
+        (`restore_pending`; the daemon retries `restore()`). Nothing here waits for the card to heal."""
+        self._ensure_committer()
+        try:
+            await self.restore()
+        except StoreError as exc:
+            self.restore_pending = True
+            self.log.warning("alarms_restore_deferred", error=str(exc)[:200])
+        self._actions(self.clock.monotonic(), reason="restore")
+
+    async def restore(self) -> None:
+        """Load the stored active alarms and merge them into the book. An alarm raised again while the
+        store was down (same rule and device, new id) supersedes the stored one: the stored one is closed
+        first (its clear committed ahead of the new raise, so the one-active-per-(rule, device) index holds)."""
         now = self.clock.monotonic()
         active = await self.outbox.transact(alarm_sql.load_active, durable=False)
         since = self.clock.wall() - RESTORE_HISTORY_S
-        self._recent.extend(await self.outbox.transact(lambda c: alarm_sql.load_recent(c, since, HISTORY_MAX), durable=False))
-        self.escalation.done |= await self.outbox.transact(alarm_sql.load_notices, durable=False)
+        recent = await self.outbox.transact(lambda c: alarm_sql.load_recent(c, since, HISTORY_MAX), durable=False)
+        notices = await self.outbox.transact(alarm_sql.load_notices, durable=False)
+        merged = [*recent, *self._recent]  # stored history first; a full deque drops its oldest
+        self._recent.clear()
+        self._recent.extend(merged)
+        self.escalation.done |= notices
+        restored = 0
         for alarm, silenced, tier, detail in active:
+            if alarm.id in self.book.by_id:
+                continue
             rule = self.rules.get(alarm.rule)
+            act = Active(alarm, now - self._age(alarm), "sounder" in getattr(rule, "actions", ()), silenced, tier, detail=detail)
+            live = self.book.by_key.get((alarm.rule, alarm.device_id))
+            if live is not None:
+                t = self.book.supersede(act, self.clock.now(), live.alarm.id)
+                self.committer.submit_first(Pending(t, self.record_body(t, act), act.tier, act.silenced, act.detail))
+                self._recent.append(t.alarm)
+                continue
             if rule is None:
                 # Rule removed from the config: keep the alarm until cleared by command, never drop it silently.
                 self.log.warning("alarm_rule_gone", alarm_id=alarm.id, rule=alarm.rule, device_id=alarm.device_id)
-            act = Active(alarm, now - self._age(alarm), "sounder" in getattr(rule, "actions", ()), silenced, tier, detail=detail)
             self.book.restore(act)
+            restored += 1
             for ev in self.evaluators:
                 if ev.rule is rule:
                     ev.restore(alarm.device_id, now)
-        self._ensure_committer()
-        if active:
-            self.log.info("alarms_restored", count=len(active))
-        self._actions(now, reason="restore")
+        self.restore_pending = False
+        if restored:
+            self.log.info("alarms_restored", count=restored)
+            self._actions(now, reason="restore")
 
     def _age(self, alarm: Alarm) -> float:
         """Seconds since the raise: monotonic within this boot, wall if both ends are synced, else 0
@@ -244,11 +276,19 @@ class RuleEngine:
         act = self.book.get(alarm_id)
         now = self.clock.monotonic()
         self._submit(self.book.clear(alarm_id, by, self.clock.now()), act)
+        reraised = False
         for ev in self._by_device.get(act.alarm.device_id, ()):
             if ev.rule.id == act.alarm.rule:
                 ev.reset(act.alarm.device_id, now)  # a condition still present raises again, freshly
+                # An input still on (a pump fault whose contact is closed) raises again at once: a manual
+                # clear must never hide a persisting condition (issue 15, item 8; docs/rules.md).
+                present = getattr(ev, "present", None)
+                detail = present(act.alarm.device_id) if callable(present) else None
+                if detail is not None:
+                    sig = Signal(True, act.alarm.device_id, {**detail, "reasserted_after": "manual_clear"}, self.clock.now())
+                    reraised |= self._apply(ev.rule, sig, now)
         self._actions(now, reason="clear")
-        return "cleared"
+        return "cleared_raised_again" if reraised else "cleared"
 
     def active(self) -> list[Alarm]:
         return self.book.active()

@@ -13,17 +13,24 @@ class EventEvaluator:
         self._kinds = frozenset(rule.events)
         self._clearing = {CLEARED_BY[k] for k in rule.events if k in CLEARED_BY}
         self._codes = frozenset(rule.codes)
+        self._present: dict[str, dict[str, str]] = {}  # device -> detail of its raising event not yet cleared
 
     def on_item(self, item: Item, device: Device, now: float) -> list[Signal]:
         if not isinstance(item, Event):
             return []
         detail = {"kind": str(item.kind), "code": item.code}
         if item.kind in self._kinds and (not self._codes or item.code in self._codes):
+            self._present[item.device_id] = detail
             return [Signal(True, item.device_id, detail, item.stamp)]
         # A clearing event without a code (many detectors send a bare "alarm cleared") clears any code.
         if item.kind in self._clearing and (not self._codes or not item.code or item.code in self._codes):
+            self._present.pop(item.device_id, None)
             return [Signal(False, item.device_id, detail, item.stamp)]
         return []
+
+    def present(self, device_id: str) -> dict[str, str] | None:
+        """The raising event's detail if the condition has not been cleared by its device since."""
+        return self._present.get(device_id)
 
     def tick(self, now: float) -> list[Signal]:
         return []

@@ -146,6 +146,14 @@ class AlarmBook:
         act.tier = tier + 1
         return self._transition("escalated", act, "", stamp, {"tier": tier, **detail})
 
+    def supersede(self, stored: Active, stamp: Stamp, by_alarm: str) -> Transition:
+        """A stored alarm found active after the store came back, while the same (rule, device) was
+        raised again meanwhile: close the stored one (it never enters the book)."""
+        stored.alarm.state = AlarmState.CLEARED
+        stored.alarm.cleared_by = f"superseded:{by_alarm}"
+        self.counters["cleared"] += 1
+        return self._transition("cleared", stored, stored.alarm.cleared_by, stamp, {"superseded_by": by_alarm})
+
     def restore(self, act: Active) -> None:
         key = (act.alarm.rule, act.alarm.device_id)
         self.by_key[key] = act

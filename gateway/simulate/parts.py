@@ -157,8 +157,11 @@ async def _watch(c: Courtyard) -> None:
                     c.note("fire_centre_received", objects=len(r.objects))
             seen_gb = len(centre.received)
         for dev, unit in relays:
-            for out in ("sounder", "strobe"):
-                value = bool(c.sims["modbus_rtu"].output(unit, out))
+            for out in ("sounder", "strobe", "trouble"):
+                try:
+                    value = bool(c.sims["modbus_rtu"].output(unit, out))
+                except KeyError:  # a relay box without a fault lamp
+                    continue
                 if outputs.get((dev, out), False) != value:
                     c.note(f"{out}_{'on' if value else 'off'}", device=dev)
                 outputs[(dev, out)] = value

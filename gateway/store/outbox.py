@@ -24,8 +24,10 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from gateway.errors import StoreError
+from gateway.errors import StoreError, StoreUnavailable
 from gateway.model import Reading, RecordClass, Stamp
+from gateway.store.availability import Availability
+from gateway.store.journal import Entry
 from gateway.store.reader import Reader, file_bytes
 from gateway.store.record import OutboxStats, Record
 from gateway.store.jobs import ACK, CALL, PUT, STOP, TRANSACT, WAKE, Job
@@ -49,7 +51,7 @@ def proc_write_bytes() -> int:
     return 0
 
 
-class Outbox:
+class Outbox(Availability):
     def __init__(self, cfg: Any, clock: Any, log: Any, consumers: dict[str, set[RecordClass]]) -> None:
         """cfg: gateway.config.schema.Store. consumers: name -> classes it wants, e.g. {"mqtt": set(RecordClass)}."""
         self.cfg, self.clock, self.log = cfg, clock, log
@@ -60,32 +62,35 @@ class Outbox:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._callbacks: list[Callable[[RecordClass], None]] = []
         self._dropped_logged = False
+        Availability.__init__(self)
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def open(self) -> None:
-        """Open/create the DB, run migrations (refuse a newer schema with StoreError), make the ballast
-        file, start the writer thread. Never waits for the uplink."""
+        """Open/create the DB, run migrations, make the ballast file, start the writer thread. Never
+        waits for the uplink and never raises for a store that cannot be opened: the outbox is then
+        DOWN with a reason (health()), journals records in memory and `run()` retries (issue 15)."""
         self._loop = asyncio.get_running_loop()
-        self._writer.on_commit = self._committed
-        await asyncio.wrap_future(self._writer.start())
-        self.store_id = self._writer.stats.store_id
-        self._reader = Reader(self.cfg.path, self.clock)
-        s = self._writer.stats
-        self.log.info("store_opened", path=self.cfg.path, store_id=self.store_id, last_seq=s.last_seq,
-                      telemetry_rows=s.tele_rows, fault=s.fault or None)
+        await self._open_first()
 
     async def close(self) -> None:
-        """Flush pending telemetry (one last group commit), checkpoint, stop the writer thread."""
+        """Flush pending telemetry (one last group commit), checkpoint, stop the writer thread.
+        While DOWN: one last attempt to reopen and commit the journal; what still cannot be written is
+        logged (store_journal_lost) and lost with the process."""
+        await self._close_availability()
         if self._reader is not None:  # first, so the writer is the last connection and removes the WAL
             self._reader.close()
             self._reader = None
         if self._writer.alive():
-            await self._submit(Job(STOP))
+            try:
+                await self._submit(Job(STOP))
+            except StoreUnavailable:
+                pass
             await asyncio.to_thread(self._writer.join, 10.0)
 
     def writer_alive(self) -> bool:
-        """For the watchdog: the thread that commits alarms is running."""
-        return self._writer.alive()
+        """For the watchdog: the thread that commits alarms is running, or the store is DOWN and being
+        retried by run() (a read-only card must not make systemd restart the alarm core)."""
+        return self.state != "up" or self._writer.alive()
 
     # ---- writing ------------------------------------------------------------------------------
     def _submit(self, job: Job) -> asyncio.Future[Any]:
@@ -112,15 +117,27 @@ class Outbox:
 
     async def put(self, cls: RecordClass, kind: str, device: str, stamp: Stamp, body: dict[str, Any]) -> int:
         """Durably commit one alarm/event/status record (synchronous=FULL transaction) and return its seq.
-        Returns only after the commit; raises StoreError if it cannot commit (after using the ballast)."""
+        Returns only after the commit. When the store is DOWN (or goes down on this commit) the record goes
+        to the in-memory journal instead, is committed in order once the store reopens, and 0 is returned."""
         if cls == RecordClass.TELEMETRY:
             raise ValueError("telemetry goes through put_reading")
+        entry = Entry(cls, kind, device, stamp, body, self._next_arrival())
+        if self.state != "up":  # DOWN, or reopened and still committing the journal: keep arrival order
+            self._journal_add(entry)
+            return 0
         w = self._writer
-        return await self._submit(Job(PUT, lambda conn: w.add_record(conn, cls, kind, device, stamp, body), durable=True))
+        try:
+            return await self._submit(Job(PUT, lambda conn: w.add_record(conn, cls, kind, device, stamp, body), durable=True))
+        except StoreUnavailable:
+            self._journal_add(entry)  # the writer's fault callback has taken the store DOWN
+            return 0
 
     def put_reading(self, reading: Reading) -> None:
         """Queue a reading for the next group commit (<= commit_interval_s). Never blocks; never merges.
         When the store is full or the writer backlog is over its bound, the reading is dropped and counted."""
+        if self.state != "up":
+            self.journal.add_reading(reading)
+            return
         w = self._writer
         backlog = len(w.readings)
         if w.stats.fault == "disk_full" or backlog >= READING_BACKLOG_MAX:
@@ -136,7 +153,10 @@ class Outbox:
     async def transact(self, fn: Callable[[sqlite3.Connection], T], durable: bool = True) -> T:
         """Run fn(conn) inside one writer transaction (FULL when durable) and return its result.
         For stages that keep their own tables (alarm state, nonce cache) and want them atomic with records:
-        call `Outbox.add_record(conn, ...)` inside fn to enqueue a record in the same transaction."""
+        call `Outbox.add_record(conn, ...)` inside fn to enqueue a record in the same transaction.
+        Raises StoreUnavailable while the store is DOWN: the caller keeps its work and retries (the rules'
+        committer does); `on_open` tells it when the store is back."""
+        self._require_up()
         return await self._submit(Job(TRANSACT, fn, durable=durable))
 
     def add_record(self, conn: sqlite3.Connection, cls: RecordClass, kind: str, device: str, stamp: Stamp, body: dict[str, Any]) -> int:
@@ -145,10 +165,12 @@ class Outbox:
 
     async def ack(self, consumer: str, seqs: Iterable[int]) -> None:
         """Mark delivered for this consumer; rows every consumer acked are deleted (in the writer)."""
-        bit = self._bit(consumer)
         params = [(int(s),) for s in seqs]
         if params:
-            await self._submit(Job(ACK, lambda conn: self._writer.acked(conn, bit, params)))
+            self._require_up()
+            bit = self._bit(consumer)
+            w = self._writer
+            await self._submit(Job(ACK, lambda conn: w.acked(conn, bit, params)))
 
     async def purge_telemetry(self, older_than_s: float) -> int:
         """Operator purge (CLI `queue purge --telemetry`): delete telemetry read more than older_than_s ago."""
@@ -156,19 +178,26 @@ class Outbox:
             self._writer.flush_readings()  # readings queued for the group commit are waiting too
             return self._writer.maint.purge(older_than_s, "purge")
 
+        self._require_up()
         return await self._submit(Job(CALL, purge))
 
     async def maintain(self) -> None:
         """Run the periodic upkeep now (TTL, checkpoint, ballast recovery) instead of at harden_interval_s."""
+        if self.state != "up":
+            return
         await self._submit(Job(CALL, lambda conn: self._writer.maint.run()))
 
     async def flush(self) -> None:
         """Commit queued telemetry now (tests, benchmarks, shutdown paths) instead of at the interval."""
+        if self.state != "up":
+            return
         await self._submit(Job(CALL, lambda conn: self._writer.flush_readings()))
 
     async def rebase_unsynced(self) -> int:
         """Re-base wall times of unsynced records from this boot once the clock syncs; rows re-based.
         The writer does this by itself within ~1 s of the clock syncing; this finishes it at once."""
+        if self.state != "up":
+            return 0
         return await self._submit(Job(CALL, lambda conn: self._writer.maint.rebase_now()))
 
     # ---- reading ------------------------------------------------------------------------------
@@ -180,9 +209,10 @@ class Outbox:
 
     def fetch(self, consumer: str, limit: int, exclude: Iterable[int] = (), classes: Iterable[RecordClass] | None = None) -> list[Record]:
         """Records this consumer has not acknowledged, ORDER BY cls, seq; skipping `exclude` (in flight).
-        Uses a reader connection; safe from the loop thread (fast, indexed)."""
-        if self._reader is None:
-            raise StoreError("outbox is not open")
+        Uses a reader connection; safe from the loop thread (fast, indexed). Nothing while DOWN: the
+        journal is delivered once it is committed (it has no seq before)."""
+        if self._reader is None or self.state != "up":
+            return []
         bit = self._bit(consumer)
         wanted = self.consumers[consumer] if classes is None else set(classes) & self.consumers[consumer]
         return self._reader.fetch(consumer, bit, limit, exclude, wanted)
@@ -190,11 +220,23 @@ class Outbox:
     def stats(self) -> OutboxStats:
         """Cheap snapshot for status and the CLI."""
         s = self._writer.stats
-        depth, oldest = self._reader.depth_and_age() if self._reader is not None else ({}, {})
+        depth, oldest = ({}, {})
+        if self._reader is not None and self.state == "up":
+            try:
+                depth, oldest = self._reader.depth_and_age()
+            except sqlite3.Error as exc:
+                self.log.debug("store_stats_failed", error=str(exc))
         if depth:  # readings queued for the next group commit are waiting too
             depth["telemetry"] += len(self._writer.readings)
-        return OutboxStats(s.store_id, depth, oldest, s.evicted, s.dropped, file_bytes(self.cfg.path),
-                           proc_write_bytes(), s.last_seq, s.fault)
+        for name, n in self.journal.depth().items():  # records waiting in memory while DOWN
+            depth[name] = depth.get(name, 0) + n
+        try:
+            size = file_bytes(self.cfg.path)
+        except OSError:
+            size = 0
+        fault = s.fault if self.state == "up" else self.reason
+        return OutboxStats(self.store_id, depth, oldest, s.evicted, s.dropped + self.journal.readings_dropped, size,
+                           proc_write_bytes(), s.last_seq, fault)
 
     # ---- commit notifications -----------------------------------------------------------------
     def on_commit(self, callback: Callable[[RecordClass], None]) -> None:

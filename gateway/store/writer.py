@@ -17,16 +17,15 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from gateway.errors import StoreError, StoreFull
+from gateway.errors import StoreError, StoreFull, StoreUnavailable
 from gateway.model import RecordClass
-from gateway.store import caps, opening
+from gateway.store import caps, faults, opening
 from gateway.store.ballast import Ballast
 from gateway.store.codec import Names, encode_json, encode_reading
 from gateway.store.jobs import BATCHED, CALL, STOP, WAKE, Counters, Job, Tx
 from gateway.store.maintenance import Maintenance
 
-# sqlite3 primary result codes (https://sqlite.org/rescode.html); extended codes keep them in the low byte.
-SQLITE_IOERR, SQLITE_FULL = 10, 13
+SQLITE_IOERR, SQLITE_FULL = faults.SQLITE_IOERR, faults.SQLITE_FULL
 DURABLE_RETRIES = 5  # an alarm commit is retried this often (20 ms .. 320 ms apart) before put() raises
 DISK_FULL_WAL_BYTES = 256 * 1024  # with the disk full, recycle the WAL past this (alarms live on the ballast)
 FLUSH_ROWS = 50_000  # commit telemetry early when this many readings wait (bounds one transaction)
@@ -45,6 +44,11 @@ class Writer:
         self.ballast = Ballast(self.path, cfg.ballast_bytes)
         self.maint = Maintenance(self)
         self.on_commit: Callable[[int], None] = lambda cls_min: None
+        # Called (writer thread) once when the database cannot be written any more: the outbox goes DOWN.
+        self.on_fault: Callable[[StoreUnavailable], None] = lambda exc: None
+        self.broken: StoreUnavailable | None = None
+        self._gate = threading.Lock()  # submit() vs the thread ending: no job is ever left unanswered
+        self._closed = False
         self.ready: Future[None] = Future()
         self.conn: sqlite3.Connection | None = None
         self.tx: Tx | None = None
@@ -64,28 +68,45 @@ class Writer:
         self._thread.join(timeout_s)
 
     def submit(self, job: Job) -> None:
-        if not self._thread.is_alive():
-            raise StoreError("outbox writer is not running")
-        self.jobs.put(job)
+        with self._gate:
+            if self._closed:
+                raise self.broken or StoreUnavailable("io_error", "outbox writer is not running")
+            self.jobs.put(job)
 
     def _main(self) -> None:
         try:
             self._open()
         except BaseException as exc:  # noqa: BLE001 - reported to open() through the future; the thread ends
+            self._finish()
             self.ready.set_exception(exc)
             return
         self.ready.set_result(None)
         try:
             self._loop()
-        except BaseException as exc:  # noqa: BLE001 - the watchdog sees the dead thread; callers get errors
+        except BaseException as exc:  # noqa: BLE001 - the outbox goes down and reopens; callers get errors
             self.log.critical("store_writer_died", error=repr(exc))
-            self._fail_pending(StoreError(f"outbox writer died: {exc!r}"))
+            self._fault(faults.unavailable(exc, self.path))
         finally:
             assert self.conn is not None
-            self.conn.close()
+            try:
+                self.conn.close()
+            except sqlite3.Error as exc:
+                self.log.debug("store_close_failed", error=str(exc))
+            self._finish()
+
+    def _finish(self) -> None:
+        with self._gate:
+            self._closed = True
+        self._fail_pending(self.broken or StoreUnavailable("io_error", "outbox writer stopped"))
+
+    def _fault(self, exc: StoreUnavailable) -> None:
+        """The file cannot be written: stop taking work (the outbox journals it) and say so once."""
+        if self.broken is None:
+            self.broken = exc
+            self.on_fault(exc)
 
     def _open(self) -> None:
-        opening.ensure_parent(self.path)
+        faults.secure_files(self.path)
         self.conn = conn = opening.connect(self.path, self.cfg.max_bytes)
         self.names.load(conn)
         self._set_sync(True)
@@ -132,8 +153,9 @@ class Writer:
             if stop or now >= next_flush or len(self.readings) >= FLUSH_ROWS:
                 self.flush_readings()
                 next_flush = now + interval
-            self.maint.step(now, final=stop)
-            if stop:
+            if self.broken is None:
+                self.maint.step(now, final=stop)
+            if stop or self.broken is not None:
                 for j in jobs:
                     if j.kind == STOP:
                         j.reply(None, None)
@@ -192,16 +214,28 @@ class Writer:
         """Run body in one BEGIN IMMEDIATE .. COMMIT; retry a durable one on SQLITE_FULL / IOERR.
 
         sync_full (default: durable) picks synchronous=FULL for this commit: one WAL fsync."""
+        if self.broken is not None:
+            raise self.broken
         attempt = 0
         while True:
             try:
                 return self._transaction_once(body, durable if sync_full is None else sync_full)
             except sqlite3.Error as exc:
-                code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+                code = faults.sqlite_code(exc)
+                if faults.is_fatal_sqlite(exc, self.path):
+                    # Read-only (the card remounted itself), corrupt, gone: no retry helps now.
+                    self._storage_failure(code, exc)
+                    self._fault(faults.unavailable(exc, self.path))
+                    assert self.broken is not None
+                    raise self.broken from exc
                 if code not in (SQLITE_FULL, SQLITE_IOERR):
                     raise
                 self._storage_failure(code, exc)
                 if not durable or attempt >= DURABLE_RETRIES:
+                    if durable:  # an alarm could not commit even on the ballast: the store is DOWN
+                        self._fault(faults.unavailable(exc, self.path))
+                        assert self.broken is not None
+                        raise self.broken from exc
                     cls = StoreFull if code == SQLITE_FULL else StoreError
                     raise cls(f"outbox commit failed: {exc} ({getattr(exc, 'sqlite_errorname', code)})") from exc
                 time.sleep(0.02 * 2**attempt)
@@ -326,6 +360,9 @@ class Writer:
 
         try:
             self.transaction(insert, durable=False, sync_full=True)
+        except StoreUnavailable:
+            self.readings.extendleft(reversed(batch))  # the outbox buffers them while it is down
+            return
         except StoreError as exc:
             self.stats.dropped += n
             self.log.debug("store_readings_dropped", count=n, error=str(exc))

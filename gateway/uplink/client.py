@@ -1,31 +1,37 @@
 """The MQTT uplink: connection state machine (probe, backoff, connect, serve) around one Session at a time.
 
+    [config_error: TLS files re-read every probe period]
     probing --TCP probe ok--> [backoff] --> connecting --CONNACK 0--> connected --lost--> probing
                                                  |--CONNACK auth rc / TLS refused--> not_authorized (cap)
-A new alarm (notify_alarm) cuts every wait short. The Drainer publishes while connected; commands and
-relayed reports arrive on .../cmd and .../relay and are answered on .../reply.
+                                                 |--CONNACK busy/quota/rate/moved--> backoff (busy_backoff_s)
+Never raises for a configuration fault (issue 15 item 3): health() says down, with a reason word
+(gateway/uplink/faults.py). A new alarm (notify_alarm) cuts every wait short. The Drainer publishes
+while connected; commands and relayed reports go through the bounded CommandInbox to .../reply.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import random
+import ssl
 from collections.abc import Callable
 from typing import Any
 
 import gateway
 from gateway.errors import ConfigError, UplinkError
 from gateway.model import RecordClass, Stamp
+from gateway.uplink import faults
 from gateway.uplink.commands import NonceCache, Verifier
-from gateway.uplink.dispatch import Dispatcher, Handler, RelayHandler
+from gateway.uplink.dispatch import Dispatcher, Handler, RelayHandler, Reply
 from gateway.uplink.drain import Drainer
-from gateway.uplink.reconnect import Backoff, Histogram, probe
-from gateway.uplink.session import ConnectRefused, Session, TlsRefused, broker_address, tls_context
+from gateway.uplink.inbox import CommandInbox
+from gateway.uplink.reconnect import Backoff, Histogram, probe_reason
+from gateway.uplink.session import ConnectRefused, HostUnresolvable, Session, TlsRefused, broker_address
 from gateway.uplink.wire import Envelope
 
 CONNECT_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 1.0  # offline status PUBACK + DISCONNECT on shutdown (daemon stop budget is 4 s)
-STABLE_SESSION_S = 10.0  # a session shorter than this does not reset the backoff (no connect/drop storm)
 
 
 class ConnState(enum.StrEnum):
@@ -35,6 +41,11 @@ class ConnState(enum.StrEnum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
     NOT_AUTHORIZED = "not_authorized"  # CONNACK auth failure, TLS refused, or PUBACK 135 (ACL)
+    CONFIG_ERROR = "config_error"  # TLS files missing/invalid/expired, or the broker URL unusable: no attempt made
+
+
+# States that describe a fault an operator must fix: kept through the retries until a connect succeeds.
+STICKY = frozenset({ConnState.NOT_AUTHORIZED, ConnState.CONFIG_ERROR})
 
 
 class Uplink:
@@ -46,11 +57,17 @@ class Uplink:
         self.outbox = outbox
         self.clock = clock
         self.log = log.bind(component="uplink") if hasattr(log, "bind") else log
-        self.host, self.port, use_tls = broker_address(cfg.broker_url)
+        self.reason, self.detail = faults.STARTING, ""
+        self._outage_reason = ""
+        self._url_error = ""
         try:
-            self._tls = tls_context(cfg.ca_file, cfg.cert_file, cfg.key_file) if use_tls else None
-        except (OSError, ValueError) as exc:
-            raise ConfigError([f"uplink TLS files (ca_file/cert_file/key_file): {exc}"]) from None
+            self.host, self.port, self.use_tls = broker_address(cfg.broker_url)
+        except ConfigError as exc:  # validated at config load; still never a reason to stop the daemon
+            self.host, self.port, self.use_tls = "", 0, False
+            self._url_error = str(exc)
+        self._configured = (self.host, self.port)
+        self._tls: ssl.SSLContext | None = None
+        self._rng = random.Random()
         self.client_id = cfg.client_id or identity.gateway_id
         self.env = Envelope(identity.gateway_id, outbox.store_id)
         self.drainer = Drainer(cfg, outbox, self.env, clock, self.log)
@@ -60,6 +77,7 @@ class Uplink:
         verifier = Verifier(identity.gateway_id, dict(credentials.command_keys), cfg.command_window_s, clock)
         self.dispatcher = Dispatcher(verifier, NonceCache(outbox, cfg.command_window_s), handlers or {}, relay_handler,
                                      self._status_provider, clock, self.log)
+        self.inbox = CommandInbox(self.dispatcher, self._send_reply, cfg.command_queue_max, clock, self.log)
         self.backoff = Backoff(cfg.reconnect_base_s, cfg.reconnect_cap_s)
         self.reconnect_delays = Histogram()
         self._state = ConnState.DISCONNECTED
@@ -67,14 +85,16 @@ class Uplink:
         self._state_since_wall = clock.wall()
         self._started_mono = clock.monotonic()
         self._down_since_mono: float | None = clock.monotonic()  # None while connected
+        self._down_since_wall: float | None = clock.wall()
+        self.last_down: dict[str, Any] = {}  # the outage that ended with the last connect: reason, for_s
         self._kick = asyncio.Event()
         self._session: Session | None = None
         self._control_acks: dict[int, asyncio.Future[int]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
         self.fault = ""
         self.connects = 0
         self.connect_failures = 0
         self._failing = False
+        self._logged_reason = ""
         outbox.on_commit(self._on_commit)
 
     # ---- public --------------------------------------------------------------------------------
@@ -97,35 +117,73 @@ class Uplink:
         self.drainer.on_commit(RecordClass.ALARM)
 
     def health(self) -> dict[str, Any]:
+        """state (ConnState word), up, reason/detail (faults.py words; "" while up), since_wall_s (this
+        state), down_since_wall_s / down_for_s (the outage; None / 0 while up), config_fault (an operator
+        must act), plus counters. The daemon's trouble indication is computed from up + down_for_s."""
         now = self.clock.monotonic()
         d = self.drainer
+        up = self._state == ConnState.CONNECTED
+        reason = "" if up and not d.fault else (faults.PUBLISH_REFUSED if up else self.reason)
         return {
-            "state": str(self._state), "state_age_s": round(now - self._state_since_mono, 1), "since_wall": self._state_since_wall,
-            "broker": f"{self.host}:{self.port}", "tls": self._tls is not None, "fault": self.fault or d.fault,
+            "state": str(self._state), "up": up and not d.fault, "reason": reason, "detail": "" if up and not d.fault else (d.fault if up else self.detail),
+            "config_fault": reason in faults.CONFIG_REASONS, "since_wall_s": self._state_since_wall,
+            "down_since_wall_s": self._down_since_wall, "down_for_s": round(self.down_for_s(), 1), "last_down": self.last_down,
+            "state_age_s": round(now - self._state_since_mono, 1), "since_wall": self._state_since_wall,
+            "broker": f"{self.host}:{self.port}", "tls": self.use_tls, "fault": self.fault or d.fault,
             "last_puback_wall": d.last_puback_wall,
             "last_puback_age_s": None if d.last_puback_mono is None else round(now - d.last_puback_mono, 1),
             "connects": self.connects, "connect_failures": self.connect_failures, "inflight": len(d.inflight),
-            "reconnect_delay_s": self.reconnect_delays.snapshot(), "commands": self.dispatcher.health(),
+            "reconnect_delay_s": self.reconnect_delays.snapshot(), "commands": {**self.dispatcher.health(), **self.inbox.health()},
             **_fields(d.counters),
         }
 
     async def run(self) -> None:
-        """Connect, publish and answer commands until cancelled; then go offline cleanly."""
+        """Connect, publish and answer commands until cancelled; then go offline cleanly. Raises only for a
+        store failure inside the drain (the supervisor restarts it), never for a configuration fault."""
+        worker = asyncio.create_task(self.inbox.run())
         try:
             await self._connection_loop()
         finally:
+            worker.cancel()
+            await asyncio.gather(worker, return_exceptions=True)
             await self._stop()
 
     # ---- state machine -------------------------------------------------------------------------
-    def _set_state(self, state: ConnState) -> None:
+    def _set_state(self, state: ConnState, reason: str = "", detail: str = "") -> None:
+        if state != ConnState.CONNECTED and reason:
+            self._note_reason(reason, detail)
         if state != self._state:
             self._state = state
             self._state_since_mono = self.clock.monotonic()
             self._state_since_wall = self.clock.wall()
             if state == ConnState.CONNECTED:
-                self._down_since_mono = None
+                if self._down_since_mono is not None and self._outage_reason:
+                    self.last_down = {"reason": self._outage_reason, "for_s": round(self._state_since_mono - self._down_since_mono, 1),
+                                      "until_wall_s": self._state_since_wall}
+                self._outage_reason = ""
+                self._down_since_mono = self._down_since_wall = None
+                self.reason, self.detail = "", ""
             elif self._down_since_mono is None:
-                self._down_since_mono = self._state_since_mono
+                self._down_since_mono, self._down_since_wall = self._state_since_mono, self._state_since_wall
+
+    def _note_reason(self, reason: str, detail: str) -> None:
+        self.reason, self.detail = reason, detail
+        if reason not in (faults.STARTING, faults.CONNECTING):
+            self._outage_reason = reason  # what the retained status reports once the outage is over
+
+    def _phase(self, state: ConnState, reason: str = "", detail: str = "") -> None:
+        """A step of the retry loop: does not overwrite a sticky fault state (STICKY) until connected."""
+        if self._state in STICKY:
+            if reason and self.reason not in faults.CONFIG_REASONS:
+                self._note_reason(reason, detail)
+            return
+        self._set_state(state, reason, detail)
+
+    def _log_down(self, reason: str, detail: str, **kw: Any) -> None:
+        # First failure (or a new reason) at WARNING, repeats at DEBUG (STYLE "Errors and logging").
+        level = self.log.warning if reason != self._logged_reason else self.log.debug
+        self._logged_reason = reason
+        level("uplink_down", reason=reason, detail=detail, **kw)
 
     async def _wait_kick(self, timeout_s: float) -> None:
         try:
@@ -134,65 +192,125 @@ class Uplink:
             pass
         self._kick.clear()
 
+    def _load_tls(self) -> bool:
+        """Re-read the TLS files (each attempt: a certificate signed later is picked up). False: config fault."""
+        if self._url_error:
+            self._set_state(ConnState.CONFIG_ERROR, faults.BROKER_URL_INVALID, self._url_error)
+            return False
+        if not self.use_tls:
+            return True
+        try:
+            self._tls = faults.tls_context(self.cfg.ca_file, self.cfg.cert_file, self.cfg.key_file,
+                                           self.clock.wall() if self.clock.synced() else None)
+        except faults.TlsFilesError as exc:
+            self._set_state(ConnState.CONFIG_ERROR, exc.reason, exc.detail)
+            return False
+        if self._state == ConnState.CONFIG_ERROR:  # the files are fine now: the fault is no longer sticky
+            self._set_state(ConnState.PROBING, faults.CONNECTING, "TLS files loaded")
+            self.log.info("uplink_tls_files_loaded")
+        return True
+
     async def _connection_loop(self) -> None:
         outage_start = self.clock.monotonic()
         delay: float | None = None  # None: first attempt after the broker was (re)seen
+        long_wait = False  # the last refusal asked for a long back-off: a probe success does not cut it
         while True:
-            if self._state != ConnState.NOT_AUTHORIZED:
-                self._set_state(ConnState.PROBING)
+            if not self._load_tls():
+                self._log_down(self.reason, self.detail)
+                await self._wait_kick(max(self.cfg.probe_interval_s, 1.0))
+                continue
+            self._phase(ConnState.PROBING)
             was_down = False
             while not await self._probe_once():
                 was_down = True
-            if was_down:  # evidence the broker is back: reset backoff (CLARIFICATIONS "Reconnect")
+            if was_down and not long_wait:  # evidence the broker is back: reset backoff (CLARIFICATIONS "Reconnect")
                 self.backoff.reset()
                 delay = None
-            wait = self.backoff.first_jitter() if delay is None else delay
+            wait = self._rng.uniform(0, self.cfg.connect_jitter_s) if delay is None else delay
             if wait > 0:
-                if self._state != ConnState.NOT_AUTHORIZED:
-                    self._set_state(ConnState.BACKOFF)
-                await self._wait_kick(wait)
-            if self._state != ConnState.NOT_AUTHORIZED:
-                self._set_state(ConnState.CONNECTING)
+                self._phase(ConnState.BACKOFF)
+                await self._wait_kick(wait)  # an alarm cuts the fleet-spreading jitter short (issue 21)
+            self._phase(ConnState.CONNECTING)
             try:
                 session = await self._open_session()
             except UplinkError as exc:
-                delay = self._connect_failed(exc)
+                delay, long_wait = self._connect_failed(exc)
                 continue
             connected_at = self.clock.monotonic()
             self.reconnect_delays.add(connected_at - outage_start)
             await self._serve(session)
             outage_start = self.clock.monotonic()
-            if outage_start - connected_at >= STABLE_SESSION_S:
+            long_wait = False
+            if outage_start - connected_at >= self.cfg.stable_after_s:
                 self.backoff.reset()
                 delay = None
-            else:  # accepted then dropped at once (client-id takeover, broker overload): back off
+            else:  # accepted then dropped soon (takeover, overload, flapping ban ahead): keep backing off
                 delay = self.backoff.next_delay()
+            if session.server_reference or session.closed.result() in (0x89, 0x97, 0x9C, 0x9D, 0x9F):
+                delay, long_wait = self._server_asked_to_wait(session.closed.result(), session.server_reference)
 
     async def _probe_once(self) -> bool:
         """One TCP probe; on failure wait out the rest of the period (half of probe_interval_s, since the
         2 s "backlog flows again" promise includes the connect itself; a hung probe times out at the full
         interval, so probes are never further apart than probe_interval_s)."""
         start = self.clock.monotonic()
-        if await probe(self.host, self.port, self.cfg.probe_interval_s):
+        reason = await probe_reason(self.host, self.port, self.cfg.probe_interval_s)
+        if not reason:
             return True
+        self._phase(ConnState.PROBING, reason, f"{self.host}:{self.port}")
+        self._log_down(reason, f"{self.host}:{self.port}")
         await self._wait_kick(max(0.0, self.cfg.probe_interval_s / 2 - (self.clock.monotonic() - start)))
         return False
 
-    def _connect_failed(self, exc: UplinkError) -> float:
+    def _connect_failed(self, exc: UplinkError) -> tuple[float, bool]:
         self.connect_failures += 1
+        if self._redirect_used():
+            return 0.0, False  # the referred server failed: straight back to the configured one
+        if isinstance(exc, ConnectRefused) and (exc.busy or exc.moved):
+            return self._server_asked_to_wait(exc.rc, exc.server_reference)
         auth = isinstance(exc, TlsRefused) or (isinstance(exc, ConnectRefused) and exc.auth)
+        if isinstance(exc, TlsRefused):
+            reason = exc.reason_word
+        elif isinstance(exc, ConnectRefused):
+            reason = faults.NOT_AUTHORIZED if exc.auth else faults.CONNECT_FAILED
+        else:
+            reason = faults.HOST_UNRESOLVABLE if isinstance(exc, HostUnresolvable) else faults.CONNECT_FAILED
         if auth:
             self.backoff.to_cap()
-            self._set_state(ConnState.NOT_AUTHORIZED)
+            self._set_state(ConnState.NOT_AUTHORIZED, reason, str(exc))
+        else:
+            self._phase(ConnState.BACKOFF, reason, str(exc))
         self.fault = "not_authorized" if isinstance(exc, ConnectRefused) and exc.auth else ("tls_refused" if isinstance(exc, TlsRefused) else "connect_failed")
         delay = self.backoff.next_delay()
-        (self.log.debug if self._failing else self.log.warning)("uplink_connect_failed", error=str(exc), rc=exc.rc, retry_in_s=round(delay, 1))
+        self._log_down(reason, str(exc), rc=exc.rc, retry_in_s=round(delay, 1))
         self._failing = True
-        return delay
+        return delay, False
+
+    def _server_asked_to_wait(self, rc: int, reference: str) -> tuple[float, bool]:
+        """CONNACK/DISCONNECT busy, quota, rate (0x89/0x97/0x9F) or moved (0x9C/0x9D): a long, jittered
+        wait (EMQX bans a flapping client id for 5 min), or at once to the v5 Server Reference if given."""
+        moved = rc in (0x9C, 0x9D) or bool(reference)
+        target = _parse_reference(reference, self.port) if reference else None
+        reason = faults.SERVER_MOVED if moved else faults.SERVER_BUSY
+        self._phase(ConnState.BACKOFF, reason, f"rc 0x{rc:02X}" + (f", server reference {reference!r}" if reference else ""))
+        if target is not None:
+            self.host, self.port = target
+            self._log_down(reason, self.detail, redirect=f"{self.host}:{self.port}")
+            return 0.0, False
+        delay = self.cfg.busy_backoff_s * self._rng.uniform(0.5, 1.0)
+        self.fault = reason
+        self._log_down(reason, self.detail, rc=rc, retry_in_s=round(delay, 1))
+        return delay, True
+
+    def _redirect_used(self) -> bool:
+        if (self.host, self.port) == self._configured:
+            return False
+        self.host, self.port = self._configured
+        return True
 
     async def _open_session(self) -> Session:
         s = Session(self.client_id, self.cfg.keepalive_s, self.cfg.session_expiry_s, self.cfg.max_inflight, self._on_publish, self._on_message)
-        s.configure_auth(self.creds.mqtt_username, self.creds.mqtt_password, self._tls)
+        s.configure_auth(self.creds.mqtt_username, self.creds.mqtt_password, self._tls if self.use_tls else None)
         s.will_set(self.env.topics.status, self.env.status(self.clock.boot_id, self.clock.now(), False, {"reason": "connection_lost"}).payload)
         await s.connect(self.host, self.port, CONNECT_TIMEOUT_S)
         return s
@@ -220,6 +338,7 @@ class Uplink:
         self._session = None
         self.drainer.session_lost()
         self._fail_control_acks()
+        self._phase(ConnState.PROBING, faults.CONNECTION_LOST, f"rc {session.closed.result()}")
         self.log.warning("uplink_disconnected", rc=session.closed.result())
         if not drain.cancelled() and drain.exception() is not None:
             raise drain.exception()  # type: ignore[misc]  # a store failure: the supervisor restarts us
@@ -234,14 +353,12 @@ class Uplink:
             await session.disconnect(STOP_TIMEOUT_S)
         elif session is not None:
             session.abort()
-        for task in self._tasks:
-            task.cancel()
         self.drainer.session_lost()
-        self._set_state(ConnState.DISCONNECTED)
+        self._set_state(ConnState.DISCONNECTED, faults.STOPPED)
 
     def _publish_refused(self, rc: int) -> None:
         if rc == 0x87:
-            self._set_state(ConnState.NOT_AUTHORIZED)
+            self._set_state(ConnState.NOT_AUTHORIZED, faults.PUBLISH_REFUSED, f"PUBACK 0x{rc:02X}: the broker ACL refuses this topic")
 
     # ---- messages ------------------------------------------------------------------------------
     def _on_commit(self, cls_min: RecordClass) -> None:
@@ -279,6 +396,7 @@ class Uplink:
             "uptime_s": round(self.clock.monotonic() - self._started_mono, 1),
             "queue": dict(stats.depth), "oldest_age_s": {k: round(v, 1) for k, v in stats.oldest_age_s.items()},
             "store_fault": stats.fault, "uplink_fault": self.drainer.fault,
+            **({"uplink_last_down": self.last_down} if self.last_down else {}),
             "drivers": provided.get("drivers", {}), "active_alarms": provided.get("active_alarms", 0),
         }
 
@@ -296,19 +414,25 @@ class Uplink:
             self._publish_status(online=True)
 
     def _on_message(self, topic: str, payload: bytes) -> None:
-        if topic not in (self.env.topics.cmd, self.env.topics.relay):
-            return
-        task = asyncio.get_running_loop().create_task(self._answer(topic == self.env.topics.relay, payload))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if topic in (self.env.topics.cmd, self.env.topics.relay):
+            self.inbox.offer(topic == self.env.topics.relay, payload)  # O(1): no parsing in paho's callback
 
-    async def _answer(self, relay: bool, payload: bytes) -> None:
-        reply = await self.dispatcher.handle(relay, payload)
+    def _send_reply(self, reply: Reply) -> None:
         session = self._session
         if session is not None:
             stamp: Stamp = self.clock.now()
             msg = self.env.reply(self.clock.boot_id, stamp, reply.id, reply.command, reply.status, reply.reason, reply.result)
             self._publish_control(session, msg.topic, msg.payload)
+
+
+def _parse_reference(reference: str, default_port: int) -> tuple[str, int] | None:
+    """MQTT v5 §4.11 Server Reference, first entry of "host[:port] host2..." (the form EMQX and HiveMQ send)."""
+    first = reference.split()[0] if reference.split() else ""
+    host, _, port = first.rpartition(":") if first.count(":") == 1 else (first, "", "")
+    try:
+        return (host, int(port)) if port else ((first, default_port) if first else None)
+    except ValueError:
+        return None
 
 
 def _fields(struct: Any) -> dict[str, Any]:

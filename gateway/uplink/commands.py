@@ -22,6 +22,29 @@ MAX_COMMAND_BYTES = 64 * 1024
 CANON_TAG = "cg-cmd-v1"
 _NONCE_MAX_CHARS = 64
 _ID_MAX_CHARS = 128
+_ARGS_MAX_DEPTH = 16  # real commands nest 1-2 levels; deeper is refused before any recursive walk (issue 16)
+_SIG_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _no_constants(name: str) -> float:
+    # json.loads accepts NaN/Infinity by default; they have no canonical form and msgspec refuses them.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of decoded JSON, iteratively (no recursion), stopping past `limit`."""
+    stack = [(value, 1)]
+    deepest = 0
+    while stack:
+        v, d = stack.pop()
+        deepest = max(deepest, d)
+        if deepest > limit:
+            break
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, d + 1) for x in v)
+    return deepest
 
 
 class SignedCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -87,16 +110,22 @@ class Verifier:
         if len(payload) > MAX_COMMAND_BYTES:
             raise CommandRejected("oversized", f"{len(payload)} bytes > {MAX_COMMAND_BYTES}")
         try:
-            raw = json.loads(payload)
+            raw = json.loads(payload, parse_constant=_no_constants)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise CommandRejected("malformed", f"not JSON: {str(exc)[:80]}") from None
         if not isinstance(raw, dict):
             raise CommandRejected("malformed", "not a JSON object")
         if not raw.get("sig"):
             raise CommandRejected("unsigned", "no sig field")
+        if _depth(raw, _ARGS_MAX_DEPTH + 1) > _ARGS_MAX_DEPTH + 1:
+            raise CommandRejected("malformed", f"nested deeper than {_ARGS_MAX_DEPTH} levels")
+        sig = raw["sig"]
+        if not isinstance(sig, str) or len(sig) != 64 or not _SIG_HEX.issuperset(sig):
+            # hmac.compare_digest raises TypeError on non-ASCII str: check the shape first (issue 16).
+            raise CommandRejected("malformed", "sig is not 64 hex digits")
         try:
             cmd = self._decoder.decode(payload)
-        except msgspec.ValidationError as exc:
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise CommandRejected("malformed", str(exc)[:120]) from None
         if len(cmd.nonce) > _NONCE_MAX_CHARS or len(cmd.id) > _ID_MAX_CHARS or not cmd.nonce:
             raise CommandRejected("malformed", "id or nonce too long, or nonce empty")
@@ -105,7 +134,7 @@ class Verifier:
             raise CommandRejected("unknown_key", f"key_id {cmd.key_id[:32]!r} is not configured")
         try:
             body = canonical(cmd.id, cmd.gateway_id, cmd.command, cmd.args, cmd.issued_at, cmd.nonce, cmd.key_id)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise CommandRejected("malformed", "args cannot be canonicalised") from None
         expected = hmac.new(key, body, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, cmd.sig.lower()):  # constant time (Python hmac docs)

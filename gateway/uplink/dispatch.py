@@ -50,8 +50,21 @@ class Dispatcher:
     async def _get_status(self, args: dict[str, Any]) -> dict[str, Any]:
         return self._status_provider()
 
+    def refuse(self, reason: str, detail: str) -> Reply:
+        """A message refused unread (oversized, queue full): counted like any other rejection."""
+        return self._rejected("", "", CommandRejected(reason, detail), 0)
+
     async def handle(self, relay: bool, payload: bytes) -> Reply:
-        """Verify and run one downlink message; never raises for anything the sender did."""
+        """Verify and run one downlink message: always exactly one Reply, never raises (issue 16)."""
+        try:
+            return await self._handle(relay, payload)
+        except Exception as exc:  # noqa: BLE001 - "one reply per message" must hold even for a verifier bug
+            self.failed += 1
+            self.log.error("command_verify_crashed", error=type(exc).__name__, bytes=len(payload), exc_info=True)
+            cmd_id, command = peek_id(payload)
+            return Reply(cmd_id, command, "failed", "internal_error", {"detail": type(exc).__name__})
+
+    async def _handle(self, relay: bool, payload: bytes) -> Reply:
         try:
             cmd = self.verifier.verify(payload)
             if relay != (cmd.command == "relay"):

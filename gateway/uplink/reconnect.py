@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import socket
 
 from gateway.clock import Backoff as Backoff  # re-exported: one backoff policy for every retry loop
 
@@ -33,17 +34,24 @@ class Histogram:
 
 
 async def probe(host: str, port: int, timeout_s: float) -> bool:
-    """A plain TCP connect to the broker port: True if something accepts. No TLS, no MQTT.
+    """A plain TCP connect to the broker port: True if something accepts. No TLS, no MQTT."""
+    return not await probe_reason(host, port, timeout_s)
 
-    A yes/no answer by design: the reason a probe failed is not actionable (the connect reports it).
+
+async def probe_reason(host: str, port: int, timeout_s: float) -> str:
+    """The probe, saying why it failed: "" (accepted), "host_unresolvable" or "broker_unreachable".
+
+    An unresolvable name is an installer's fault (issue 15 item 3), a refused port is the broker's.
     """
     try:
         _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+    except (socket.gaierror, UnicodeError):  # UnicodeError: the IDNA codec refuses the name (label > 63 chars)
+        return "host_unresolvable"
     except (OSError, asyncio.TimeoutError):
-        return False
+        return "broker_unreachable"
     writer.close()
     try:
         await writer.wait_closed()
     except OSError:
         pass
-    return True
+    return ""

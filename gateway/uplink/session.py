@@ -9,6 +9,7 @@ not paho's memory, re-feeds whatever was not acknowledged (reliability §2 rule 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -21,21 +22,38 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.errors import ConfigError, UplinkError
+from gateway.uplink.faults import tls_reason
 
 # MQTT v5 §3.2.2.2 CONNACK reason codes that no retry can cure without an operator: go to the cap.
 AUTH_REASON_CODES = frozenset({0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C})  # bad protocol/client id/credentials, not authorized, banned, bad auth method
+# Server busy (0x89), quota exceeded (0x97), connection rate exceeded (0x9F): a clustered broker protecting
+# itself (EMQX flapping detection bans a client id after 15 connects a minute, issue 21). Come back late.
+BUSY_REASON_CODES = frozenset({0x89, 0x97, 0x9F})
+# Use another server (0x9C), server moved (0x9D): §4.11, the CONNACK/DISCONNECT may carry a Server Reference.
+MOVED_REASON_CODES = frozenset({0x9C, 0x9D})
 
 
 class ConnectRefused(UplinkError):
     """The broker answered CONNACK with a failure reason code (auth=True: credentials/ACL/ban)."""
 
-    def __init__(self, reason: str, rc: int) -> None:
+    def __init__(self, reason: str, rc: int, server_reference: str = "") -> None:
         super().__init__(reason, rc)
         self.auth = rc in AUTH_REASON_CODES
+        self.busy = rc in BUSY_REASON_CODES
+        self.moved = rc in MOVED_REASON_CODES
+        self.server_reference = server_reference
 
 
 class TlsRefused(UplinkError):
     """The TLS handshake failed (unknown CA, bad client certificate): a configuration problem."""
+
+    def __init__(self, message: str, reason_word: str) -> None:
+        super().__init__(message)
+        self.reason_word = reason_word
+
+
+class HostUnresolvable(UplinkError):
+    """DNS could not resolve the broker's host name."""
 
 
 def broker_address(url: str) -> tuple[str, int, bool]:
@@ -45,15 +63,6 @@ def broker_address(url: str) -> tuple[str, int, bool]:
         raise ConfigError([f"uplink.broker_url {url!r}: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]"])
     tls = parts.scheme == "mqtts"
     return parts.hostname, parts.port or (8883 if tls else 1883), tls
-
-
-def tls_context(ca_file: str, cert_file: str, key_file: str) -> ssl.SSLContext:
-    """TLS >= 1.2, server certificate and host name verified against ca_file; client cert if given."""
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file or None)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if cert_file:
-        ctx.load_cert_chain(cert_file, key_file or None)
-    return ctx
 
 
 class Session:
@@ -70,6 +79,7 @@ class Session:
         self.connected = False
         self.session_present = False
         self._connack: asyncio.Future[int] = self._loop.create_future()
+        self.server_reference = ""  # MQTT v5 §3.2.2.3.16 / §3.14.2.2.5, from a CONNACK or DISCONNECT
         self.closed: asyncio.Future[int] = self._loop.create_future()  # result: disconnect reason code
         self._misc_task: asyncio.Task[None] | None = None
         self._fds: set[int] = set()
@@ -124,15 +134,17 @@ class Session:
         self._fds.clear()
 
     # ---- paho callbacks (loop thread) ----------------------------------------------------------
-    def _on_connect(self, _c: Any, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
+    def _on_connect(self, _c: Any, _u: Any, flags: Any, rc: Any, props: Any) -> None:
+        self.server_reference = str(getattr(props, "ServerReference", "") or "")
         if not self._connack.done():
             self._connack.set_result(rc.value)
         if not rc.is_failure:
             self.connected = True
             self.session_present = bool(getattr(flags, "session_present", False))
 
-    def _on_disconnect(self, _c: Any, _u: Any, _flags: Any, rc: Any, _p: Any) -> None:
+    def _on_disconnect(self, _c: Any, _u: Any, _flags: Any, rc: Any, props: Any) -> None:
         self.connected = False
+        self.server_reference = str(getattr(props, "ServerReference", "") or "") or self.server_reference
         code = rc.value if hasattr(rc, "value") else int(rc or 0)
         if not self._connack.done():
             self._connack.set_exception(UplinkError("connection closed before CONNACK", code))
@@ -157,7 +169,10 @@ class Session:
                 None, lambda: self.client.connect(host, port, self.keepalive_s, clean_start=False, properties=props)), timeout_s)
         except ssl.SSLError as exc:
             self.abort()
-            raise TlsRefused(f"TLS handshake with {host}:{port} failed: {exc.reason or exc}") from None
+            raise TlsRefused(f"TLS handshake with {host}:{port} failed: {exc.reason or exc}", tls_reason(exc)) from None
+        except (socket.gaierror, UnicodeError) as exc:  # UnicodeError: IDNA refuses the name before any lookup
+            self.abort()
+            raise HostUnresolvable(f"cannot resolve {host!r}: {exc}") from None
         except (OSError, asyncio.TimeoutError) as exc:
             self.abort()
             raise UplinkError(f"connect to {host}:{port} failed: {exc or type(exc).__name__}") from None
@@ -169,7 +184,7 @@ class Session:
             raise UplinkError(f"no CONNACK from {host}:{port} within {timeout_s:g} s") from None
         if rc >= 0x80:
             self.abort()
-            raise ConnectRefused(f"broker refused the connection: {mqtt.ReasonCode(PacketTypes.CONNACK, identifier=rc)}", rc)
+            raise ConnectRefused(f"broker refused the connection: {mqtt.ReasonCode(PacketTypes.CONNACK, identifier=rc)}", rc, self.server_reference)
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> int:
         """QoS 1 PUBLISH; returns the mid. Only while connected: paho never queues for us offline."""

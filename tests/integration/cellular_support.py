@@ -21,7 +21,7 @@ def smoke_devices(n: int, port: str = "nbiot") -> tuple[Device, ...]:
     return tuple(Device(f"smoke-{i}", PROFILE, DeviceType.SMOKE, port, make_imei(i), heartbeat_s=86400) for i in range(1, n + 1))
 
 
-def nbiot_context(path: str, devices: tuple[Device, ...], **port_kw) -> DriverContext:
+def nbiot_context(path: str, devices: tuple[Device, ...], state_dir=None, **port_kw) -> DriverContext:
     kw = dict(path=path, query_timeout_s=2.0, slow_timeout_s=5.0, attach_timeout_s=20.0, status_interval_s=30.0)
     kw.update(port_kw)
     return DriverContext(
@@ -31,6 +31,7 @@ def nbiot_context(path: str, devices: tuple[Device, ...], **port_kw) -> DriverCo
         profiles={PROFILE: NbiotProfile(codec="nbiot_smoke_v1")},
         clock=Clock("assume_synced"),
         log=structlog.get_logger("test").bind(driver="nbiot_bc95", port="nbiot"),
+        state_dir=state_dir,
     )
 
 
@@ -50,7 +51,7 @@ class NbiotRig:
 
 
 @contextlib.asynccontextmanager
-async def nbiot_rig(tmp_path, n_sensors: int = 2, sim_kw: dict | None = None, **port_kw):
+async def nbiot_rig(tmp_path, n_sensors: int = 2, sim_kw: dict | None = None, state_dir=None, **port_kw):
     from drivers.cellular.spec import SPEC_NBIOT
     from drivers.cellular.simnbiot import NbiotModemSim, SmokeSensorSim
     from tests.support.wait import async_wait_for
@@ -62,7 +63,7 @@ async def nbiot_rig(tmp_path, n_sensors: int = 2, sim_kw: dict | None = None, **
     for i, d in enumerate(devices, 1):
         sim.add_sensor(SmokeSensorSim(str(d.address), f"10.168.3.{100 + i}", 40000 + i, ack_wait_s=3.0))
     await sim.start(path)
-    driver = SPEC_NBIOT.build(nbiot_context(path, devices, **port_kw))
+    driver = SPEC_NBIOT.build(nbiot_context(path, devices, state_dir, **port_kw))
     items: list = []
     task = asyncio.create_task(driver.run(items.append))
     rig = NbiotRig(driver, sim, task, items)

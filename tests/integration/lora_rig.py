@@ -63,22 +63,24 @@ def standard_devices() -> tuple[list[Device], dict, dict, list[SimSensor]]:
     return devices, profiles, secrets, sensors
 
 
-def build_driver(path: str, clock=None, devices=None, profiles=None, secrets=None, **port_kw):
+def build_driver(path: str, clock=None, devices=None, profiles=None, secrets=None, state_dir=None, **port_kw):
     d, p, s, _ = standard_devices()
     port = msgspec.convert({"path": path, "downlink_interval_s": 0.2, **port_kw}, LoraPort)
     ctx = DriverContext("lora", port, tuple(devices or d), profiles or p, clock or Clock("assume_synced"),
-                        structlog.get_logger(), secrets=s if secrets is None else secrets)
+                        structlog.get_logger(), secrets=s if secrets is None else secrets, state_dir=state_dir)
     return SPEC.build(ctx)
 
 
 @contextlib.asynccontextmanager
-async def rig(link, sim: LoraSimulator | None = None, clock=None, **port_kw):
-    """Simulator on link.b with the standard sensors (heartbeats off unless the test says so), driver on link.a."""
+async def rig(link, sim: LoraSimulator | None = None, clock=None, state_dir=None, sensors: bool = True, **port_kw):
+    """Simulator on link.b with the standard sensors (heartbeats off unless the test says so), driver on link.a.
+    `sensors=False`: the caller's simulator already has its sensors (a restart keeps their counters)."""
     sim = sim or LoraSimulator(time_scale=1000, seed=7)
-    for s in standard_devices()[3]:
-        sim.add_sensor(s, heartbeats=False)
+    if sensors:
+        for s in standard_devices()[3]:
+            sim.add_sensor(s, heartbeats=False)
     await sim.start(link.b)
-    driver = build_driver(link.a, clock, **port_kw)
+    driver = build_driver(link.a, clock, state_dir=state_dir, **port_kw)
     items: list = []
     task = asyncio.create_task(driver.run(items.append))
     try:

@@ -160,3 +160,26 @@ async def test_echo_off_modem_and_loose_urcs_and_garbage_still_deliver(tmp_path)
         seqs = [s.trigger("heartbeat") for _ in range(5)]
         await async_wait_for(lambda: all(q in s.acked for q in seqs), 20, what="five acks through noise")
         assert rig.counter("at_garbage_lines") > 0 or rig.counter("at_urcs") > 0
+
+
+async def test_a_driver_restart_keeps_de_dup_and_flags_an_old_sequence(tmp_path):
+    """Issue 15 item 5 on the modem path: the (device, sequence) state is persisted in the state directory."""
+    state = tmp_path / "state"
+    state.mkdir()
+    async with nbiot_rig(tmp_path, n_sensors=1, state_dir=state) as rig:
+        s = sensor(rig, 0)
+        rig.sim.deliver(s.ip, s.port, codec.encode(s.imei, codec.ALARM, 77))
+        await async_wait_for(lambda: rig.events(EventKind.ALARM), 10, what="alarm")
+    assert (state / "counters-nbiot.json").exists()
+    (tmp_path / "again").mkdir()
+    async with nbiot_rig(tmp_path / "again", n_sensors=1, state_dir=state) as rig:
+        s = sensor(rig, 0)
+        rig.sim.deliver(s.ip, s.port, codec.encode(s.imei, codec.ALARM, 77))  # the retry, after our restart
+        rig.sim.deliver(s.ip, s.port, codec.encode(s.imei, codec.HEARTBEAT, 20))  # a recorded old datagram
+        rig.sim.deliver(s.ip, s.port, codec.encode(s.imei, codec.HEARTBEAT, 78))
+        await async_wait_for(lambda: len(rig.sim.sent) == 3, 10, what="three acks")
+        assert rig.counter("duplicates") == 1 and rig.counter("replay_suspects") == 1
+        assert not rig.events(EventKind.ALARM) and len(rig.events(EventKind.HEARTBEAT)) == 1
+        (sec,) = rig.events(EventKind.SECURITY)
+        assert sec.detail == {"counter": 20, "last_counter": 77, "alarm": False} and sec.via == "nbiot-modem"
+        assert rig.driver.health().detail["devices"]["smoke-1"]["replay"]["replay_suspects"] == 1

@@ -55,12 +55,13 @@ async def test_radio_faults_are_rejected_counted_and_the_next_alarm_still_arrive
         r.sim.trigger(GAS_ID, "heartbeat")
         r.sim.set_fault("replay", GAS_ID)
         r.sim.trigger(GAS_ID, "heartbeat")
-        await async_wait_for(lambda: r.radio("gas-3-kitchen")["rejects"].get("replay"), what="replay rejected")
+        await async_wait_for(lambda: r.radio("gas-3-kitchen")["rejects"].get("replay_suspect"), what="replay suspected")
         r.sim.set_fault("noise")
         r.sim.trigger(SMOKE_ID, "alarm")
         await async_wait_for(lambda: r.events("smoke-2-1-401", EventKind.ALARM), what="alarm after the faults")
         h = r.driver.health()
-        assert h.counters["reject_bad_mic"] == 1 and h.counters["reject_duplicate"] == 1 and h.counters["reject_replay"] == 1
+        assert h.counters["reject_bad_mic"] == 1 and h.counters["reject_duplicate"] == 1 and h.counters["replay_suspects"] == 1
+        assert r.events("gas-3-kitchen", EventKind.SECURITY)[0].code == "replay_suspect"
         assert h.counters["discarded_bytes"] > 0
 
 
@@ -74,21 +75,26 @@ async def test_truncated_frame_expires_and_the_following_frame_is_decoded(pty_li
         await async_wait_for(lambda: r.events("smoke-2-1-401", EventKind.ALARM), what="alarm after truncation")
 
 
-async def test_counter_reset_accepted_only_after_quiet_time_with_event(pty_link):
+async def test_counter_reset_resyncs_after_k_increasing_frames_over_time_with_event(pty_link):
     clock = ManualClock()
-    async with rig(pty_link(), clock=clock, counter_reset_quiet_s=600) as r:
+    async with rig(pty_link(), clock=clock, resync_frames=3, resync_min_s=600) as r:
         await async_wait_for(lambda: r.driver.health().state is not DriverState.DOWN, what="port open")
         sensor = r.sim.sensors[GAS_ID]
         sensor.fcnt = 5000
         r.sim.trigger(GAS_ID, "heartbeat")
         await async_wait_for(lambda: r.radio("gas-3-kitchen")["frames"] == 1)
-        sensor.fcnt = 0  # battery changed
-        r.sim.trigger(GAS_ID, "heartbeat")
-        await async_wait_for(lambda: r.radio("gas-3-kitchen")["rejects"].get("replay"), what="early reset refused")
-        clock.advance(601)
+        sensor.fcnt = 0  # battery changed: the counter restarts
+        for n in (1, 2):
+            r.sim.trigger(GAS_ID, "heartbeat")
+            await async_wait_for(lambda n=n: r.radio("gas-3-kitchen")["rejects"].get("replay_suspect") == n, what="suspect")
+            clock.advance(300)
         r.sim.trigger(GAS_ID, "heartbeat")
         (ev,) = await async_wait_for(lambda: r.events("gas-3-kitchen", EventKind.COUNTER_RESET), what="counter_reset")
-        assert ev.code == "counter_reset" and r.radio("gas-3-kitchen")["counter_resets"] == 1
+        assert ev.code == "counter_reset" and ev.detail == {"fcnt": 2, "last_fcnt": 5000}
+        assert r.radio("gas-3-kitchen")["counter_resets"] == 1 and r.radio("gas-3-kitchen")["last_fcnt"] == 2
+        r.sim.trigger(GAS_ID, "alarm_high")
+        (alarm,) = await async_wait_for(lambda: r.events("gas-3-kitchen", EventKind.ALARM), what="alarm in the new epoch")
+        assert "replay_suspect" not in alarm.detail
 
 
 async def test_downlink_silence_bytes_are_exact_and_the_detector_acknowledges(pty_link):

@@ -81,3 +81,25 @@ def test_signed_command_runs_and_forged_ones_never_do_even_after_restart(broker,
         if topic.endswith("/reply"):
             assert check_message(topic, payload) == []
     platform.close()
+
+
+def test_every_malformed_message_gets_one_reply_with_a_reason_over_the_broker(broker, tmp_path):
+    """Issue 16: NaN in args, a non-ASCII sig and nesting near the recursion limit used to get no reply."""
+    platform = Platform(broker.port)
+    good = sign_command(KEY_ID, KEY, GW, "silence", {"alarm_id": "a-1"}, cmd_id="c-x")
+    nested = b'{"a":' * 990 + b"1" + b"}" * 990
+    payloads = [
+        (CMD, good.replace(b'"args":{', b'"args":{"x":NaN,')),
+        (CMD, json.dumps({**json.loads(good), "sig": "\u00e9" * 64}, ensure_ascii=False).encode()),
+        (CMD, good.replace(b'"args":{', b'"args":{"x":' + nested + b",")),
+        (CMD, b"\xff\xfe not even UTF-8"),
+    ]
+    ran, relayed = [], []
+    try:
+        replies = asyncio.run(_session(broker, platform, tmp_path, payloads, ran, relayed))
+    finally:
+        platform.close()
+    assert [(r["status"], r["reason"]) for r in replies] == [("rejected", "malformed")] * 4
+    assert [r["id"] for r in replies[:2]] == ["c-x"] * 2 and ran == []  # too deep to parse: the id cannot be read
+    for r in replies:
+        assert check_message(f"cg/v1/{GW}/reply", json.dumps(r).encode()) == []

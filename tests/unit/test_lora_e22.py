@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from drivers.lora import e22
 from drivers.lora.config import LoraPort, LoraProfile, check_address
+from drivers.lora.frame import rssi_byte, rssi_dbm
 from gateway.errors import FrameError
 
 PORT = msgspec.convert({"path": "/dev/ttyAMA1", "channel": 23, "address": 0xFFFF}, LoraPort)
@@ -26,7 +27,7 @@ def test_factory_default_registers_decode():
 regs_strategy = st.builds(
     e22.E22Registers, address=st.integers(0, 0xFFFF), netid=st.integers(0, 255), uart_baud=st.sampled_from(e22.UART_BAUDS),
     parity=st.sampled_from(["8N1", "8O1", "8E1"]), air_rate_code=st.integers(0, 7), sub_packet=st.sampled_from(e22.SUB_PACKETS),
-    ambient_noise=st.booleans(), power_dbm=st.sampled_from(e22.POWERS_DBM), channel=st.integers(0, 255),
+    ambient_noise=st.booleans(), software_mode_switch=st.booleans(), power_dbm=st.sampled_from(e22.POWERS_DBM), channel=st.integers(0, 255),
     rssi_byte=st.booleans(), fixed_point=st.booleans(), relay=st.booleans(), lbt=st.booleans(), wor_role=st.booleans(),
     wor_cycle=st.integers(0, 7), crypt=st.integers(0, 0xFFFF))
 
@@ -88,3 +89,48 @@ def test_check_address(address, ok):
     assert (problem is None) == ok
     if not ok:
         assert "LoRa device id" in problem
+
+
+def test_reg1_bit4_software_mode_switching_is_kept_not_discarded():
+    regs = e22.E22Registers.from_bytes(bytes.fromhex("ffff0062 30 17 c30000".replace(" ", "")))
+    assert regs.software_mode_switch and regs.ambient_noise and regs.power_dbm == 22
+    assert regs.to_bytes()[4] == 0x30
+    answer, after = e22.module_answer(bytes.fromhex("c0 04 01 10"), e22.E22Registers())
+    assert answer == bytes.fromhex("c1 04 01 10") and after.software_mode_switch
+
+
+@pytest.mark.parametrize(("edition", "code", "config_bps", "problem"), [
+    ("2024", 0, 2400, None),
+    ("2018", 0, 300, None),
+    ("2018", 1, 1200, None),
+    ("2018", 0, 2400, "air rate: module 300 bit/s, config 2400 bit/s"),
+    ("2024", 1, 2400, None),
+    ("auto", 2, 2400, None),
+    ("auto", 7, 2400, "air rate: module 62500 bit/s, config 2400 bit/s"),
+])
+def test_air_rate_codes_are_read_per_firmware_edition(edition, code, config_bps, problem):
+    port = msgspec.convert({"path": "/dev/x", "e22_edition": edition, "air_rate_bps": config_bps}, LoraPort)
+    regs = dataclasses.replace(e22.E22Registers.for_port(port), air_rate_code=code)
+    air = [p for p in e22.mismatches(regs, port) if p.startswith("air rate")]
+    assert air == ([problem] if problem else [])
+
+
+@pytest.mark.parametrize("code", [0, 1])
+def test_auto_edition_refuses_the_ambiguous_codes_and_names_the_fix(code):
+    regs = dataclasses.replace(e22.E22Registers.for_port(PORT), air_rate_code=code)
+    (problem,) = [p for p in e22.mismatches(regs, PORT) if p.startswith("air rate")]
+    assert "2024-edition" in problem and "2018-edition" in problem and "e22_edition" in problem and "010" in problem
+
+
+def test_for_port_writes_the_code_every_edition_reads_alike_and_slow_rates_need_2018():
+    assert e22.E22Registers.for_port(PORT).air_rate_code == 2
+    slow = msgspec.convert({"path": "/dev/x", "e22_edition": "2018", "air_rate_bps": 300}, LoraPort)
+    assert e22.E22Registers.for_port(slow).air_rate_code == 0
+    with pytest.raises(msgspec.ValidationError, match="e22_edition"):
+        msgspec.convert({"path": "/dev/x", "air_rate_bps": 1200}, LoraPort)
+
+
+@pytest.mark.parametrize(("edition", "dbm", "byte"), [("2024", -97, 159), ("2018", -97, 194), ("2024", -1, 255), ("2018", -120, 240)])
+def test_rssi_byte_formula_per_edition(edition, dbm, byte):
+    assert rssi_byte(dbm, edition) == byte and rssi_dbm(byte, edition) == dbm
+    assert rssi_dbm(byte, "auto") == rssi_dbm(byte, "2024")

@@ -54,17 +54,29 @@ async def test_outbox_refuses_a_database_from_a_newer_gateway(tmp_path):
     newest = schema_files()[-1][0]
     with sqlite3.connect(path) as conn:
         conn.execute(f"PRAGMA user_version = {newest + 1}")
-    with pytest.raises(StoreError, match=rf"schema version {newest + 1} is newer than this gateway knows \({newest}\)"):
-        await make_outbox(path).open()
+    newer = make_outbox(path)
+    await newer.open()  # refused: DOWN with a reason, never an exception that stops the alarm core
+    health = newer.health()
+    assert health["state"] == "down" and health["reason"] == "newer_schema"
+    assert f"schema version {newest + 1} is newer than this gateway knows ({newest})" in health["last_error"]
+    await newer.close()
     with sqlite3.connect(path) as conn:  # refused, not touched
         assert conn.execute("PRAGMA user_version").fetchone()[0] == newest + 1
 
 
-async def test_outbox_refuses_a_file_that_is_not_a_database(tmp_path):
+async def test_a_file_that_is_not_a_database_is_moved_aside_and_a_new_store_made(tmp_path):
     path = tmp_path / "o.db"
-    path.write_bytes(b"not a database at all, " * 200)
-    with pytest.raises(StoreError, match="cannot open outbox"):
-        await make_outbox(path).open()
+    junk = b"not a database at all, " * 200
+    path.write_bytes(junk)
+    ob = make_outbox(path)
+    await ob.open()
+    health = ob.health()
+    assert health["state"] == "up" and health["corrupt_moved"] == 1
+    moved = [p for p in tmp_path.iterdir() if p.name.startswith("o.db.corrupt-")]
+    assert [p.read_bytes() for p in moved] == [junk]  # kept for forensics
+    [fault] = ob.fetch("mqtt", 10)
+    assert fault.kind == "event.fault" and fault.body["code"] == "store_corrupt" and fault.seq == 1
+    await ob.close()
 
 
 async def test_a_first_release_database_with_a_backlog_is_upgraded_in_place_and_keeps_every_record(tmp_path):

@@ -156,3 +156,40 @@ def test_builtin_ping_and_get_status_answer():
     h = Harness()
     assert h.handle(h.sign("ping", {})).result["pong"] is True
     assert h.handle(h.sign("get_status", {})).result == {"drivers": {}}
+
+
+def _nested(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+# Issue 16: these got no reply at all (an exception escaped the verifier), though every message is owed one.
+MALFORMED = {
+    "nan_in_args": lambda h: h.sign().replace(b'"args":{', b'"args":{"x":NaN,'),
+    "infinity_in_args": lambda h: h.sign().replace(b'"args":{', b'"args":{"x":-Infinity,'),
+    "non_ascii_sig": lambda h: _tamper(h.sign(), sig="é" * 64),
+    "sig_not_a_string": lambda h: _tamper(h.sign(), sig=12345),
+    "nesting_past_the_cap": lambda h: h.sign().replace(b'"args":{', b'"args":{"x":' + _nested(40).encode() + b","),
+    "nesting_near_the_recursion_limit": lambda h: h.sign().replace(b'"args":{', b'"args":{"x":' + _nested(990).encode() + b","),
+    "nesting_past_the_recursion_limit": lambda h: h.sign().replace(b'"args":{', b'"args":{"x":' + _nested(5000).encode() + b","),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_command_gets_exactly_one_rejected_reply_with_a_reason(case):
+    h = Harness()
+    payload = MALFORMED[case](h)
+    assert len(payload) <= MAX_COMMAND_BYTES
+    reply = h.handle(payload)
+    assert (reply.status, reply.reason) == ("rejected", "malformed"), reply
+    assert h.ran == []
+
+
+def test_a_verifier_bug_still_gets_a_failed_reply_not_silence():
+    h = Harness()
+
+    def broken(payload):
+        raise TypeError("a bug")
+
+    h.d.verifier.verify = broken
+    reply = h.handle(h.sign(cmd_id="c-bug"))
+    assert (reply.id, reply.status, reply.reason) == ("c-bug", "failed", "internal_error")
