@@ -38,7 +38,7 @@ class Pipeline:
         self._readings: deque[Reading] = deque()
         self._wakeup = asyncio.Event()
         self.counters = {"events": 0, "readings": 0, "readings_dropped": 0, "unknown_device": 0}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.live = LiveState(devices)
 
     def emit(self, item: Item) -> None:
