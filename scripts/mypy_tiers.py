@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/mypy_tiers.py candidates     # modules clean under --strict, not yet listed STRICT
     .venv/bin/python scripts/mypy_tiers.py promote MOD... # move modules to STRICT (and off "not yet clean")
+    .venv/bin/python scripts/mypy_tiers.py gradual MOD... # take modules off "not yet clean" (clean at the default level)
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ def main(argv: list[str]) -> None:
         text = PYPROJECT.read_text()
         strict, not_clean = tiers(text)
         PYPROJECT.write_text(write(text, strict | set(argv[1:]), not_clean - set(argv[1:])))
+    elif argv[:1] == ["gradual"] and argv[1:]:
+        text = PYPROJECT.read_text()
+        strict, not_clean = tiers(text)
+        PYPROJECT.write_text(write(text, strict, not_clean - set(argv[1:])))
     else:
         sys.exit(__doc__)
 

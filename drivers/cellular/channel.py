@@ -119,6 +119,7 @@ class AtChannel(asyncio.Protocol):
                 self._write(cmd.text.encode("ascii") + b"\r")
                 if self._prompt is not None:
                     await self._wait(self._prompt, cmd.text, timeout_s)
+                    assert payload is not None  # a prompting command (AT+CMGS) is always sent with its payload
                     self._write(payload + CTRL_Z)
                 done: Done = await self._wait(self._done, cmd.text, timeout_s)
             finally:
