@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
+from structlog.typing import FilteringBoundLogger
 
 from gateway.clock import Clock
 from gateway.model import Command, Device, Item, Stamp
@@ -89,7 +90,7 @@ class DriverContext(msgspec.Struct, frozen=True):
     devices: tuple[Device, ...]  # every device whose `port` is this one
     profiles: dict[str, Any]  # profile name -> DriverSpec.profile_schema instance (its [<protocol>] table)
     clock: Clock
-    log: Any  # structlog BoundLogger, already bound to driver= and port=
+    log: FilteringBoundLogger  # already bound to driver= and port=
     secrets: dict[str, str] = {}  # e.g. LoRa device keys from the credentials file, by device id
     # Where a driver may persist small state (frame counters: drivers/counters.py); the daemon passes
     # the outbox's directory. None = keep it in memory (a lost restart protection, never a lost alarm).

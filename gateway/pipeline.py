@@ -11,6 +11,8 @@ import asyncio
 from collections import deque
 from typing import Any
 
+from structlog.typing import FilteringBoundLogger
+
 from gateway.livestate import LiveState
 from gateway.model import Device, Event, Item, Reading, RecordClass
 
@@ -29,7 +31,7 @@ def event_body(ev: Event, device: Device | None) -> dict[str, Any]:
 
 
 class Pipeline:
-    def __init__(self, outbox: Any, rules: Any, devices: dict[str, Device], log: Any) -> None:
+    def __init__(self, outbox: Any, rules: Any, devices: dict[str, Device], log: FilteringBoundLogger) -> None:
         self.outbox = outbox
         self.rules = rules
         self.devices = devices

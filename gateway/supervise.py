@@ -10,6 +10,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from structlog.typing import FilteringBoundLogger
+
 from gateway.clock import Backoff, Clock
 
 __all__ = ["Backoff", "Supervised", "Supervisor"]  # Backoff: re-exported, it lives in gateway.clock
@@ -18,7 +20,8 @@ __all__ = ["Backoff", "Supervised", "Supervisor"]  # Backoff: re-exported, it li
 class Supervised:
     """One supervised coroutine factory and its restart history."""
 
-    def __init__(self, name: str, factory: Callable[[], Awaitable[Any]], log: Any, clock: Clock, base_s: float, cap_s: float, healthy_after_s: float) -> None:
+    def __init__(self, name: str, factory: Callable[[], Awaitable[Any]], log: FilteringBoundLogger, clock: Clock,
+                 base_s: float, cap_s: float, healthy_after_s: float) -> None:
         self.name = name
         self.factory = factory
         self.log = log.bind(task=name)
@@ -61,7 +64,7 @@ class Supervised:
 class Supervisor:
     """Owns every long-running task of the daemon; keeps a reference to each."""
 
-    def __init__(self, log: Any, clock: Clock, base_s: float = 1.0, cap_s: float = 60.0, healthy_after_s: float = 60.0) -> None:
+    def __init__(self, log: FilteringBoundLogger, clock: Clock, base_s: float = 1.0, cap_s: float = 60.0, healthy_after_s: float = 60.0) -> None:
         self.log = log
         self.clock = clock
         self.base_s = base_s

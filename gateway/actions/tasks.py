@@ -7,11 +7,13 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from structlog.typing import FilteringBoundLogger
+
 FaultSink = Callable[[str, str, BaseException], Awaitable[None] | None]
 
 
 class ActionTasks:
-    def __init__(self, log: Any, on_fault: FaultSink) -> None:
+    def __init__(self, log: FilteringBoundLogger, on_fault: FaultSink) -> None:
         self.log = log
         self._on_fault = on_fault
         self._tasks: set[asyncio.Task[None]] = set()

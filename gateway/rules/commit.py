@@ -9,6 +9,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from structlog.typing import FilteringBoundLogger
+
+from gateway.clock import Clock
 from gateway.errors import FailureLog, StoreError
 from gateway.rules import alarm_sql
 from gateway.rules.alarm_sql import Pending
@@ -20,7 +23,7 @@ REPEATS_COALESCE_AT = 1000
 
 
 class Committer:
-    def __init__(self, outbox: Any, ctx: Any, clock: Any, log: Any) -> None:
+    def __init__(self, outbox: Any, ctx: Any, clock: Clock, log: FilteringBoundLogger) -> None:
         self.outbox = outbox
         self.ctx = ctx
         self.clock = clock
