@@ -380,6 +380,11 @@ class Daemon:
             h = health()
             if h.get("state", "up") not in ("up", "ok"):
                 return str(h.get("reason") or h.get("state"))
+            moved = h.get("moved_to")
+            if moved and Path(moved).exists():
+                # The store recovered on a new file, but a corrupt database says the card is failing: a
+                # maintainer looks, then deletes the kept copy, which clears this.
+                return f"corrupt database moved aside to {moved}: check the card, then delete that file"
             return ""
         if self.store_error:
             return self.store_error

@@ -178,3 +178,10 @@ class Command(msgspec.Struct, frozen=True):
     target: str  # e.g. "sounder", "strobe", "trouble", "silence"
     value: Any
     reason: str = ""
+
+
+def replay_suspect(item: Item) -> bool:
+    """A frame that failed the replay check (drivers/sequence.py): its security event, or an alarm it
+    carried, emitted flagged. It proves nothing about the device being alive (a recording can be replayed
+    to keep a removed detector looking online), so liveness and last-seen ignore it."""
+    return isinstance(item, Event) and (item.kind == EventKind.SECURITY or bool(item.detail.get("replay_suspect")))

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from gateway.model import Device, Event, EventKind, Item
+from gateway.model import Device, Event, EventKind, Item, replay_suspect
 from gateway.rules.match import Signal
 from gateway.rules.schema import OfflineRule
 
@@ -27,6 +27,8 @@ class OfflineEvaluator:
                 return []
             self._offline.add(item.device_id)
             return [Signal(True, item.device_id, {"source": "driver", "code": item.code}, item.stamp)]
+        if replay_suspect(item):
+            return []  # a replayed recording is no sign of life
         self._last_seen[item.device_id] = now
         if item.device_id in self._offline:
             self._offline.discard(item.device_id)

@@ -51,8 +51,11 @@ class Rig:
         self.cy = Courtyard(load(spec), spec, self.config, broker.url, time_scale=1.0)
         self.view = PlatformView(broker.url, "gw-xinhong-03", out=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the rig
         self.daemons: list[subprocess.Popen[bytes]] = []
+        self.refused: list[subprocess.Popen[bytes]] = []  # started to be refused (a second daemon)
         self.log = tmp_path / "daemon.log"
         self._smoke_used: set[str] = set()
+        self.figures: dict[str, float] = {}  # printed per row (-s): docs/RELIABILITY.md "Fault matrix"
+        self._fault_t0: float | None = None
 
     async def start(self, bend: Callable[[dict[str, Any]], None] | None = None) -> None:
         await self.cy.start()
@@ -70,7 +73,7 @@ class Rig:
     def socket(self) -> str:
         return tomllib.loads(self.config.read_text())["control"]["socket"]
 
-    def spawn(self, nofile: int | None = None) -> subprocess.Popen[bytes]:
+    def spawn(self, nofile: int | None = None, refused: bool = False) -> subprocess.Popen[bytes]:
         def limits() -> None:
             if nofile is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
@@ -79,7 +82,7 @@ class Rig:
         proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(self.config)], cwd=ROOT,
                                 stdout=log, stderr=subprocess.STDOUT, preexec_fn=limits)
         log.close()
-        self.daemons.append(proc)
+        (self.refused if refused else self.daemons).append(proc)
         return proc
 
     async def run_daemon(self, nofile: int | None = None) -> subprocess.Popen[bytes]:
@@ -120,20 +123,27 @@ class Rig:
         await self.cy.trigger("smoke", dev.id)
         await async_wait_for(lambda: self.coil("sounder"), 10, interval_s=0.005, what="sounder on")
         latency = time.monotonic() - t0
+        self.figures.setdefault("sounder_s", round(latency, 3))
         if expect_sms:
             await self.sms_for(place)
+            self.figures.setdefault("sms_s", round(time.monotonic() - t0, 3))
         return latency
 
     async def sms_for(self, place: str, timeout_s: float = 20) -> None:
         await async_wait_for(lambda: any(place in t for t in self.sms_texts()), timeout_s, what=f"SMS for {place}")
 
+    def fault_starts(self) -> None:
+        """Mark the instant the row injects its fault: time to trouble counts from here."""
+        self._fault_t0 = time.monotonic()
+
     async def trouble_within(self, deadline_s: float, on: bool = True) -> float:
-        t0 = time.monotonic()
+        t0 = self._fault_t0 if (on and self._fault_t0 is not None) else time.monotonic()
         try:
             await async_wait_for(lambda: self.coil("trouble") is on, deadline_s, interval_s=0.05,
                                  what=f"trouble coil {'on' if on else 'off'}")
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}; faults now: {self.faults()}") from None
+        self.figures.setdefault("trouble_on_s" if on else "trouble_off_s", round(time.monotonic() - t0, 2))
         return time.monotonic() - t0
 
     async def restart_daemon(self) -> subprocess.Popen[bytes]:
@@ -144,8 +154,7 @@ class Rig:
         return await self.run_daemon()
 
     def lora_device_status(self, device_id: str) -> dict[str, Any]:
-        lora = next(v for v in self.status()["drivers"].values() if "devices" in (v.get("detail") or {}))
-        return lora["detail"]["devices"].get(device_id, {})
+        return self.status()["drivers"]["lora"]["detail"]["devices"].get(device_id, {})
 
     def faults(self) -> dict[str, str]:
         return {f["source"]: f["reason"] for f in self.status()["trouble"]}

@@ -17,18 +17,10 @@ from typing import Any
 
 from gateway.control.client import DaemonUnavailable, call
 from gateway.simulate.courtyard import Courtyard, load
+from tests.reliability.matrix_rig import courtyard_file
 from tests.support.wait import async_wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def courtyard_file(tmp_path: Path) -> Path:
-    """The demo courtyard without its timed scenario (the test drives the faults itself)."""
-    text = (ROOT / "config/demo/courtyard.toml").read_text().split("# ---- The demo's scenario")[0]
-    text = text.replace('profiles_dir = "../profiles"', f'profiles_dir = "{ROOT / "config/profiles"}"')
-    p = tmp_path / "courtyard.toml"
-    p.write_text(text)
-    return p
 
 
 @dataclass

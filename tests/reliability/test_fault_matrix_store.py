@@ -7,7 +7,6 @@ Needs root to mount (CI runs as root): without it these fail, never skip.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,35 +14,18 @@ from typing import Any
 import pytest
 
 from tests.reliability.matrix_rig import TROUBLE, Rig
+from tests.support.mounts import ext4_image, fail_ext4, mount, tmpfs
 from tests.support.wait import async_wait_for
 
 pytestmark = pytest.mark.slow
 SLACK_S = 4.0
 
 
-def mount(*args: str) -> None:
-    assert os.geteuid() == 0, "the store rows of the fault matrix mount filesystems and need root"
-    subprocess.run(["mount", *args], check=True, capture_output=True)
-
-
 @pytest.fixture
 def card(tmp_path):
     """A small tmpfs standing in for the SD card's state directory."""
-    mnt = tmp_path / "card"
-    mnt.mkdir()
-    mount("-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", str(mnt))
-    try:
+    with tmpfs(tmp_path / "card", "16m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
-@pytest.fixture
-async def rig(tmp_path, broker):
-    r = Rig(tmp_path, broker)
-    yield r
-    codes = await r.stop()
-    assert all(c == 0 for c in codes), f"daemon exit codes {codes}: {r.log.read_text()[-3000:]}"
 
 
 def on_card(card: Path, **store: Any):
@@ -75,6 +57,7 @@ def store_fault(rig: Rig) -> str:
 async def test_store_read_only_at_start(rig, card):
     mount("-o", "remount,ro", str(card))
     await rig.start(on_card(card))
+    rig.fault_starts()
     await rig.run_daemon()  # starts: the card is no precondition
     assert await rig.smoke() < 2.0
     await rig.trouble_within(TROUBLE["check_period_s"] + SLACK_S)
@@ -86,20 +69,8 @@ async def test_store_read_only_at_start(rig, card):
 
 @pytest.fixture
 def ext4(tmp_path):
-    """An ext4 image that turns itself read-only on the first error, as Raspberry Pi OS mounts its root."""
-    img, mnt = tmp_path / "card.img", tmp_path / "ext4"
-    mnt.mkdir()
-    with open(img, "wb") as f:
-        f.truncate(32 * 1024 * 1024)
-    subprocess.run(["mkfs.ext4", "-q", "-F", str(img)], check=True)
-    mount("-o", "loop,errors=remount-ro", str(img), str(mnt))
-    try:
+    with ext4_image(tmp_path / "card.img", tmp_path / "ext4", 32) as (img, mnt):
         yield img, mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-        listed = subprocess.run(["losetup", "-j", str(img)], capture_output=True, text=True).stdout
-        for line in listed.splitlines():  # detach every loop device on the image (autoclear once unused)
-            subprocess.run(["losetup", "-d", line.split(":")[0]], check=False, capture_output=True)
 
 
 async def test_store_going_read_only_while_running(rig, ext4):
@@ -107,8 +78,8 @@ async def test_store_going_read_only_while_running(rig, ext4):
     await rig.start(on_card(card))
     await rig.run_daemon()
     await async_wait_for(lambda: rig.view.telemetry_count > 0, 30, what="telemetry before the fault")
-    dev = Path(subprocess.run(["findmnt", "-no", "SOURCE", str(card)], check=True, capture_output=True, text=True).stdout.strip()).name
-    Path(f"/sys/fs/ext4/{dev}/trigger_fs_error").write_text("matrix: card failing\n")  # kernel remounts it read-only
+    rig.fault_starts()
+    fail_ext4(card, "matrix: card failing")  # the kernel remounts it read-only
     assert await rig.smoke() < 2.0
     await rig.trouble_within(TROUBLE["check_period_s"] + SLACK_S + 10)
     assert store_fault(rig)
@@ -126,10 +97,16 @@ async def test_store_going_read_only_while_running(rig, ext4):
 async def test_corrupt_database_file(rig, card):
     (card / "outbox.db").write_bytes(b"this is not an SQLite database, it is what a failing card returns\n" * 200)
     await rig.start(on_card(card))
+    rig.fault_starts()
     await rig.run_daemon()
     assert await rig.smoke() < 2.0
     # Moved aside for forensics, a new store under a new store_id: the platform's dedupe key holds.
     await async_wait_for(lambda: any(p.name.startswith("outbox.db.corrupt") for p in card.iterdir()), 30, what="corrupt file kept aside")
+    await rig.trouble_within(TROUBLE["check_period_s"] + SLACK_S)
+    assert "corrupt" in store_fault(rig)
+    for kept in card.glob("outbox.db.corrupt*"):  # the maintainer has looked at it
+        kept.unlink()
+    await rig.trouble_within(30, on=False)
     await platform_has_no_hole(rig)
     events = [r for r in rig.view.records if r.get("cls") == "event" and "corrupt" in str(r.get("body", {}))]
     assert events, "the corrupt store is reported to the platform"
@@ -142,6 +119,7 @@ async def test_disk_full_past_ballast(rig, card):
     filler = card / "filler"
     fill(filler)  # whatever the card has left, taken by another writer
     await async_wait_for(lambda: "store" in rig.faults(), 60, interval_s=0.2, what="store on its ballast")
+    rig.fault_starts()
     fill(card / "filler2")  # ... and the space the ballast gave back: past the ballast
     assert await rig.smoke() < 2.0
     await rig.trouble_within(TROUBLE["check_period_s"] + SLACK_S + 30)

@@ -18,14 +18,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-async def rig(tmp_path, broker):
-    r = Rig(tmp_path, broker)
-    yield r
-    codes = await r.stop()
-    assert all(c == 0 for c in codes), f"daemon exit codes {codes}: {r.log.read_text()[-3000:]}"
-
-
-@pytest.fixture
 def tls(tmp_path):
     pki = _pki(tmp_path / "pki", "courtyard-test-ca")
     (tmp_path / "tls").mkdir()
@@ -49,6 +41,7 @@ async def test_missing_client_certificate(rig, tls, tmp_path):
     pki, broker = tls
     cert, key = tmp_path / "gw.pem", tmp_path / "gw.key"  # requested, not yet signed by the platform
     await rig.start(to_tls(broker.port, ca_file=pki["ca"], cert_file=str(cert), key_file=str(key)))
+    rig.fault_starts()
     await rig.run_daemon()  # no refusal to start
     assert await rig.smoke() < 2.0
     reason = await _uplink_fault(rig)
@@ -65,6 +58,7 @@ async def test_wrong_ca(rig, tls, tmp_path):
     ca = tmp_path / "ca.pem"
     shutil.copy(other["ca"], ca)
     await rig.start(to_tls(broker.port, ca_file=str(ca), cert_file=pki["cli"], key_file=pki["cli_key"]))
+    rig.fault_starts()
     await rig.run_daemon()
     assert await rig.smoke() < 2.0
     reason = await _uplink_fault(rig)

@@ -57,6 +57,6 @@ def test_shipped_profiles_load_and_merge_into_few_requests():
     assert len(plan(modbus["pump_station"])) == 2  # all DIs in one FC02, all IRs in one FC04
     assert profiles["hydrant_monitor"].params["normal_min_mpa"] == 0.14
     assert profiles["hydrant_monitor"].params["fire_min_mpa"] == 0.10
-    assert set(modbus["guard_relay_box"].outputs) == {"sounder", "strobe"}
+    assert set(modbus["guard_relay_box"].outputs) == {"sounder", "strobe", "trouble"}
     codes = {f.code for f in modbus["hydrant_monitor"].flags}
     assert {"cap_opened", "tilted", "leak"} <= codes

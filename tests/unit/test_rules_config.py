@@ -95,7 +95,7 @@ CASES = {
         "gateway.toml: notify.sounder.device: 'hydrant-1' is a hydrant device, not a relay_box"),
     "sounder_output_not_in_profile": (
         '[notify.sounder]\ndevice = "guard-relay"\nstrobe_outputs = ["beacon"]\n',
-        "gateway.toml: notify.sounder.strobe_outputs[0]: 'beacon' is not an output of profile 'guard_relay_box' (outputs: sounder, strobe)"),
+        "gateway.toml: notify.sounder.strobe_outputs[0]: 'beacon' is not an output of profile 'guard_relay_box' (outputs: sounder, strobe, trouble)"),
     "tiers_not_increasing": (
         '[[notify.tiers]]\nafter_s = 300\nroles = ["grid_worker"]\n[[notify.tiers]]\nafter_s = 300\nroles = ["street_center"]\n',
         "gateway.toml: notify.tiers[1].after_s: 300.0 must be later than the tier before (300.0)"),
