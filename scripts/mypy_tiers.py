@@ -3,6 +3,7 @@
     .venv/bin/python scripts/mypy_tiers.py candidates     # modules clean under --strict, not yet listed STRICT
     .venv/bin/python scripts/mypy_tiers.py promote MOD... # move modules to STRICT (and off "not yet clean")
     .venv/bin/python scripts/mypy_tiers.py gradual MOD... # take modules off "not yet clean" (clean at the default level)
+    .venv/bin/python scripts/mypy_tiers.py park MOD...    # a merge broke them: off STRICT, onto "not yet clean"
 """
 
 from __future__ import annotations
@@ -60,10 +61,15 @@ def main(argv: list[str]) -> None:
         text = PYPROJECT.read_text()
         strict, not_clean = tiers(text)
         PYPROJECT.write_text(write(text, strict | set(argv[1:]), not_clean - set(argv[1:])))
-    elif argv[:1] == ["gradual"] and argv[1:]:
+    elif argv[:1] in (["gradual"], ["park"]) and argv[1:]:
         text = PYPROJECT.read_text()
         strict, not_clean = tiers(text)
-        PYPROJECT.write_text(write(text, strict, not_clean - set(argv[1:])))
+        mods = set(argv[1:])
+        if argv[0] == "park":
+            strict, not_clean = strict - mods, not_clean | mods
+        else:
+            not_clean -= mods
+        PYPROJECT.write_text(write(text, strict, not_clean))
     else:
         sys.exit(__doc__)
 
