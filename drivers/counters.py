@@ -93,8 +93,11 @@ class CounterStore:
         self._urgent = asyncio.Event()
         try:
             while True:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._urgent.wait(), self.flush_interval_s)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a stop (cancel) that lands as
+                # the urgent event fires (gh-86296), and the driver owning this task then never stops.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.flush_interval_s):
+                        await self._urgent.wait()
                 if self._urgent.is_set():
                     self._urgent.clear()
                     await asyncio.sleep(URGENT_S)  # coalesce a burst of alarm frames into one write

@@ -25,6 +25,7 @@ the rest in reverse (telegraf agent.Run).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -39,10 +40,11 @@ from gateway import instance
 from gateway import log as logsetup
 from gateway.clock import Clock
 from gateway.config import Config, Credentials, load_credentials
-from gateway.control import handlers as control_handlers
+from gateway.control.handlers import MUTATING, ControlApi
 from gateway.control.server import ControlServer
 from gateway.errors import CommandRejected, GatewayError, ModemUnavailable
 from gateway.model import Device, Item, RecordClass
+from gateway.livestate import SNAPSHOT_NAME, SnapshotKeeper
 from gateway.pipeline import Pipeline
 from gateway.supervise import Supervisor
 from gateway.systemd import Notifier
@@ -69,20 +71,6 @@ def resolve_devices(cfg: Config) -> dict[str, Device]:
             heartbeat_s=prof.heartbeat_s,
         )
     return out
-
-
-def downlink_handlers(control: dict[str, Any]) -> dict[str, Any]:
-    """Platform commands reuse the control-socket handlers (one implementation, two doors)."""
-
-    async def poll_now(args: dict[str, Any]) -> dict[str, Any]:
-        return {"items": await control["poll"](args)}
-
-    return {
-        "ack_alarm": control.pop("platform_ack"),
-        "silence": control.pop("platform_silence"),
-        "poll_now": poll_now,
-        "set_log_level": control["set_log_level"],
-    }
 
 
 class DaemonActions:
@@ -133,6 +121,9 @@ class Daemon:
         self.started_mono = self.clock.monotonic()
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.livestate: SnapshotKeeper | None = None
+        # One control API for both doors (socket and platform commands); the walk session lives in it.
+        self.api = ControlApi(self)
 
     # ---- wiring -------------------------------------------------------------------------------
     def _build_drivers(self) -> None:
@@ -184,6 +175,8 @@ class Daemon:
             out["alarm_journal"] = self.rules.committer.depth()
         if self.pipeline is not None:
             out["pipeline"] = dict(self.pipeline.counters)
+        if self.control is not None:
+            out["control"] = dict(self.control.counters)
         return out
 
     def _store_status(self) -> dict[str, Any]:
@@ -285,8 +278,10 @@ class Daemon:
             self.log.warning("store_dir_unavailable", path=str(Path(self.cfg.store.path).parent), error=str(exc))
         self.outbox = Outbox(self.cfg.store, self.clock, logsetup.get(stage="store"), self._consumers())
         try:
-            await asyncio.wait_for(self.outbox.open(), STORE_OPEN_BUDGET_S)
-        except (GatewayError, OSError, asyncio.TimeoutError) as exc:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (gh-86296)
+            async with asyncio.timeout(STORE_OPEN_BUDGET_S):
+                await self.outbox.open()
+        except (GatewayError, OSError, TimeoutError) as exc:
             self.store_error = str(exc) or type(exc).__name__
             self.log.error("store_down_at_start", error=self.store_error)
         if callable(getattr(self.outbox, "run", None)):
@@ -304,6 +299,12 @@ class Daemon:
         )
         self.pipeline = Pipeline(self.outbox, self.rules, self.devices, self.log)
         pipeline = self.pipeline
+        # Last seen, values, RSSI and battery per device survive a restart (a 12 h heartbeat must not
+        # read as offline for half a day after a reboot); a read-only card costs one warning.
+        self.livestate = SnapshotKeeper(pipeline.live, Path(self.cfg.store.path).parent / SNAPSHOT_NAME, self.clock,
+                                        logsetup.get(stage="livestate"))
+        self.livestate.load()
+        self.supervisor.start("livestate", self.livestate.run)  # saves a last time when cancelled at stop
         for port_name, drv in self.drivers.items():
             self.supervisor.start(f"driver:{port_name}", lambda drv=drv: drv.run(pipeline.emit))
         await asyncio.sleep(0)  # let each driver task reach run() before the rules act through it
@@ -321,10 +322,9 @@ class Daemon:
     async def _run_uplink(self) -> None:
         from gateway.uplink import Uplink
 
-        control = control_handlers.build(self)
         self.uplink = Uplink(
             self.cfg.uplink, self.credentials, self.cfg.identity, self.outbox, self.clock, logsetup.get(stage="uplink"),
-            handlers=downlink_handlers(control), relay_handler=self._relay, status_provider=self.status,
+            handlers=self.api.downlink_handlers(), relay_handler=self._relay, status_provider=self.status,
         )
         await self.uplink.run()
 
@@ -335,8 +335,7 @@ class Daemon:
         await self.gb26875.run()
 
     async def _run_control(self) -> None:
-        self.control = ControlServer(self.cfg.control.socket, control_handlers.build(self), control_handlers.MUTATING,
-                                     self.log, self.cfg.control.group)
+        self.control = ControlServer(self.cfg.control.socket, self.api.handlers(), MUTATING, self.log, self.cfg.control.group)
         await self.control.run()
 
     # ---- trouble ------------------------------------------------------------------------------
@@ -481,10 +480,9 @@ class Daemon:
             if now >= next_status:
                 next_status = now + status_every
                 self.notifier.status(self._status_line())
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=interval)
-            except asyncio.TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._stop.wait()
 
     def _status_line(self) -> str:
         down = sum(1 for d in self.drivers.values() if d.health().state in (DriverState.DOWN, DriverState.DEGRADED))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 from structlog.typing import FilteringBoundLogger
 
@@ -17,6 +17,12 @@ from gateway.livestate import LiveState
 from gateway.model import Device, Event, Item, Reading, RecordClass
 
 READING_BACKLOG_MAX = 100_000  # ~50 s at 2,000 readings/s: beyond it the outbox is not keeping up
+
+
+class ItemScreen(Protocol):
+    """A commissioning walk test (gateway/commission/walk.py): may re-tag a test press as a TEST event."""
+
+    def screen(self, item: Item) -> Item: ...
 
 
 def event_body(ev: Event, device: Device | None) -> dict[str, Any]:
@@ -42,6 +48,7 @@ class Pipeline:
         self.counters = {"events": 0, "readings": 0, "readings_dropped": 0, "unknown_device": 0}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.live = LiveState(devices)
+        self.walk: ItemScreen | None = None  # set by the control API's walk_start, cleared by walk_stop
 
     def emit(self, item: Item) -> None:
         """Drivers' `emit`: never blocks, never raises."""
@@ -50,6 +57,8 @@ class Pipeline:
             self.counters["unknown_device"] += 1
             return
         self.live.observe(item)
+        if self.walk is not None:
+            item = self._screen(self.walk, item)
         if isinstance(item, Event):
             self._events.append(item)
         else:
@@ -58,6 +67,15 @@ class Pipeline:
                 return
             self._readings.append(item)
         self._wakeup.set()
+
+    def _screen(self, walk: ItemScreen, item: Item) -> Item:
+        # A fault in the walk test must never cost an alarm: the item passes on unchanged.
+        try:
+            return walk.screen(item)
+        except Exception as exc:  # noqa: BLE001 - commissioning is never a precondition of the alarm path
+            self.counters["walk_errors"] = self.counters.get("walk_errors", 0) + 1
+            self.log.error("walk_screen_failed", device_id=item.device_id, error=repr(exc)[:200])
+            return item
 
     def backlog(self) -> int:
         return len(self._events) + len(self._readings)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The gateway's main job, on any machine: a simulated courtyard (Modbus RS-485 bus and TCP pump station,
 # LoRa module, NB-IoT modem, SMS modem on ptys), the real daemon against it, a local mosquitto when one is
-# installed, and a live view of the platform side. The scenario: normal traffic, a smoke alarm at ~20 s,
-# an uplink outage, recovery. Ctrl-C stops everything and leaves nothing running.
+# installed, and a live view of the platform side, told as one line per thing a person would notice, in the
+# courtyard's local time. The scenario: normal traffic, a smoke alarm in 2栋1单元301 at ~20 s, water flowing
+# on building 2's riser at ~28 s (火警确认: fire confirmed), an uplink outage with a gas alarm during it, the
+# backlog delivered alarms first. Ctrl-C stops everything and leaves nothing running.
 #
 #   scripts/demo.sh                       # runs until Ctrl-C
 #   DEMO_SECONDS=90 scripts/demo.sh       # stops by itself (used by the test suite)
@@ -17,8 +19,8 @@ export COURTYARD_SIM_SOCKET="$RUN/sim.sock"
 pids=()
 cleanup() {
     trap - EXIT INT TERM
-    for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    # One at a time, the daemon first: it stops cleanly while its ports (the simulator's ptys) still exist.
+    for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; wait "${pids[i]}" 2>/dev/null || true; done
     rm -rf "$RUN"
     echo "demo stopped; nothing left running."
 }
@@ -38,7 +40,8 @@ else
 fi
 
 .venv/bin/gateway simulate --courtyard config/demo/courtyard.toml --gateway-config "$RUN/gateway.toml" \
-    --broker "mqtt://127.0.0.1:$PORT" --trigger-socket "$COURTYARD_SIM_SOCKET" 2> >(sed 's/^/[courtyard] /' >&2) &
+    --broker "mqtt://127.0.0.1:$PORT" --trigger-socket "$COURTYARD_SIM_SOCKET" 2> >(sed 's/^/[courtyard] /' >&2) \
+    > >(.venv/bin/python -m gateway.simulate.logview --config "$RUN/gateway.toml") &
 pids+=($!)
 for _ in $(seq 100); do [ -S "$COURTYARD_SIM_SOCKET" ] && break; sleep 0.1; done
 [ -S "$COURTYARD_SIM_SOCKET" ] || { echo "the simulated courtyard did not start" >&2; exit 1; }
@@ -47,7 +50,7 @@ if [ -n "$MOSQ" ]; then
     .venv/bin/python -m gateway.simulate.platform --broker "mqtt://127.0.0.1:$PORT" --config "$RUN/gateway.toml" &
     pids+=($!)
 fi
-.venv/bin/gateway run --config "$RUN/gateway.toml" 2> >(sed 's/^/[gateway] /' >&2) > >(.venv/bin/python -m gateway.simulate.logview) &
+.venv/bin/gateway run --config "$RUN/gateway.toml" 2> >(sed 's/^/[gateway] /' >&2) > >(.venv/bin/python -m gateway.simulate.logview --config "$RUN/gateway.toml") &
 pids+=($!)
 
 if [ -n "${DEMO_SECONDS:-}" ]; then

@@ -186,6 +186,9 @@ fi
 # ---- 7. systemd units, udev rules, journald cap, hardware watchdog -----------------------------------
 put "$SRC/systemd/courtyard-gateway.service" "$ROOT/etc/systemd/system/courtyard-gateway.service" 0644 && CHANGED_UNITS=1
 put "$SRC/systemd/courtyard-gateway-firstboot.service" "$ROOT/etc/systemd/system/courtyard-gateway-firstboot.service" 0644 && CHANGED_UNITS=1
+# The web panel: installed, never enabled here. It needs [panel] and a guard PIN first (docs/panel.md):
+#   systemctl enable --now courtyard-panel
+put "$SRC/systemd/courtyard-panel.service" "$ROOT/etc/systemd/system/courtyard-panel.service" 0644 && CHANGED_UNITS=1
 # The rules file is edited on site (uncomment the adapter's line): keep it, ship updates as .dist.
 [ -e "$ROOT/etc/udev/rules.d/99-courtyard-gateway.rules" ] || CHANGED_UDEV=1
 keep "$SRC/systemd/99-courtyard-gateway.rules" "$ROOT/etc/udev/rules.d/99-courtyard-gateway.rules" 0644 0 0

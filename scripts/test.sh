@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run the test suite: .venv with the package and its dev extra, Debian's mosquitto,
-# socat (pty pairs), strace (fsync audit), systemd (systemd-analyze) when missing; then pytest.
+# socat (pty pairs), strace (fsync audit), systemd (systemd-analyze), chromium + chromium-driver (web panel)
+# when missing; then pytest.
 # Usage: scripts/test.sh [pytest args...]     Works as root on a fresh Debian 12 with only python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,13 @@ command -v strace >/dev/null 2>&1 || need+=(strace)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v fiu-run >/dev/null 2>&1 || need+=(fiu-utils)
+# Disk-fault tests: an ext4 image that remounts itself read-only (mkfs.ext4, e2fsck) on a loop device.
+command -v mkfs.ext4 >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.ext4 ] || need+=(e2fsprogs)
+command -v losetup >/dev/null 2>&1 || [ -x /usr/sbin/losetup ] || need+=(mount)
+# The web panel's browser tests: Debian's chromium and its driver (never a browser download), and a CJK font.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2

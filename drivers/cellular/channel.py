@@ -43,6 +43,7 @@ class AtChannel(asyncio.Protocol):
         self._prompt: asyncio.Future | None = None
         self._last_rx = 0.0
         self._dirty = False  # a command timed out: settle before the next one
+        self._dirty_at = 0.0  # when it timed out: the quiet period counts from here at the earliest
         self.baud = 9600
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -84,6 +85,10 @@ class AtChannel(asyncio.Protocol):
         for item in self.parser.feed(data):
             if isinstance(item, Done):
                 self._settle_future(self._done, item)
+                # A final result instead of the prompt (AT+CMGS refused: +CMS ERROR: 330, SIM busy, ...)
+                # ends the wait for the prompt now, not after the 120 s SMS timeout.
+                if self._prompt is not None and not self._prompt.done():
+                    self._prompt.set_result(None)
             elif isinstance(item, Prompt):
                 if self._prompt is not None and not self._prompt.done():
                     self._prompt.set_result(None)
@@ -119,8 +124,9 @@ class AtChannel(asyncio.Protocol):
                 self._write(cmd.text.encode("ascii") + b"\r")
                 if self._prompt is not None:
                     await self._wait(self._prompt, cmd.text, timeout_s)
-                    assert payload is not None  # a prompting command (AT+CMGS) is always sent with its payload
-                    self._write(payload + CTRL_Z)
+                    if not self._done.done():  # prompted; a refused command gets no payload
+                        assert payload is not None  # a prompting command (AT+CMGS) is always sent with its payload
+                        self._write(payload + CTRL_Z)
                 done: Done = await self._wait(self._done, cmd.text, timeout_s)
             finally:
                 if self.parser.in_flight is cmd:
@@ -142,14 +148,20 @@ class AtChannel(asyncio.Protocol):
             if remaining <= 0:
                 self.counters["timeouts"] += 1
                 self._dirty = True
+                self._dirty_at = now
                 raise DeviceTimeout(f"modem {text[:40]}", timeout_s)
-            with contextlib.suppress(asyncio.TimeoutError):
-                return await asyncio.wait_for(asyncio.shield(fut), remaining)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that lands
+            # while the awaited future completes (gh-86296), and the driver then never stops.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    return await asyncio.shield(fut)
 
     async def _settle(self) -> None:
         loop = asyncio.get_running_loop()
         end = loop.time() + SETTLE_CAP_S
-        while loop.time() < end and loop.time() - self._last_rx < SETTLE_QUIET_S:
+        # Quiet since the timeout, not merely since the last byte: the line was silent during the timeout,
+        # so a late answer that starts just after it would otherwise be read as the next command's answer.
+        while loop.time() < end and loop.time() - max(self._last_rx, self._dirty_at) < SETTLE_QUIET_S:
             await asyncio.sleep(SETTLE_QUIET_S / 2)
         self.parser.abort()
         self._dirty = False

@@ -81,7 +81,10 @@ def cclk_utc(line: str) -> float:
     yy, mo, dd, hh, mi, ss = (int(g) for g in m.groups()[:6])
     if not (1 <= mo <= 12 and 1 <= dd <= 31 and hh < 24 and mi < 60 and ss < 61):
         raise FrameError(f"bad CCLK time {value!r}", line.encode())
-    return float(calendar.timegm((2000 + yy, mo, dd, hh, mi, ss, 0, 0, 0)))
+    # Two-digit years pivot as POSIX %y does (69-99 -> 19yy): before NITZ a BC95 counts from the epoch
+    # and answers 70/01/01, which is 1970 (refused by the caller), not 2070 (issue 16 golden cases).
+    year = 1900 + yy if yy >= 69 else 2000 + yy
+    return float(calendar.timegm((year, mo, dd, hh, mi, ss, 0, 0, 0)))
 
 
 class Datagram(NamedTuple):

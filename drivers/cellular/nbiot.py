@@ -203,10 +203,11 @@ class NbiotDriver:
             if not (self._pending or self._inline):
                 # Not registered: look every few seconds (URCs can be missed while the radio flaps).
                 wait_s = next_status - loop.time() if self.modem.registered else min(2.0, next_status - loop.time())
-                try:
-                    await asyncio.wait_for(self._wake.wait(), max(0.0, wait_s))
-                except asyncio.TimeoutError:
-                    pass
+                # asyncio.timeout, not wait_for: a stop (cancel) landing together with a URC's wake-up
+                # is swallowed by 3.11's wait_for (gh-86296) and the driver would never stop.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, wait_s)):
+                        await self._wake.wait()
             self._wake.clear()
             if self._reinit_reason:
                 return

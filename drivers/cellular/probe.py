@@ -3,6 +3,7 @@ one AT command with its answer lines, and the modem's identity, SIM, registratio
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import structlog
@@ -40,6 +41,9 @@ async def info(port: str, baud: int = 9600) -> dict[str, Any]:
     st = status.ModemStatus()
     problems: dict[str, str] = {}
     try:
+        # Numbered errors first (27.007 +CMEE=1): a missing SIM then reads "absent" (CME 10), not "failure".
+        with contextlib.suppress(GatewayError):
+            await ch.command("AT+CMEE=1")
         for name, step in (("sim", status.read_sim(ch, st)), ("identity", status.read_identity(ch, st)),
                            ("registration", status.read_registration(ch, st)), ("attach", status.read_attach(ch, st)),
                            ("address", status.read_address(ch, st)), ("radio", status.read_radio(ch, st))):

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from drivers.modbus.config import RtuPort
+from drivers.modbus.config import RtuPort, TcpPort
 from drivers.modbus.framing import Request
-from drivers.modbus.link import RtuLink
+from drivers.modbus.link import RtuLink, TcpLink
 from gateway.clock import Clock
 from gateway.errors import DeviceTimeout, FrameError, ModbusDeviceError
 
 
-def _link(path: str, baud: int, parity: str = "N") -> RtuLink:
+def _link(path: str, baud: int, parity: str = "N") -> RtuLink | TcpLink:
+    """`path` is a serial device, or `tcp://HOST:PORT` for Modbus TCP (a pump station, an RTU-to-TCP gateway)."""
+    if path.startswith("tcp://"):
+        host, _, port = path.removeprefix("tcp://").rpartition(":")
+        return TcpLink(TcpPort(host=host.strip("[]"), port=int(port or 502)), Clock("assume_synced"), lambda unit, name: None)
     return RtuLink(RtuPort(path=path, baud=baud, parity=parity), Clock("assume_synced"), lambda unit, name: None)
 
 

@@ -49,10 +49,11 @@ class Sms(_Section, frozen=True):
 
 
 class Templates(_Section, frozen=True):
-    # Placeholders: {community} {courtyard} {place} (2栋1单元401) {title} {time} (HH:MM local)
-    # {device} {severity} {tier}. Unknown placeholders are a config error (check.py).
-    raised: str = "【社区消防】{community}{courtyard}{place} {title} {time}，请立即处置"
-    escalated: str = "【社区消防】{community}{courtyard}{place} {title} {time}，{tier}级上报，尚无人确认，请立即处置"
+    # Placeholders: {community} {courtyard} {place} (2栋1单元401) {room} (2栋1单元401室) {title} {date} (12月1日)
+    # {time} (HH:MM local) {resident} (（独居老人）/（残疾人）/empty) {advice} (what to do, per device type)
+    # {device} {severity} {tier}. Unknown placeholders are a config error (rules/check.py, actions/sms.py).
+    raised: str = "【社区消防】{date}{time} {community}{courtyard}{room}{resident} {title}，{advice}"
+    escalated: str = "【社区消防】{date}{time} {community}{courtyard}{room}{resident} {title}，{tier}级上报，尚无人确认，{advice}"
 
 
 class Tier(_Section, frozen=True):

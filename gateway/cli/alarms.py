@@ -13,12 +13,13 @@ from gateway.cli.common import Target, ask, json_option, target_options
 from gateway.model import Severity
 
 ALARM_COLUMNS: list[render.Column] = [
-    ("ID", lambda a: a["id"]),
-    ("SEVERITY", lambda a: _severity(a.get("severity"))),
-    ("STATE", lambda a: a.get("state")),
+    # 8 hex digits identify an alarm in practice; any unique prefix of 4+ is accepted by ack/silence/clear.
+    ("ID", lambda a: a["id"][:8]),
+    ("SEVERITY", lambda a: a.get("severity_name") or _severity(a.get("severity"))),
+    ("STATE", lambda a: a.get("display_state") or a.get("state")),
     ("DEVICE", lambda a: a.get("device_id")),
     ("TITLE", lambda a: a.get("title")),
-    ("RAISED", lambda a: render.wall((a.get("raised") or [None])[0])),
+    ("RAISED", lambda a: render.wall(a.get("raised_wall_s") or (a.get("raised") or [None])[0])),
     ("REPEATS", lambda a: a.get("repeats") or None),
     ("ACK BY", lambda a: a.get("acknowledged_by")),
 ]
@@ -56,12 +57,12 @@ def alarms(ctx: click.Context, target: Target, active: bool, since_s: float | No
     if not rows:
         click.echo("no active alarms" if since_s is None else f"no alarms in the last {render.age(since_s)}")
         return
-    click.echo(render.table(rows, ALARM_COLUMNS))
+    click.echo(render.table(rows, ALARM_COLUMNS, 80))
 
 
 def _operation(name: str, cmd: str, verb: str, help_text: str) -> click.Command:
     @click.command(name, help=help_text)
-    @click.argument("alarm_id")
+    @click.argument("alarm_id", metavar="ALARM_ID_OR_PREFIX")
     @target_options
     @json_option
     def op(target: Target, alarm_id: str, as_json: bool) -> None:
@@ -69,7 +70,7 @@ def _operation(name: str, cmd: str, verb: str, help_text: str) -> click.Command:
         if as_json:
             render.emit_json(result)
         else:
-            click.echo(f"{alarm_id}: {verb} by {operator()}")
+            click.echo(f"{result.get('alarm_id', alarm_id)}: {verb} by {operator()}")
 
     return op
 

@@ -21,12 +21,34 @@ TLS_TIMEOUT_S = 5.0
 START_HINT = "sudo systemctl start courtyard-gateway; wait one heartbeat period and run selftest again"
 
 
+STATUSES = ("pass", "warn", "fail", "skip")
+
+
 @dataclass
 class Check:
+    """One line of the checklist. `ok` is False only for FAIL (WARN and SKIP do not block service);
+    `status` and `group` were added for the grouped report (docs/CLI.md: fields are only added)."""
+
     name: str
     ok: bool
     reason: str
     fix: str = ""
+    status: str = ""  # pass | warn | fail | skip; derived from ok when not given
+    group: str = ""
+    fold: str = ""  # lines with the same status and fold text print as one (36 sensors not heard yet)
+
+    def __post_init__(self) -> None:
+        if not self.status:
+            self.status = "pass" if self.ok else "fail"
+        self.ok = self.status != "fail"
+
+
+def warn(name: str, reason: str, fix: str) -> Check:
+    return Check(name, True, reason, fix, status="warn")
+
+
+def skip(name: str, reason: str, fix: str = "") -> Check:
+    return Check(name, True, reason, fix, status="skip")
 
 
 @dataclass
@@ -55,8 +77,21 @@ def check_config(env: Env) -> list[Check]:
 
 def check_daemon(env: Env) -> list[Check]:
     if env.status is None:
+        if "permission denied" in env.daemon_error:
+            from gateway.cli.status import GROUP_HINT
+
+            return [Check("daemon", False, env.daemon_error, GROUP_HINT)]
         return [Check("daemon", False, env.daemon_error or "not running", START_HINT)]
     return [Check("daemon", True, f"running, up {render.age(env.status.get('uptime_s'))}")]
+
+
+def check_trouble(env: Env) -> list[Check]:
+    """Each fault the daemon's trouble monitor signals in the guard room is a FAIL here too."""
+    faults = (env.status or {}).get("trouble")
+    if faults is None:
+        return []
+    return [Check(f"fault {f.get('source')}", False, f"{f.get('reason')} (since {render.wall(f.get('since_wall_s'))})",
+                  "gateway status; gateway logs (the guard room's trouble lamp is on until it clears)") for f in faults]
 
 
 def check_credentials(env: Env) -> list[Check]:
@@ -133,15 +168,19 @@ def check_lora_modules(env: Env) -> list[Check]:
         if name in held:
             detail = (health.get(name) or {}).get("detail") or {}
             module = str(detail.get("module", "pending"))
-            ok = module in ("verified", "skipped", "pending")
-            reason = "registers verified" if module == "verified" else (
-                "verification skipped: M0/M1 not wired (set m0_gpio/m1_gpio to check the registers)" if module == "skipped" else module)
-            out.append(Check(label, ok, reason, "" if ok else "set the module's address/channel/air rate to the config with its tool, or fix the config"))
+            if module == "skipped":
+                out.append(skip(label, "register check skipped: M0/M1 not wired", "set m0_gpio/m1_gpio to let the gateway read the module's registers"))
+            elif module == "pending":
+                out.append(skip(label, "register check pending: the daemon has not read the module yet", "run selftest again in a minute"))
+            else:
+                ok = module == "verified"
+                out.append(Check(label, ok, "registers verified" if ok else module,
+                                 "" if ok else "set the module's address/channel/air rate to the config with its tool, or fix the config"))
             for dev_id, why in (detail.get("misconfigured") or {}).items():
                 out.append(Check(f"device {dev_id}", False, why, f"add lora_keys.{dev_id} (32 hex chars) to the credentials file, then restart"))
             continue
         if port.m0_gpio is None:
-            out.append(Check(label, True, "verification skipped: M0/M1 not wired (set m0_gpio/m1_gpio to check the registers)"))
+            out.append(skip(label, "register check skipped: M0/M1 not wired", "set m0_gpio/m1_gpio to let the gateway read the module's registers"))
             continue
         import asyncio
 
@@ -155,34 +194,48 @@ def check_lora_modules(env: Env) -> list[Check]:
     return out
 
 
-def _device_fix(env: Env, dev: dict[str, Any]) -> str:
+def _device_fix(env: Env, dev: dict[str, Any], daemon_running: bool) -> str:
+    """A fix that works in the current state: the bus probes need the daemon stopped, the walk test needs it running."""
     driver = env.cfg.ports.get(dev.get("port"), ("?", None))[0] if env.cfg else "?"
+    building = dev.get("location", "").split("栋")[0] if "栋" in (dev.get("location") or "") else ""
     if driver.startswith("modbus"):
         port = env.cfg.ports[dev["port"]][1]
         where = getattr(port, "path", None) or getattr(port, "host", "")
-        return f"check A/B wiring, termination, slave id and baud; with the daemon stopped: gateway modbus scan {where}"
+        probe = f"gateway modbus scan {where}" + ("" if getattr(port, "path", None) else f" --tcp-port {getattr(port, 'port', 502)}")
+        return (f"check A/B wiring, termination, slave id and baud; gateway poll {dev['id']}" if daemon_running
+                else f"check A/B wiring, termination, slave id and baud; {probe}")
     if driver.startswith("lora"):
-        return "check the sensor's battery and pairing (device key), press its test button; gateway lora listen PORT"
-    return "check the device's power, SIM and registration; gateway modem info PORT"
+        if daemon_running:
+            return (f"check its battery and key; press its test button during "
+                    f"`gateway commission walk{' --building ' + building if building else ''}`")
+        return f"check its battery and key, press its test button; gateway lora listen {dev.get('port')}"
+    return "check the device's power, SIM and registration; press its test button during `gateway commission walk`"
 
 
 def check_devices(env: Env) -> list[Check]:
     if env.devices is None:
         return [Check("devices", False, "daemon not running: cannot tell which devices were heard", START_HINT)]
+    uptime = float((env.status or {}).get("uptime_s") or 0.0)
     out = []
     for dev in env.devices:
         label = f"device {dev['id']}"
         age_s, hb = dev.get("last_seen_age_s"), dev.get("heartbeat_s") or 0
         where = f" ({dev.get('type')}{', ' + dev['location'] if dev.get('location') else ''})"
-        if age_s is None:
-            out.append(Check(label, False, f"never answered or heard{where}", _device_fix(env, dev)))
+        before = " (before the restart)" if dev.get("restored") else ""
+        fix = _device_fix(env, dev, True)
+        if age_s is None and hb and uptime < hb:
+            # A 12 h heartbeat cannot have come yet: not a fault, but not proven either.
+            c = warn(label, f"not heard since the daemon started {render.age(uptime)} ago; it reports every {render.age(hb)}{where}", fix)
+            c.fold = f"not heard since the daemon started {render.age(uptime)} ago"
+            out.append(c)
+        elif age_s is None:
+            out.append(Check(label, False, f"never answered or heard{where}", fix))
         elif dev.get("state") == "offline":
-            out.append(Check(label, False, f"offline, last heard {render.age(age_s)} ago{where}", _device_fix(env, dev)))
+            out.append(Check(label, False, f"offline, last heard {render.age(age_s)} ago{before}{where}", fix))
         elif hb and age_s > hb:
-            out.append(Check(label, False, f"last heard {render.age(age_s)} ago, beyond its heartbeat of {render.age(hb)}{where}",
-                             _device_fix(env, dev)))
+            out.append(Check(label, False, f"last heard {render.age(age_s)} ago{before}, beyond its heartbeat of {render.age(hb)}{where}", fix))
         else:
-            out.append(Check(label, True, f"heard {render.age(age_s)} ago{where}"))
+            out.append(Check(label, True, f"heard {render.age(age_s)} ago{before}{where}"))
     return out
 
 
@@ -239,18 +292,27 @@ def check_disk(env: Env) -> list[Check]:
 
 
 CHECKS: list[Callable[[Env], list[Check]]] = [
-    check_config, check_daemon, check_credentials, check_ports, check_lora_modules, check_devices, check_broker,
+    check_config, check_daemon, check_trouble, check_credentials, check_ports, check_lora_modules, check_devices, check_broker,
     check_clock, check_disk,
 ]
+
+
+GROUPS = {check_config: "config", check_daemon: "daemon", check_trouble: "daemon", check_credentials: "security", check_ports: "ports and radios",
+          check_lora_modules: "ports and radios", check_devices: "devices", check_broker: "uplink", check_clock: "system",
+          check_disk: "system"}
 
 
 def run_checks(env: Env) -> list[Check]:
     out: list[Check] = []
     for fn in CHECKS:
+        group = GROUPS.get(fn, "other")
         if env.cfg is None and fn not in (check_config, check_daemon):
             continue  # everything else reads the config: one FAIL for it says it all
         try:
-            out.extend(fn(env))
+            found = fn(env)
         except Exception as exc:  # noqa: BLE001 - a check that crashes is a FAIL with its reason, not a traceback
-            out.append(Check(fn.__name__.removeprefix("check_"), False, f"check crashed: {type(exc).__name__}: {exc}"))
+            found = [Check(fn.__name__.removeprefix("check_"), False, f"check crashed: {type(exc).__name__}: {exc}")]
+        for c in found:
+            c.group = c.group or group
+        out.extend(found)
     return out

@@ -102,3 +102,24 @@ def ask(target: Target, cmd: str, args: dict[str, Any] | None = None, timeout_s:
 def fail(message: str, code: int = EXIT_FAIL) -> None:
     click.echo(message, err=True)
     raise SystemExit(code)
+
+
+def quiet_logs() -> None:
+    """Probes call driver code that logs: to stderr, warnings only, so stdout stays the answer
+    (`--json` output must parse; issue 18 found `at_tx` debug lines in `modem info --json`)."""
+    import sys
+
+    from gateway import log as logsetup
+
+    logsetup.setup("warning", "console", stream=sys.stderr)
+
+
+def port_drivers(target: Target) -> dict[str, str]:
+    """Serial path -> driver name of every [ports.*] in the config (read without full validation)."""
+    try:
+        with open(target.config_path, "rb") as f:
+            raw = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+    ports = raw.get("ports") if isinstance(raw.get("ports"), dict) else {}
+    return {str(p["path"]): str(p.get("driver", "")) for p in ports.values() if isinstance(p, dict) and p.get("path")}

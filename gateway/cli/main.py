@@ -11,7 +11,6 @@ from gateway.cli.common import EXIT_FAIL, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE 
 from gateway.errors import ConfigError
 
 
-
 class GatewayGroup(click.Group):
     """Turns the gateway's own errors into one line on stderr and a meaningful exit code, so a
     maintainer never reads a traceback for "the daemon is not running"."""
@@ -28,7 +27,11 @@ class GatewayGroup(click.Group):
                 click.echo(problem, err=True)
             sys.exit(EXIT_FAIL)
         except DaemonUnavailable as exc:
-            click.echo(f"{exc}: start it with `sudo systemctl start courtyard-gateway`", err=True)
+            # Outside the service's group the daemon may well be running: "start it" would mislead (issue 18).
+            from gateway.cli.status import GROUP_HINT
+
+            hint = GROUP_HINT if "permission denied" in str(exc) else "start it with `sudo systemctl start courtyard-gateway`"
+            click.echo(f"{exc}: {hint}", err=True)
             sys.exit(EXIT_UNAVAILABLE)
         except DaemonRefused as exc:
             click.echo(f"refused: {exc.error}" + (f": {exc.detail}" if exc.detail else ""), err=True)
@@ -92,13 +95,26 @@ def run(config_path: str, state_dir: str | None, runtime_dir: str | None) -> Non
 
 def _register() -> None:
     # Explicit list, like the driver registry: what `gateway --help` shows is what is here.
-    from gateway.cli import alarms, devices, operator_check, probes, queue, radio, selftest, service, status
+    from gateway.cli import (
+        alarms,
+        commission,
+        devices,
+        operator_check,
+        probes,
+        queue,
+        radio,
+        selftest,
+        service,
+        status,
+    )
+    from gateway.panel import cli as panel_cli
     from gateway.simulate.cli import simulate
 
     for command in (status.status, devices.devices, devices.poll, alarms.alarms, queue.queue, probes.modbus,
                     radio.lora, radio.modem, selftest.selftest, service.provision_command(), service.logs, simulate,
-                    operator_check.operator_check):
+                    operator_check.operator_check, commission.commission):
         cli.add_command(command)
+    cli.add_command(panel_cli.panel)  # gateway/panel/: the local web panel (issue 24)
 
 
 _register()

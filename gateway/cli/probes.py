@@ -1,18 +1,22 @@
-"""Installer probes on a serial port: `gateway modbus scan|read|write`. They run with the daemon
-stopped; while it runs and holds the port they refuse politely (it answers `ports` on the socket,
-and every opener takes the exclusive lock, so two masters never share one RS-485 bus)."""
+"""Installer probes on a Modbus bus: `gateway modbus scan|read|write PORT`, PORT being a serial device
+(RTU) or HOST:PORT / tcp://HOST:PORT (Modbus TCP, e.g. the pump station). On a serial port they run with
+the daemon stopped; while it runs and holds the port they refuse politely (it answers `ports` on the
+socket, and every opener takes the exclusive lock, so two masters never share one RS-485 bus). Modbus
+TCP servers take several clients, so a TCP probe runs beside the daemon. Results are matched to the
+configured devices (which unit is which device, which configured unit did not answer)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import sys
+import tomllib
 from typing import Any
 
 import click
 
 from gateway.cli import render
-from gateway.cli.common import DaemonRefused, Target, Unreachable, ask, json_option, target_options
+from gateway.cli.common import EXIT_FAIL, DaemonRefused, Target, Unreachable, ask, json_option, target_options
 from gateway.control.client import DaemonUnavailable
 
 BAUDS = ["1200", "2400", "4800", "9600", "19200", "38400", "57600", "115200"]
@@ -24,8 +28,41 @@ class PortBusy(Unreachable):
     """Another process (usually the daemon) holds the port."""
 
 
+def link_target(port: str) -> str:
+    """What drivers.modbus.probe opens: a serial path as given, HOST:PORT as tcp://HOST:PORT."""
+    if port.startswith("tcp://") or port.startswith("/") or port.startswith("."):
+        return port
+    if ":" in port:
+        return f"tcp://{port}"
+    return port
+
+
+def configured_units(target: Target, port: str) -> dict[int, str]:
+    """unit id -> device id of the config's devices on this bus (serial path or TCP host:port)."""
+    try:
+        with open(target.config_path, "rb") as f:
+            raw = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+    names = set()
+    for name, sec in (raw.get("ports") or {}).items():
+        if not isinstance(sec, dict):
+            continue
+        if sec.get("path") and not port.startswith("tcp://") and os.path.realpath(str(sec["path"])) == os.path.realpath(port):
+            names.add(name)
+        if sec.get("host") and port == f"tcp://{sec['host']}:{sec.get('port', 502)}":
+            names.add(name)
+    out = {}
+    for d in raw.get("devices") or []:
+        if isinstance(d, dict) and d.get("port") in names and isinstance(d.get("address"), int):
+            out[d["address"]] = str(d.get("id", ""))
+    return out
+
+
 def ensure_port_free(target: Target, path: str) -> None:
     """Raise PortBusy when the running daemon holds `path` (same device through any symlink)."""
+    if path.startswith("tcp://"):
+        return  # Modbus TCP servers serve several clients: the probe and the daemon can share
     try:
         ports = ask(target, "ports", timeout_s=3.0)
     except (DaemonUnavailable, DaemonRefused):
@@ -72,7 +109,7 @@ def _port_options(f: Any) -> Any:
 
 @click.group()
 def modbus() -> None:
-    """Modbus RTU installer probes (daemon stopped)."""
+    """Modbus installer probes: RTU on a serial PORT (daemon stopped), TCP on HOST:PORT."""
 
 
 @modbus.command()
@@ -86,6 +123,7 @@ def scan(target: Target, port: str, ids_text: str, baud: str, timeout_s: float, 
     from drivers.modbus import probe
 
     ids = parse_ids(ids_text)
+    port = link_target(port)
     ensure_port_free(target, port)
     found: list[int] = []
     with click.progressbar(length=len(ids), label=f"scanning {port} at {baud} baud", file=sys.stderr) as bar:
@@ -96,10 +134,19 @@ def scan(target: Target, port: str, ids_text: str, baud: str, timeout_s: float, 
                 click.echo(f"\n  unit {unit} answered", err=True)
 
         run_probe(probe.scan(port, int(baud), ids, timeout_s, progress))
+    known = configured_units(target, port)
+    matched = [{"unit": u, "device_id": known.get(u)} for u in found]
+    missing = [{"unit": u, "device_id": d} for u, d in sorted(known.items()) if u in ids and u not in found]
     if as_json:
-        render.emit_json({"port": port, "baud": int(baud), "tried": len(ids), "found": found})
+        render.emit_json({"port": port, "baud": int(baud), "tried": len(ids), "found": found, "devices": matched, "missing": missing})
     else:
         click.echo(f"{len(found)} of {len(ids)} ids answered: {' '.join(map(str, found)) or 'none'}")
+        for m in matched:
+            click.echo(f"  unit {m['unit']:>3}  {m['device_id'] or 'not in the config'}")
+        for m in missing:
+            click.echo(f"  unit {m['unit']:>3}  {m['device_id']}: configured, did NOT answer")
+    if missing:
+        raise SystemExit(EXIT_FAIL)
 
 
 def _decode_all(values: list, reg_type: str, address: int, count: int, byte_order: str, word_order: str) -> list[dict[str, Any]]:
@@ -145,12 +192,14 @@ def read(target: Target, port: str, slave: int, address: int, count: int, reg_ty
     fc = int(function) if function else (1 if reg_type == "bool" else 3)
     if (fc in (1, 2)) != (reg_type == "bool"):
         raise click.UsageError(f"function {fc} reads {'bits: use --type bool' if fc in (1, 2) else 'registers: not --type bool'}")
+    port = link_target(port)
     ensure_port_free(target, port)
     n = count * WIDTH[reg_type]
     values = run_probe(probe.read(port, int(baud), slave, fc, address, n, max(timeout_s, 0.5)))
     rows = _decode_all(list(values), reg_type, address, count, byte_order, word_order)
     if as_json:
-        render.emit_json({"port": port, "slave": slave, "function": fc, "type": reg_type, "values": rows})
+        render.emit_json({"port": port, "slave": slave, "device_id": configured_units(target, port).get(slave),
+                          "function": fc, "type": reg_type, "values": rows})
         return
     click.echo(render.table(rows, [("ADDRESS", lambda r: r["address"]), ("RAW", lambda r: r["raw"]),
                                    ("VALUE", lambda r: r["value"])]))
@@ -176,8 +225,9 @@ def _coil(text: str) -> int:
 @click.option("--word-order", type=click.Choice(["big", "little"]), default="big", show_default=True)
 @_port_options
 @target_options
+@json_option
 def write(target: Target, port: str, slave: int, address: int, values: tuple[str, ...], coil: bool, reg_type: str,
-          byte_order: str, word_order: str, baud: str, timeout_s: float) -> None:
+          byte_order: str, word_order: str, baud: str, timeout_s: float, as_json: bool) -> None:
     """Write VALUES to SLAVE at ADDRESS, e.g. `write PORT 10 0 on --coil` switches the sounder on."""
     from drivers.modbus import probe
     from drivers.modbus.registers import encode
@@ -191,6 +241,11 @@ def write(target: Target, port: str, slave: int, address: int, values: tuple[str
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="VALUES") from None
         fc = 6 if len(words) == 1 else 16
+    port = link_target(port)
     ensure_port_free(target, port)
     run_probe(probe.write(port, int(baud), slave, fc, address, words, max(timeout_s, 0.5)))
-    click.echo(f"unit {slave}: wrote {' '.join(values)} at {address} (function {fc})")
+    if as_json:
+        render.emit_json({"port": port, "slave": slave, "device_id": configured_units(target, port).get(slave),
+                          "address": address, "function": fc, "values": list(values), "words": words, "ok": True})
+    else:
+        click.echo(f"unit {slave}: wrote {' '.join(values)} at {address} (function {fc})")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import click
 
 from gateway.cli import render
-from gateway.cli.common import Target, json_option, target_options
+from gateway.cli.common import EXIT_FAIL, Target, json_option, quiet_logs, target_options
 from gateway.cli.probes import ensure_port_free
 
 
@@ -37,6 +38,83 @@ def lora() -> None:
     """LoRa (Ebyte E22) installer probes (daemon stopped)."""
 
 
+class ListenContext:
+    """What the config knows about the frames `lora listen` hears: names, keys (when the credentials
+    file is readable) and codecs, so a frame prints as `smoke-2-1-301 alarm:smoke`, not as hex."""
+
+    def __init__(self, target: Target, port: str) -> None:
+        self.names: dict[int, str] = {}
+        self.keys: dict[int, bytes | None] = {}
+        self.codecs: dict[int, Any] = {}
+        self.note = ""
+        try:
+            self._load(target, port)
+        except Exception as exc:  # noqa: BLE001 - the probe still works without the config, just undecoded
+            self.note = f"frames not decoded ({type(exc).__name__}: {exc})"
+
+    def _load(self, target: Target, port: str) -> None:
+        import os
+
+        from drivers.codecs.registry import CODECS
+        from drivers.lora import crypto
+        from drivers.lora.frame import KEYLESS
+        from gateway.config import load_config, load_credentials
+
+        cfg = load_config(target.config_path)
+        ports = {name for name, (drv, p) in cfg.ports.items()
+                 if drv == "lora_e22" and os.path.realpath(getattr(p, "path", "") or "") == os.path.realpath(port)}
+        secrets: dict[str, str] = {}
+        if cfg.uplink.credentials_file:
+            try:
+                secrets = dict(load_credentials(cfg.uplink.credentials_file).lora_keys)
+            except Exception as exc:  # noqa: BLE001 - not root: names and keyless sensors still decode
+                self.note = f"no keys ({exc}): keyed frames are shown unverified"
+        for dev in cfg.devices:
+            if ports and dev.port not in ports or not isinstance(dev.address, int):
+                continue
+            spec = cfg.profile_specs.get(dev.profile)
+            if spec is None or not hasattr(spec, "keyed"):
+                continue
+            self.names[dev.address] = dev.id
+            self.codecs[dev.address] = CODECS.get(spec.codec)
+            if not spec.keyed:
+                self.keys[dev.address] = KEYLESS
+            elif dev.id in secrets:
+                self.keys[dev.address] = crypto.parse_key(dev.id, secrets[dev.id])
+
+    def describe(self, frame: dict[str, Any]) -> dict[str, Any]:
+        from drivers.codecs import CodecMeta
+        from gateway.clock import Clock
+
+        addr = frame.get("address")
+        out = dict(frame)
+        out["name"] = self.names.get(addr, "")
+        decode = self.codecs.get(addr)
+        if decode is None or not frame.get("payload") or frame.get("type") != "report":
+            return out
+        try:
+            items = decode(bytes.fromhex(frame["payload"]), CodecMeta(out["name"], Clock("assume_synced").now(), "lora", frame.get("rssi_dbm")))
+        except Exception as exc:  # noqa: BLE001 - CodecError or a garbled payload: shown, never a crash
+            out["decode_error"] = str(exc)
+            return out
+        import msgspec
+
+        out["decoded"] = [{k: v for k, v in msgspec.to_builtins(i).items() if k not in ("stamp", "device_id")} for i in items]
+        return out
+
+
+def _decoded_text(f: dict[str, Any]) -> str:
+    parts = []
+    for item in f.get("decoded") or []:
+        if item.get("type") == "event":
+            parts.append(f"{item['kind']}" + (f":{item['code']}" if item.get("code") else ""))
+        else:
+            parts.append(render.values({k: v for k, v in (item.get("values") or {}).items() if v is not None and k != "rssi_dbm"}, 6))
+    if f.get("decode_error"):
+        parts.append(f"(undecodable: {f['decode_error']})")
+    return "  ".join(parts) or f"{f.get('type')} {f.get('payload', '')[:24]}"
+
+
 @lora.command()
 @click.argument("port")
 @click.option("--seconds", type=click.FloatRange(1, 3600), default=60, show_default=True, help="how long to listen")
@@ -44,22 +122,27 @@ def lora() -> None:
 @target_options
 @json_option
 def listen(target: Target, port: str, seconds: float, baud: int, as_json: bool) -> None:
-    """Print each decoded frame with its RSSI as it arrives, for --seconds."""
+    """Print each frame as it arrives: the configured device's name, RSSI and the decoded report."""
     listen_fn = probe_function("drivers.lora.probe", "listen", "gateway lora listen")
+    quiet_logs()
     ensure_port_free(target, port)
+    ctx = ListenContext(target, port)
+    if ctx.note:
+        click.echo(ctx.note, err=True)
     frames: list[dict[str, Any]] = []
 
     async def main() -> None:
         async def consume() -> None:
-            async for frame in listen_fn(port, baud=baud):
-                f = _builtins(frame)
+            async for frame in listen_fn(port, baud=baud, keys=ctx.keys):
+                f = ctx.describe(_builtins(frame))
                 frames.append(f)
                 if as_json:
-                    render.emit_json(f)
+                    click.echo(json.dumps(f, ensure_ascii=False, sort_keys=True))  # one object per line
                 else:
-                    rest = {k: v for k, v in f.items() if k not in ("device_id", "rssi_dbm")}
-                    click.echo(f"{time.strftime('%H:%M:%S')}  {f.get('device_id', '?')}  "
-                               f"rssi {f.get('rssi_dbm', '-')}  {render.values(rest, 8)}")
+                    who = f["name"] or f"unknown {f.get('device_id', '?')}"
+                    check = "" if f.get("verified", True) else " (unverified)"
+                    click.echo(render.clip(f"{time.strftime('%H:%M:%S')}  {who:<16} rssi {f.get('rssi_dbm', '-')}{check}  "
+                                           f"{_decoded_text(f)}", 100))
 
         try:
             await asyncio.wait_for(consume(), timeout=seconds)
@@ -72,7 +155,8 @@ def listen(target: Target, port: str, seconds: float, baud: int, as_json: bool) 
         asyncio.run(main())
     except KeyboardInterrupt:
         pass
-    click.echo(f"{len(frames)} frames heard", err=True)
+    unknown = sorted({f.get("device_id", "?") for f in frames if not f.get("name")})
+    click.echo(f"{len(frames)} frames heard" + (f"; not in the config: {', '.join(unknown)}" if unknown else ""), err=True)
 
 
 @click.group()
@@ -88,32 +172,80 @@ def modem() -> None:
 @target_options
 @json_option
 def at_command(target: Target, port: str, command: str, baud: int, timeout_s: float, as_json: bool) -> None:
-    """Send one AT COMMAND (e.g. "AT+CSQ") and print the answer lines."""
+    """Send one AT COMMAND (e.g. "AT+CSQ") and print the answer lines; exit 1 when the modem answers ERROR."""
     at_fn = probe_function("drivers.cellular.probe", "at", "gateway modem at")
     if not command.upper().startswith("AT"):
         raise click.BadParameter(f"{command!r} does not start with AT", param_hint="COMMAND")
+    quiet_logs()
     ensure_port_free(target, port)
-    lines = asyncio.run(at_fn(port, command, baud=baud, timeout_s=timeout_s))
+    lines = list(asyncio.run(at_fn(port, command, baud=baud, timeout_s=timeout_s)))
+    failed = bool(lines) and lines[-1].startswith("error")
     if as_json:
-        render.emit_json({"command": command, "lines": list(lines)})
+        render.emit_json({"command": command, "lines": lines, "ok": not failed})
     else:
         for line in lines:
             click.echo(line)
+    if failed:
+        raise SystemExit(EXIT_FAIL)
+
+
+def modem_type(target: Target, port: str, given: str) -> str:
+    """ec200 (the SMS modem) or bc95 (NB-IoT), from --type or the config's port driver."""
+    if given != "auto":
+        return given
+    import os
+
+    from gateway.cli.common import port_drivers
+
+    drivers = {os.path.realpath(path): drv for path, drv in port_drivers(target).items()}
+    drv = drivers.get(os.path.realpath(port), "")
+    if not drv:
+        raise click.UsageError(f"{port} is not a port of {target.config_path}: give --type ec200 or --type bc95")
+    return "ec200" if drv.startswith("sms") else "bc95"
+
+
+async def ec200_info(port: str, baud: int) -> dict[str, Any]:
+    """The Cat-1 SMS modem's facts with its own commands (AT+CGSN, AT+QCCID), never BC95's (AT+NCCID, AT+NUESTATS)."""
+    from drivers.cellular import status
+    from drivers.cellular.probe import _open
+    from gateway.errors import GatewayError
+
+    ch = await _open(port, baud, 2.0)
+    st = status.ModemStatus()
+    problems: dict[str, str] = {}
+    try:
+        for name, step in (("sim", status.read_sim(ch, st)),
+                           ("identity", status.read_identity(ch, st, imei_cmd="AT+CGSN", iccid_cmd="AT+QCCID")),
+                           ("registration", status.read_registration(ch, st)), ("radio", status.read_radio(ch, st, nuestats=False))):
+            try:
+                await step
+            except GatewayError as exc:
+                problems[name] = str(exc)
+    finally:
+        ch.close()
+    return {**st.as_dict(), **{f"error_{k}": v for k, v in problems.items()}}
 
 
 @modem.command()
 @click.argument("port")
 @click.option("--baud", type=int, default=9600, show_default=True)
+@click.option("--type", "kind", type=click.Choice(["auto", "ec200", "bc95"]), default="auto", show_default=True,
+              help="modem type (auto: from the config's port driver)")
 @target_options
 @json_option
-def info(target: Target, port: str, baud: int, as_json: bool) -> None:
-    """Registration, signal, ICCID, IMEI of the modem on PORT."""
+def info(target: Target, port: str, baud: int, kind: str, as_json: bool) -> None:
+    """Registration, signal, ICCID, IMEI of the modem on PORT, asked in its own dialect."""
     info_fn = probe_function("drivers.cellular.probe", "info", "gateway modem info")
+    kind = modem_type(target, port, kind)
+    quiet_logs()
     ensure_port_free(target, port)
-    facts = _builtins(asyncio.run(info_fn(port, baud=baud)))
+    facts = _builtins(asyncio.run(ec200_info(port, baud) if kind == "ec200" else info_fn(port, baud=baud)))
+    facts = {"modem_type": kind, **facts}
     if as_json:
         render.emit_json(facts)
     else:
         width = max((len(k) for k in facts), default=0)
         for key, value in facts.items():
             click.echo(f"{key.ljust(width)}  {value}")
+    if any(k.startswith("error_") for k in facts):
+        raise SystemExit(EXIT_FAIL)

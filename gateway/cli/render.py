@@ -41,8 +41,29 @@ def _width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
-def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> str:
-    """Left-aligned columns separated by two spaces; None prints as '-'."""
+def clip(text: str, width: int) -> str:
+    """`text` cut to `width` terminal cells, ending in '…' when cut."""
+    if _width(text) <= width:
+        return text
+    out, used = [], 0
+    for ch in text:
+        w = 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        if used + w > width - 1:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out) + "…"
+
+
+def pad(text: str, width: int) -> str:
+    """`text` left-aligned in `width` terminal cells (CJK characters take two)."""
+    text = clip(text, width)
+    return text + " " * (width - _width(text))
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column], max_width: int | None = None) -> str:
+    """Left-aligned columns separated by two spaces; None prints as '-'. With max_width (80 for the
+    default views) each line is clipped, so a maintainer's SSH window never wraps."""
     cells = [[h for h, _ in columns]]
     for row in rows:
         cells.append(["-" if (v := fn(row)) is None or v == "" else str(v) for _, fn in columns])
@@ -50,7 +71,8 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[Column]) -> str:
     lines = []
     for r in cells:
         parts = [c + " " * (w - _width(c)) for c, w in zip(r, widths)]
-        lines.append("  ".join(parts).rstrip())
+        line = "  ".join(parts).rstrip()
+        lines.append(clip(line, max_width) if max_width else line)
     return "\n".join(lines)
 
 

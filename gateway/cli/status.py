@@ -24,6 +24,9 @@ def down_note(exc: Exception) -> str:
     return NO_ACCESS_NOTE if "permission denied" in str(exc) else DOWN_NOTE
 
 
+GROUP_HINT = "the daemon may well be running: add yourself to its group (sudo usermod -aG courtyard $USER, then log in again) or use sudo"
+
+
 def disk_facts(store_path: str) -> dict[str, Any] | None:
     """Usage of the filesystem holding the store (the SD card on a Pi)."""
     directory = Path(store_path).parent
@@ -68,7 +71,7 @@ def status(target: Target, as_json: bool) -> None:
         if as_json:
             render.emit_json(out)
         else:
-            click.echo(f"{out['note']} ({exc})", err=True)
+            click.echo(f"{out['note']} ({exc})" + (f"; {GROUP_HINT}" if out["note"] == NO_ACCESS_NOTE else ""), err=True)
             click.echo(_human_store(out["store"], target.store_path, disk))
         raise SystemExit(EXIT_UNAVAILABLE) from None
     out = {"source": "daemon", **st, "disk": disk}
@@ -82,19 +85,60 @@ def _pick(d: dict[str, Any], *keys: str) -> Any:
     return next((d[k] for k in keys if d.get(k) is not None), None)
 
 
+# The uplink's state machine (gateway/uplink/client.py ConnState) in a maintainer's words.
+UPLINK_WORDS = {
+    "connected": "connected",
+    "probing": "DOWN: broker not reachable, checking every 2 s",
+    "backoff": "DOWN: broker reachable, next connect attempt after a pause",
+    "connecting": "connecting",
+    "disconnected": "disconnected (stopped)",
+    "not_authorized": "DOWN: the broker refuses this gateway",
+}
+# The uplink's down reasons (gateway/uplink/faults.py, docs/uplink.md "Down reasons") in words.
+FAULT_WORDS = {
+    "cert_missing": "a TLS file named in the config is missing",
+    "cert_invalid": "our certificate or key cannot be used",
+    "cert_expired": "our client certificate has expired",
+    "ca_invalid": "uplink.ca_file cannot be used",
+    "broker_url_invalid": "uplink.broker_url is invalid",
+    "host_unresolvable": "the broker's host name does not resolve (DNS)",
+    "broker_unreachable": "the broker does not answer (network, APN, firewall)",
+    "tls_server_untrusted": "the broker's certificate is not trusted (check uplink.ca_file)",
+    "tls_client_refused": "the broker refused our client certificate",
+    "tls_refused": "the TLS handshake failed (check uplink.ca_file and the gateway certificate)",
+    "not_authorized": "the broker refused the credentials or the topic ACL (check the credentials file and the broker's ACL)",
+    "server_busy": "the broker is busy and asks to come back later",
+    "server_moved": "the broker says to use another server",
+    "connect_failed": "the last connect attempt failed",
+    "connection_lost": "the connection dropped",
+    "publish_refused": "the broker refused a publish (topic ACL)",
+}
+
+
+def uplink_words(up: dict[str, Any]) -> str:
+    """'DOWN: broker not reachable, checking every 2 s (the broker does not answer ...: detail)'."""
+    state = str(up.get("state", "?"))
+    words = UPLINK_WORDS.get(state, state)
+    reason = up.get("reason") if up.get("up") is False else ""
+    fault = reason or (up.get("fault") if state != "connected" else "") or ""
+    if fault in FAULT_WORDS:
+        detail = str(up.get("detail") or "")[:100] if reason else ""
+        words += f" ({FAULT_WORDS[fault]}{': ' + detail if detail else ''})"
+    elif fault:
+        words += f" ({fault})"
+    return words
+
+
 def _uplink_line(up: dict[str, Any] | None) -> str:
     if not up:
         return "not running in this daemon"
-    state = up.get("state", "?")
     since = _pick(up, "since_wall", "state_since_wall", "since")
     since_age = _pick(up, "since_s", "state_age_s")
     puback_age = _pick(up, "last_puback_age_s")
     puback_wall = _pick(up, "last_puback_wall", "last_puback")
-    parts = [str(state)]
-    if up.get("up") is False and up.get("reason"):  # why it is down (gateway/uplink/faults.py words)
-        parts.append(f"{up['reason']}: {up.get('detail', '')}"[:160].rstrip(": "))
+    parts = [uplink_words(up)]
     if since is not None:
-        parts.append(f"since {render.wall(since)}")
+        parts.append(f"since {render.wall(since)}" + (f" ({render.age(since_age)})" if since_age is not None else ""))
     elif since_age is not None:
         parts.append(f"for {render.age(since_age)}")
     if puback_age is not None:
@@ -140,8 +184,17 @@ def driver_rows(drivers: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def trouble_lines(faults: list[dict[str, Any]] | None) -> list[str]:
+    """The faults the guard room's trouble lamp shows, first (issue 15 item 7): what is broken, why, since when."""
+    if faults is None:
+        return []
+    if not faults:
+        return ["faults   none"]
+    return [f"FAULT    {f.get('source')}: {f.get('reason')} (since {render.wall(f.get('since_wall_s'))})" for f in faults]
+
+
 def human(st: dict[str, Any]) -> str:
-    lines = [
+    lines = trouble_lines(st.get("trouble")) + [
         f"gateway {st.get('gateway_id', '?')}  version {st.get('version', '?')}  up {render.age(st.get('uptime_s'))}",
         f"uplink   {_uplink_line(st.get('uplink'))}",
         f"clock    {'synchronised' if st.get('clock_synced') else 'NOT synchronised (records are re-based when it syncs)'}",

@@ -16,6 +16,7 @@ from gateway.actions.schema import Notify
 from gateway.config import schema as s
 from gateway.config.messages import format_validation
 from gateway.errors import ConfigError
+from gateway.panel.config import PanelSection
 from gateway.rules.schema import Rule
 from gateway.uplink.gb26875.config import GB26875Section
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 # Sections a later stage adds without a typed Config field yet land in Config.extra, typed by the schema
 # registered here (explicit, no scanning): name -> (schema type, is_list). Prefer a typed field on Config.
 EXTRA_SECTIONS: dict[str, tuple[type, bool]] = {}
+EXTRA_SECTIONS["panel"] = (PanelSection, False)  # gateway/panel/config.py, issue 24: the local web panel
 
 _CORE = {
     "identity": s.Identity,

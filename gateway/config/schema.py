@@ -151,10 +151,14 @@ class Credentials(_Section, frozen=True):
     command_keys: dict[str, str] = {}
     # LoRa per-device AES-128 keys: device id -> 32 hex chars.
     lora_keys: dict[str, str] = {}
+    # The web panel (issue 24, gateway/panel/): the guard PIN's scrypt hash (`gateway panel hash-pin`)
+    # and the hex key the installer's one-time walk codes are made with. Empty: no panel actions.
+    panel_pin_hash: str = ""
+    panel_code_key: str = ""
 
     def secret_values(self) -> list[str]:
         """Every secret string, for log redaction."""
-        out = [self.mqtt_password, *self.command_keys.values(), *self.lora_keys.values()]
+        out = [self.mqtt_password, *self.command_keys.values(), *self.lora_keys.values(), self.panel_pin_hash, self.panel_code_key]
         return [s for s in out if s and len(s) >= 4]
 
 

@@ -10,10 +10,9 @@ import zoneinfo
 from typing import Any
 
 from gateway.actions.schema import Notify
+from gateway.actions.sms import PLACEHOLDERS  # one list, beside the renderer that fills them
 from gateway.model import ContactRole, DeviceType
 from gateway.rules.schema import CLEARED_BY, Condition, CorrelateRule, EventRule, Match, RateRule, ThresholdRule
-
-PLACEHOLDERS = frozenset({"community", "courtyard", "place", "title", "time", "device", "severity", "tier"})
 
 
 def profile_field_names(profile: Any) -> set[str]:

@@ -28,6 +28,14 @@ HISTORY_MAX = 1000  # cleared alarms kept in memory for `gateway alarms --since`
 RESTORE_HISTORY_S = 7 * 86400.0
 
 
+def rule_kind(rule: Any) -> str:
+    """The rule's kind tag ("event", "threshold", ...). msgspec keeps a tag in the class config, not on
+    the instance, so getattr(rule, "kind") was always "": GB/T 26875 then mapped every rule alarm to the
+    supervisory bit instead of the fire-alarm or fault bit (gateway/uplink/gb26875/mapping.py; issue 16)."""
+    config = getattr(type(rule), "__struct_config__", None)
+    return str(config.tag) if config is not None and isinstance(config.tag, str) else ""
+
+
 class RuleEngine:
     def __init__(
         self, rules: tuple[Any, ...], devices: dict[str, Device], outbox: Any, ctx: Any, clock: Any, log: Any,
@@ -215,7 +223,7 @@ class RuleEngine:
         a, device = t.alarm, self.devices.get(t.alarm.device_id)
         rule = self.rules.get(a.rule)
         body: dict[str, Any] = {
-            "alarm_id": a.id, "rule": a.rule, "rule_kind": getattr(rule, "kind", ""), "transition": t.kind,
+            "alarm_id": a.id, "rule": a.rule, "rule_kind": rule_kind(rule), "transition": t.kind,
             "state": str(a.state), "severity": a.severity.name.lower(), "title": a.title, "device_id": a.device_id,
             "by": t.by, "repeats": a.repeats, "tier": act.tier, "raised_wall_s": a.raised.wall_s,
             "raised_synced": a.raised.clock_synced, "detail": dict(t.detail),

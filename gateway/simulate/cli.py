@@ -96,7 +96,8 @@ async def _serve_trigger(cy, reader: asyncio.StreamReader, writer: asyncio.Strea
         result = await cy.trigger(str(req.get("scenario", "")), str(req.get("device", "")), float(req.get("duration_s", 10.0)))
         writer.write(json.dumps({"ok": True, **result}, ensure_ascii=False).encode() + b"\n")
     except (ValueError, KeyError, TypeError) as exc:
-        writer.write(json.dumps({"ok": False, "error": str(exc)}, ensure_ascii=False).encode() + b"\n")
+        usage = isinstance(exc, KeyError) or str(exc).startswith("unknown scenario")
+        writer.write(json.dumps({"ok": False, "error": str(exc), "usage": usage}, ensure_ascii=False).encode() + b"\n")
     finally:
         await writer.drain()
         writer.close()
@@ -109,7 +110,8 @@ async def _serve_trigger(cy, reader: asyncio.StreamReader, writer: asyncio.Strea
 @click.option("--socket", "sock", default=default_trigger_socket)
 def trigger(scenario: str, device: str, duration_s: float, sock: str) -> None:
     """Trigger SCENARIO (smoke, gas, hydrant_opened, pump_fault, manhole_tilted, water_flow, battery_low,
-    silent, clear, uplink_outage) on DEVICE, or on a device of the right type."""
+    silent, clear, uplink_outage, test_button) on DEVICE, or on a device of the right type. Exit 2 for an
+    unknown scenario or device."""
     import socket as s
 
     try:
@@ -123,5 +125,7 @@ def trigger(scenario: str, device: str, duration_s: float, sock: str) -> None:
         sys.exit(3)
     if not reply.get("ok"):
         click.echo(f"refused: {reply.get('error')}", err=True)
-        sys.exit(1)
+        # An unknown scenario or device is a usage error (exit 2, docs/CLI.md); a known one that does
+        # not apply to the device is a refusal (1).
+        sys.exit(2 if reply.get("usage") else 1)
     click.echo(" ".join(f"{k}={v}" for k, v in reply.items() if k != "ok"))

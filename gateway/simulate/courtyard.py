@@ -83,6 +83,7 @@ TRIGGER_TYPES: dict[str, tuple[str, ...]] = {
     "silent": ("smoke", "gas", "manhole", "water_flow", "hydrant", "pump_station"),
     "clear": ("smoke", "gas", "hydrant", "pump_station", "manhole", "water_flow"),
     "uplink_outage": (),
+    "test_button": ("smoke", "gas", "water_flow", "manhole", "hydrant", "pump_station", "relay_box"),
 }
 
 

@@ -67,7 +67,24 @@ LORA_REASONS: dict[tuple[str, str], str] = {
     ("manhole_tilted", "manhole"): "tilt", ("clear", "manhole"): "tilt_cleared",
     ("battery_low", "smoke"): "battery_low", ("battery_low", "water_flow"): "battery_low",
     ("battery_low", "manhole"): "battery_low",
+    # The installer's test press in the walk test: detectors have a test button; a flow switch is tested by
+    # opening the riser's test valve, a manhole sensor by lifting the cover (each put back after TEST_HOLD_S).
+    ("test_button", "smoke"): "self_test", ("test_button", "gas"): "self_test",
+    ("test_button", "water_flow"): "flow_started", ("test_button", "manhole"): "tilt",
 }
+TEST_RESTORE = {"water_flow": "flow_stopped", "manhole": "tilt_cleared"}
+TEST_HOLD_S = 2.0
+
+
+def _lora_keyed(c: Courtyard, profile: str) -> tuple[bool, bool]:
+    """(keyed, encrypted) as the profile says: the gateway frames-checks by the profile, so a key given
+    to a keyless sensor made it send MIC frames the gateway rejected (`keying_mismatch`, issue 18:
+    flow-riser-2 was never heard and the fire-confirmation rule could never fire)."""
+    import tomllib
+
+    with (c.profiles_dir / f"{profile}.toml").open("rb") as f:
+        lora = tomllib.load(f).get("lora", {})
+    return bool(lora.get("keyed", True)), bool(lora.get("encrypted", False))
 
 
 def _lora_keys(c: Courtyard) -> dict[str, str]:
@@ -75,7 +92,8 @@ def _lora_keys(c: Courtyard) -> dict[str, str]:
     if not hasattr(c, "lora_keys"):
         import secrets
 
-        c.lora_keys = {d.id: secrets.token_hex(16) for d in (c.spec.lora.devices if c.spec.lora else ())}
+        devices = c.spec.lora.devices if c.spec.lora else ()
+        c.lora_keys = {d.id: secrets.token_hex(16) for d in devices if _lora_keyed(c, d.profile)[0]}
     return c.lora_keys
 
 
@@ -87,7 +105,9 @@ async def _start_lora(c: Courtyard) -> None:
     await sim.start(c.tty("lora"), create_pty=True)
     keys = _lora_keys(c)
     for d in c.spec.lora.devices:
-        sim.add_sensor(SimSensor(int(d.address), c.types[d.id], key=bytes.fromhex(keys[d.id]), rssi_dbm=c.rng.randint(-105, -70)))
+        key = bytes.fromhex(keys[d.id]) if d.id in keys else None
+        encrypt = _lora_keyed(c, d.profile)[1]
+        sim.add_sensor(SimSensor(int(d.address), c.types[d.id], key=key, encrypt=encrypt, rssi_dbm=c.rng.randint(-105, -70)))
     c.sims["lora"] = sim
 
 
@@ -104,11 +124,17 @@ def _lora_trigger(c: Courtyard, name: str, d: SimDevice, duration_s: float) -> N
     reason = LORA_REASONS.get((name, kind))
     if reason is None:
         raise ValueError(f"scenario {name!r} does not apply to {kind} device {d.id}")
-    sim.trigger(addr, reason)
+    # A flow report carries the flow rate, which the fire-confirmation rule (flow_l_s > 0) reads.
+    values = {"flow_l_s": 2.5} if reason == "flow_started" else {"flow_l_s": 0.0} if reason == "flow_stopped" else {}
+    sim.trigger(addr, reason, **values)
+    if name == "test_button" and kind in TEST_RESTORE:
+        restore = TEST_RESTORE[kind]
+        extra = {"flow_l_s": 0.0} if restore == "flow_stopped" else {}
+        asyncio.get_running_loop().call_later(TEST_HOLD_S, lambda: sim.trigger(addr, restore, **extra))
 
 
 # ---- NB-IoT modem and SMS modem ----------------------------------------------------------------
-NBIOT_EVENTS = {"smoke": "alarm", "clear": "clear", "battery_low": "battery_low"}
+NBIOT_EVENTS = {"smoke": "alarm", "clear": "clear", "battery_low": "battery_low", "test_button": "self_test"}
 
 
 async def _start_nbiot(c: Courtyard) -> None:
@@ -147,6 +173,9 @@ async def _watch(c: Courtyard) -> None:
         sms = c.sims.get("sms")
         if sms is not None:
             texts = sms.texts()
+            last = sms.sms[-1] if sms.sms else None
+            if last is not None and last.concat is not None and last.concat[2] < last.concat[1]:
+                texts = texts[:-1]  # a long SMS still arriving part by part: tell it once it is whole
             for number, text in texts[seen_sms:]:
                 c.note("sms_received", to=number, text=text)
             seen_sms = len(texts)
@@ -253,4 +282,6 @@ async def trigger(c: Courtyard, name: str, device: str, duration_s: float) -> No
     if lora is not None:
         _lora_trigger(c, name, lora, duration_s)
         return
+    if name == "test_button":
+        return  # a polled Modbus device has no test button: its next answer ticks it in the walk test
     await _modbus_trigger(c, name, device, duration_s)

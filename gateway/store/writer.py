@@ -352,7 +352,7 @@ class Writer:
             assert tx is not None
             first = tx.seq + 1
             rows = [(first + i, mask, encode_reading(self.names, r)) for i, r in enumerate(batch)]
-            conn.executemany("INSERT INTO telemetry (seq, pending, body) VALUES (?, ?, ?)", rows)
+            self.insert_within_cap(conn, rows)
             tx.seq += len(rows)
             tx.tele_delta += len(rows)
             tx.touched(TELE)
@@ -371,6 +371,28 @@ class Writer:
         # maintenance pass (a burst between passes would otherwise overshoot max_bytes).
         if caps.wal_bytes(self.path) > caps.wal_budget_bytes(self.cfg.max_bytes):
             self.maint.checkpoint(truncate=True)
+
+    def insert_within_cap(self, conn: sqlite3.Connection, rows: list[tuple[int, int, bytes]]) -> None:
+        """Insert a telemetry batch, making room first when it would take the data pages past the byte budget.
+
+        Evicting only after the insert is too late for the cap on file sizes: the pages the batch added
+        stay in the file as free pages (SQLite never shrinks it without VACUUM), so DB + WAL ended over
+        max_bytes (issue 16: 1052672 > 1048576). A batch that crosses the budget is rolled back, the oldest
+        telemetry evicted by the batch's measured size, and the batch inserted into the freed pages.
+        Rare: eviction goes down to the low-water mark, so the next batches fit."""
+        sql = "INSERT INTO telemetry (seq, pending, body) VALUES (?, ?, ?)"
+        budget = self.cfg.max_bytes - caps.wal_budget_bytes(self.cfg.max_bytes)
+        before = caps.used_page_bytes(conn)
+        conn.execute("SAVEPOINT tele_batch")
+        conn.executemany(sql, rows)
+        grown = caps.used_page_bytes(conn) - before
+        if before + grown > budget:
+            conn.execute("ROLLBACK TO tele_batch")
+            tx = self.tx
+            assert tx is not None
+            self.count_evicted(caps.evict_for_bytes(conn, budget - grown, self.stats.tele_rows + tx.tele_delta), "cap")
+            conn.executemany(sql, rows)
+        conn.execute("RELEASE tele_batch")
 
     def enforce_caps(self, conn: sqlite3.Connection) -> None:
         """Row cap and byte cap on telemetry, oldest first; inside the current transaction."""

@@ -8,6 +8,7 @@ keep the line buffer bounded; datagrams round-trip and a damaged one is CodecErr
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -50,6 +51,7 @@ def run(data: bytes, sizes: list[int], command: AtCommand | None = CSQ) -> tuple
     return p, feed_chunked(p.feed, data, sizes)
 
 
+@pytest.mark.slow  # over 5 s (issue 16)
 @FUZZ
 @given(answers(), chunk_sizes)
 def test_a_modem_answer_parses_identically_in_any_chunking(answer, sizes):

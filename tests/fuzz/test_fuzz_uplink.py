@@ -13,6 +13,7 @@ import datetime as dt
 import json
 
 import msgspec
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -85,6 +86,7 @@ commands = st.fixed_dictionaries({
 })
 
 
+@pytest.mark.slow  # over 5 s (issue 16)
 @FUZZ
 @given(commands)
 def test_signed_command_round_trips_through_the_verifier(c):
@@ -93,6 +95,7 @@ def test_signed_command_round_trips_through_the_verifier(c):
     assert (cmd.command, cmd.args, cmd.issued_at, cmd.nonce, cmd.gateway_id) == (c["command"], c["args"], c["issued_at"], c["nonce"], GW)
 
 
+@pytest.mark.slow  # over 5 s (issue 16)
 @FUZZ
 @given(st.data())
 def test_a_mutated_command_is_rejected_or_says_exactly_what_was_signed(data):
@@ -107,6 +110,7 @@ def test_a_mutated_command_is_rejected_or_says_exactly_what_was_signed(data):
     assert (cmd.id, cmd.command, cmd.args, cmd.issued_at, cmd.nonce) == ("c1", c["command"], c["args"], c["issued_at"], c["nonce"])
 
 
+@pytest.mark.slow  # over 5 s (issue 16)
 @FUZZ
 @given(st.one_of(st.binary(max_size=300), json_values.map(lambda v: json.dumps(v).encode())))
 def test_random_command_payloads_raise_only_command_rejected(payload):
@@ -117,6 +121,7 @@ def test_random_command_payloads_raise_only_command_rejected(payload):
     raise AssertionError("an unsigned random payload verified")
 
 
+@pytest.mark.slow  # over 5 s (issue 16)
 @FUZZ
 @given(st.text(max_size=30), st.integers(-(2**63), 2**63 - 1), st.dictionaries(st.text(max_size=10), json_values, max_size=3))
 def test_control_request_round_trips(cmd, rid, args):
@@ -124,6 +129,7 @@ def test_control_request_round_trips(cmd, rid, args):
     assert decode_request(line) == Request(cmd, rid, args)
 
 
+@pytest.mark.slow  # over 5 s (issue 16)
 @FUZZ
 @given(st.data())
 def test_control_request_garbage_raises_only_decode_error(data):

@@ -106,7 +106,7 @@ def control(tmp_path):
     daemon = types.SimpleNamespace(rules=rules)
     sock = tmp_path / "control.sock"
     loop = asyncio.new_event_loop()
-    server = ControlServer(str(sock), handlers.build(daemon), handlers.MUTATING, logsetup.get())
+    server = ControlServer(str(sock), handlers.ControlApi(daemon).handlers(), handlers.MUTATING, logsetup.get())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     task = asyncio.run_coroutine_threadsafe(server.run(), loop)
@@ -170,3 +170,19 @@ def test_provision_is_mounted_from_the_deployment_package():
     res = CliRunner().invoke(cli, ["provision", "--help"])
     assert res.exit_code == 0
     assert "--gateway-id" in res.output and "--broker" in res.output and "--from" in res.output
+
+
+def test_logs_falls_back_to_the_daemons_own_lines_when_journald_has_none(control, tmp_path, monkeypatch):
+    sock, _ = control
+    empty = tmp_path / "bin" / "journalctl"
+    empty.parent.mkdir()
+    empty.write_text("#!/bin/sh\nexit 0\n")  # journald holds nothing for the unit (daemon run in the foreground)
+    empty.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{empty.parent}:{os.environ['PATH']}")
+    logsetup.get(stage="test").critical("walk_started", building="2", secret_note="x")
+    res = CliRunner().invoke(cli, ["logs", "--socket", str(sock), "--json", "-n", "5"])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    assert lines[-1]["event"] == "walk_started" and lines[-1]["building"] == "2" and "_seq" not in lines[-1]
+    gone = CliRunner().invoke(cli, ["logs", "--socket", str(tmp_path / "nobody.sock")])
+    assert gone.exit_code == 3 and "journald has no lines" in gone.stderr

@@ -31,7 +31,9 @@ def test_scan_finds_exactly_the_simulated_ids(tmp_path, bus):
     path, _ = bus
     res = gateway(tmp_path, "modbus", "scan", path, "--ids", "1-12", "--timeout", "0.1", "--json")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout) == {"port": path, "baud": 9600, "tried": 12, "found": [1, 7, 10]}
+    out = json.loads(res.stdout)
+    assert {k: out[k] for k in ("port", "baud", "tried", "found")} == {"port": path, "baud": 9600, "tried": 12, "found": [1, 7, 10]}
+    assert out["devices"] == [{"unit": 1, "device_id": None}, {"unit": 7, "device_id": None}, {"unit": 10, "device_id": None}]
     # progress goes to stderr while scanning, the answer to stdout
     assert "unit 7 answered" in res.stderr
     human = gateway(tmp_path, "modbus", "scan", path, "--ids", "5-8", "--timeout", "0.1")

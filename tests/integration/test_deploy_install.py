@@ -25,7 +25,7 @@ from gateway.config import load_credentials
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = ["pyproject.toml", "README.md", "gateway", "drivers", "config", "systemd", "scripts", "docs"]
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]  # each test over 5 s (a real install)
 
 
 def _wheel(src: Path, out: Path, version: str) -> Path:

@@ -29,7 +29,10 @@ def test_operator_check_is_answered_only_when_a_person_confirms_by_cli(tmp_path)
             assert centre.answers[serial] == Command.CONFIRM
             snap = client.health()["operator_check"]
             assert snap["pending"] and 200 < snap["seconds_left"] <= 300
-            await asyncio.sleep(0.3)
+            # A barrier instead of a sleep: the gateway answers the centre's frames in order, so once a
+            # later time sync has its receipt, anything it would have sent for the check has been sent.
+            barrier = await centre.send_time_sync()
+            await async_wait_for(lambda: centre.answers.get(barrier), what="receipt of the later time sync")
             assert not _inspection_replies(centre)  # the gateway never answers on its own
             client.confirm_operator_check("guard-zhang")
             await async_wait_for(lambda: _inspection_replies(centre), what="inspection reply")

@@ -102,13 +102,15 @@ async def test_every_type_and_order_decoded_over_the_wire_in_merged_requests(pty
         assert len(requests) <= 5 * (polls + 1)
 
 
+@pytest.mark.slow  # over 5 s (issue 16)
 async def test_one_silent_slave_of_six_does_not_slow_the_other_five(pty_link):
-    """3 s timeout, 1 s period. Each probe of the dead slave holds the half-duplex bus for 3 s;
-    the other five must still deliver >= 95 % of their slots. A stall in progress when the window
-    closes is allowed its timeout to be caught up (polls are never lost, only late)."""
+    """Timeout 3 periods (1.5 s against 0.5 s). Each probe of the dead slave holds the half-duplex bus
+    for 3 slots; the other five must still deliver >= 95 % of their slots over the span in which the
+    dead slave was probed three times (a window defined by those events, not by a clock). A stall in
+    progress when the window closes is allowed its timeout to be caught up (polls are never lost, only late)."""
     link = pty_link("mb")
     units = {u: "hydrant_monitor" for u in range(1, 7)}
-    window_s, period_s, timeout_s = 12.0, 1.0, 3.0
+    period_s, timeout_s = 0.5, 1.5
     async with rig(link.a, link.b, units, poll_period_s=period_s, timeout_s=timeout_s, offline_after=2,
                    backoff_cap_s=30.0, catch_up_periods=4) as r:
         r.sim.set_fault(6, silent=True)
@@ -116,14 +118,13 @@ async def test_one_silent_slave_of_six_does_not_slow_the_other_five(pty_link):
         loop = asyncio.get_running_loop()
         start = loop.time()
         counts0 = {u: len(r.readings(f"d{u}")) for u in range(1, 6)}
-        await asyncio.sleep(window_s)  # the measurement window itself
+        await async_wait_for(lambda: r.slave("d6")["timeouts"] >= 3, timeout_s=60, what="three probes of the dead slave")
+        window_s = loop.time() - start
         slots = window_s / period_s
         await async_wait_for(
             lambda: all(len(r.readings(f"d{u}")) - counts0[u] >= 0.95 * slots for u in range(1, 6)),
             timeout_s=timeout_s + 2 * period_s, what="five healthy slaves at >= 95 % of their poll rate",
         )
-        elapsed = loop.time() - start
-        assert elapsed <= window_s + timeout_s + 2 * period_s
         assert r.events("d6", EventKind.OFFLINE) and not r.readings("d6")
         dead = r.slave("d6")
         assert dead["timeouts"] >= 3 and dead["state"] == "offline"

@@ -18,6 +18,8 @@ import threading
 import time
 from typing import Self
 
+import pytest
+
 from gateway.simulate.platform import PlatformView
 from gateway.simulate.proxy import FaultProxy, Mode
 from tests.reliability.test_daemon_kill import (
@@ -82,6 +84,7 @@ def order_violations(view: PlatformView) -> tuple[int, int]:
     return inversions, overtakes
 
 
+@pytest.mark.slow  # over 5 s (issue 16)
 def test_broker_cuts_lose_nothing_and_alarms_go_first(tmp_path, broker):
     rng = random.Random(1129)
     view = PlatformView(broker.url, GW, out=io.StringIO())

@@ -16,6 +16,8 @@ import signal
 import sqlite3
 import time
 
+import pytest
+
 from gateway.simulate.platform import PlatformView
 from tests.support.daemon import DaemonProc, SimThread, write_config
 from tests.support.wait import wait_for
@@ -59,6 +61,7 @@ def payload_conflicts(view: PlatformView) -> int:
     return bad
 
 
+@pytest.mark.slow  # over 5 s (issue 16)
 def test_sigkill_at_random_moments_loses_no_committed_record(tmp_path, broker):
     rng = random.Random(20261129)
     config = write_config(tmp_path, str(tmp_path / "bus"), uplink=f'broker_url = "mqtt://127.0.0.1:{broker.port}"')

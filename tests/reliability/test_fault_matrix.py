@@ -8,11 +8,14 @@ Rows for the store's own faults live in test_fault_matrix_store.py (they need a 
 from __future__ import annotations
 
 import asyncio
-import socket
+import resource
+import subprocess
+import sys
 import time
 
 import pytest
 
+from gateway.control.client import call
 from gateway.simulate.proxy import Mode
 from tests.reliability.matrix_rig import TROUBLE, Rig
 from tests.support.wait import async_wait_for
@@ -89,26 +92,44 @@ async def test_second_gateway_run_is_refused(rig):
     assert rig.status()["trouble"] == []
 
 
+# A local process in the socket's group holding connections open: its own process, so the simulated
+# courtyard (in this test's event loop) keeps running while it connects.
+FLOODER = """
+import socket, sys
+held = []
+for _ in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.setblocking(False)
+    try:
+        s.connect(sys.argv[1])
+    except OSError:
+        pass
+    held.append(s)
+print(len(held), flush=True)
+sys.stdin.read()  # hold them until the test closes our stdin
+"""
+
+
 async def test_control_socket_flooded_to_the_fd_limit(rig):
     await rig.start()
     await rig.run_daemon(nofile=1024)  # systemd's default soft limit, before our LimitNOFILE
-    held: list[socket.socket] = []
+    flooder = subprocess.Popen([sys.executable, "-c", FLOODER, rig.socket, "1100"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096)))
     try:
-        for _ in range(1100):
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.setblocking(False)
-            try:
-                s.connect(rig.socket)
-            except (BlockingIOError, ConnectionRefusedError, OSError):
-                pass
-            held.append(s)
+        line = await asyncio.get_running_loop().run_in_executor(None, flooder.stdout.readline)
+        assert int(line) == 1100
+        rig.fault_starts()
         assert await rig.smoke() < 2.0  # sounder and SMS, with 1,100 clients knocking
         await delivered_without_holes(rig)  # the uplink still publishes
+        status = call(rig.socket, "status", timeout_s=10)
+        assert status.ok or status.error == "busy"
     finally:
-        for s in held:
-            s.close()
+        flooder.stdin.close()
+        await asyncio.get_running_loop().run_in_executor(None, flooder.wait, 10)
     # The daemon answers again once they are gone, and its log was not flooded.
     await async_wait_for(lambda: rig.status()["gateway_id"] == "gw-xinhong-03", 10, what="control socket answers")
+    assert rig.status()["trouble"] == []
+    assert rig.status()["control"]["busy"] > 0  # the clients past the cap were answered "busy" and closed
     assert rig.log.stat().st_size < 5_000_000
 
 

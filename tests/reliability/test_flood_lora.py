@@ -43,6 +43,7 @@ def rejected(health) -> int:
     return sum(v for k, v in health.counters.items() if k.startswith("reject_"))
 
 
+@pytest.mark.slow  # over 5 s (issue 16)
 async def test_100k_malformed_frames_are_all_rejected_counted_and_an_alarm_still_arrives(pty_link):
     frames = flood(random.Random(1129), FRAMES)
     total = sum(map(len, frames))

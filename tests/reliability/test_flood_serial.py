@@ -59,6 +59,7 @@ def modbus_flood(rng: random.Random, n: int) -> list[bytes]:
 REJECTS = ("crc_errors", "garbage", "truncated", "unexpected_replies", "late_discarded")
 
 
+@pytest.mark.slow  # over 5 s (issue 16)
 async def test_modbus_rtu_100k_corrupt_frames_while_polling_no_value_accepted_and_polls_recover(tmp_path):
     frames = modbus_flood(random.Random(1129), FRAMES)
     async with modbus_rig(str(tmp_path / "ttyMB"), None, {RELAY: "guard_relay_box"}, poll_period_s=0.05,
@@ -99,6 +100,7 @@ def at_flood(rng: random.Random, n: int) -> list[bytes]:
     return out
 
 
+@pytest.mark.slow  # over 5 s (issue 16)
 async def test_nbiot_100k_corrupt_at_lines_counted_and_a_real_datagram_still_decoded(tmp_path):
     lines = at_flood(random.Random(2911), FRAMES)
     # A mutated line can be a well-formed final ("+CME ERROR: 0" to AT+CPIN?): AT has no CRC, so the driver

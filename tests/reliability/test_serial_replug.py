@@ -67,6 +67,7 @@ def up_again(rig: Rig, port: str, opens_before: int) -> bool:
     return True
 
 
+@pytest.mark.slow  # over 5 s (issue 16)
 async def test_each_serial_port_unplugged_and_replugged_recovers_while_others_keep_working(tmp_path, broker):
     async with daemon_on_courtyard(tmp_path, broker.url) as rig:
         pid = rig.daemon.pid

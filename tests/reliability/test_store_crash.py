@@ -67,6 +67,7 @@ def run_and_kill(path: Path, rng: random.Random) -> tuple[str, list[int]]:
     return first[1], seqs
 
 
+@pytest.mark.slow  # over 5 s (issue 16)
 @pytest.mark.timeout(240)
 def test_sigkilled_writer_keeps_every_committed_alarm_and_the_seq_keeps_rising(tmp_path):
     path = tmp_path / "o.db"

@@ -10,6 +10,8 @@ import os
 import signal
 import time
 
+import pytest
+
 from gateway.simulate.proxy import Mode
 from tests.reliability.test_daemon_kill import committed, payload_conflicts
 from tests.reliability.uplink_rig import UplinkRig, platform_view, seen
@@ -26,40 +28,53 @@ async def _everything_delivered(views, rig, last: int, timeout_s: float = 30.0) 
                          interval_s=0.05, what=f"seqs 1..{last} at the platform")
 
 
+@pytest.mark.slow  # over 5 s (issue 16)
 def test_r2_blackhole_detected_within_2k_plus_1_and_ingest_never_blocks(broker, tmp_path):
+    """Behaviour, not throughput (issue 16: performance belongs in benchmarks): while the link is a
+    blackhole the producer keeps going, every reading offered is committed, none dropped, and the loop
+    is never held for anything like the keepalive by the dead socket."""
     view = platform_view(broker.url)
 
     async def main():
         async with UplinkRig(tmp_path, broker.port, proxy=True, keepalive_s=K) as rig:
-            baseline = await rig.producer.rate_over(2.0)
-            detect_s, rates = [], []
+            detect_s, offered, committed_during, gaps = [], [], [], []
             for _ in range(BLACKHOLES):
-                n0, t0 = rig.producer.count, time.monotonic()
+                await rig.outbox.flush()
+                seq0, n0, t0 = rig.outbox.stats().last_seq, rig.producer.count, time.monotonic()
+                rig.producer.reset_gap()
                 rig.proxy.set_mode(Mode.BLACKHOLE)
                 await async_wait_for(lambda: rig.up.state != "connected", timeout_s=3 * K + 5, what="dead link detected")
                 detect_s.append(time.monotonic() - t0)
-                rates.append((rig.producer.count - n0) / (time.monotonic() - t0))
+                n1 = rig.producer.count
+                await rig.outbox.flush()
+                offered.append(n1 - n0)
+                committed_during.append(rig.outbox.stats().last_seq - seq0)
+                gaps.append(rig.producer.max_gap_s)
                 rig.proxy.set_mode(Mode.PASS)
                 await rig.connected(timeout_s=20)  # a connect caught in the blackhole times out after 10 s
             last = await rig.stop_producing()
             await rig.drained()
             await _everything_delivered([view], rig, last)
-            return baseline, detect_s, rates, rig.producer.max_call_s, last, rig.outbox.store_id
+            return detect_s, offered, committed_during, gaps, rig.producer.max_call_s, last, rig.outbox.stats()
 
     try:
-        baseline, detect_s, rates, max_call_s, last, store_id = asyncio.run(main())
-        lost = set(range(1, last + 1)) - seen([view], store_id)
+        detect_s, offered, committed_during, gaps, max_call_s, last, stats = asyncio.run(main())
+        lost = set(range(1, last + 1)) - seen([view], stats.store_id)
         print(f"\nR2: blackholes={BLACKHOLES} K={K} s detect_s={[round(d, 2) for d in detect_s]} "
-              f"ingest baseline={baseline:.0f}/s during={[round(r) for r in rates]}/s max put_reading={max_call_s * 1e3:.2f} ms "
-              f"committed={last} lost={len(lost)} keyed_duplicates={view.ledger.duplicates}")
+              f"offered={offered} committed={committed_during} longest_loop_gap_s={[round(g, 3) for g in gaps]} "
+              f"max put_reading={max_call_s * 1e3:.2f} ms committed={last} lost={len(lost)} keyed_duplicates={view.ledger.duplicates}")
         assert all(d <= 2 * K + 1 for d in detect_s)
-        assert all(r >= 0.95 * baseline for r in rates)
-        assert max_call_s < 0.1  # a list append; anything near this means ingest waited on the uplink
+        # ingest went on through the hole: readings offered, every one of them committed, none dropped
+        assert all(n > 0 for n in offered) and all(c >= n for c, n in zip(committed_during, offered))
+        assert stats.dropped == 0
+        # a loop held by the dead socket would stall for seconds (the keepalive, a connect timeout)
+        assert all(g < K / 2 for g in gaps), gaps
         assert lost == set() and payload_conflicts(view) == 0
     finally:
         view.stop()
 
 
+@pytest.mark.slow  # over 5 s (issue 16)
 def test_r3_clean_broker_restart_with_platform_offline_loses_nothing_and_resumes_within_2s(broker, tmp_path):
     views = [platform_view(broker.url)]
 

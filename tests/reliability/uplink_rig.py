@@ -19,29 +19,30 @@ RATE_PER_S = 200
 
 
 class Producer:
-    """put_reading at RATE_PER_S on a catch-up schedule; counts readings and the slowest call."""
+    """put_reading at RATE_PER_S on a catch-up schedule; counts readings, the slowest call and the
+    longest gap between two calls (a loop held by the uplink shows up as a gap of seconds)."""
 
     def __init__(self, outbox: Any, clock: Clock) -> None:
         self.outbox, self.clock = outbox, clock
         self.count = 0
         self.max_call_s = 0.0
+        self.max_gap_s = 0.0
         self.task: asyncio.Task[None] | None = None
 
+    def reset_gap(self) -> None:
+        self.max_gap_s = 0.0
+
     async def run(self) -> None:
-        start = time.monotonic()
+        start = last = time.monotonic()
         while True:
             due = start + self.count / RATE_PER_S
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             t0 = time.perf_counter()
             self.outbox.put_reading(reading(self.clock, f"hydrant-{self.count % 3}", self.count))
             self.max_call_s = max(self.max_call_s, time.perf_counter() - t0)
+            now = time.monotonic()
+            self.max_gap_s, last = max(self.max_gap_s, now - last), now
             self.count += 1
-
-    async def rate_over(self, seconds: float) -> float:
-        """Readings per second actually ingested during the next `seconds` (the fault's length)."""
-        n0, t0 = self.count, time.monotonic()
-        await asyncio.sleep(seconds)
-        return (self.count - n0) / (time.monotonic() - t0)
 
 
 class UplinkRig:

@@ -46,7 +46,7 @@ IDENT = type("Ident", (), {"community": "新鸿社区", "courtyard": "3号院"})
 
 def test_text_has_location_and_local_time():
     text = render(Notify().templates.raised, Notify(), _alarm(True), DEVICES["smoke-401"], IDENT, 0, 0.0)
-    assert text == "【社区消防】新鸿社区3号院2栋1单元401 烟感报警 03:12，请立即处置"
+    assert text == "【社区消防】11月29日03:12 新鸿社区3号院2栋1单元401室（独居老人） 烟感报警，请立即联系老人或拨打119"  # issue 18: date, 室, resident, advice
 
 
 def test_text_never_prints_an_unsynced_clock_time():
@@ -108,3 +108,10 @@ async def test_a_failing_action_reports_a_fault_and_never_blocks_the_others():
     assert tasks.pending() == 1  # only the hung one
     await tasks.cancel()
     assert tasks.pending() == 0
+
+
+def test_gas_text_carries_safety_advice_and_unsynced_time_has_no_date():
+    gas = render(Notify().templates.raised, Notify(), _alarm(True), DEVICES["gas-401"], IDENT, 0, 0.0)
+    assert "开窗通风、勿开关电器" in gas and "11月29日03:12" in gas
+    late = render(Notify().templates.escalated, Notify(), _alarm(False), DEVICES["smoke-401"], IDENT, 1, 3.0)
+    assert late.startswith("【社区消防】3分钟前 ") and "月" not in late and "二级上报" in late

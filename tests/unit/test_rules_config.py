@@ -101,7 +101,7 @@ CASES = {
         "gateway.toml: notify.tiers[1].after_s: 300.0 must be later than the tier before (300.0)"),
     "unknown_placeholder": (
         '[notify.templates]\nraised = "{place} {titel}"\n',
-        "gateway.toml: notify.templates.raised: unknown placeholder {titel} (allowed: community, courtyard, device, place, severity, tier, time, title)"),
+        "gateway.toml: notify.templates.raised: unknown placeholder {titel} (allowed: advice, community, courtyard, date, device, place, resident, room, severity, tier, time, title)"),
     "unknown_timezone": (
         '[notify]\ntimezone = "Asia/Beijing"\n',
         "gateway.toml: notify.timezone: 'Asia/Beijing' is not a known time zone (e.g. 'Asia/Shanghai')"),

@@ -93,7 +93,7 @@ async def test_smoke_raises_one_alarm_commits_its_record_sounds_and_texts(rig):
     numbers = sorted(n for n, _ in rig.ctx.sms)
     assert numbers == ["+8613800000001", "+8613800000002", "+8613800000005"]  # guard, grid worker, relative
     text = rig.ctx.sms[0][1]
-    assert text == "【社区消防】新鸿社区3号院2栋1单元401 烟感报警 03:12，请立即处置"  # the issue's example, byte for byte
+    assert text == "【社区消防】11月29日03:12 新鸿社区3号院2栋1单元401室（独居老人） 烟感报警，请立即联系老人或拨打119"  # issue 18: date, 室, resident, advice
 
 
 async def test_repeats_update_the_count_without_new_records_or_sms(rig):

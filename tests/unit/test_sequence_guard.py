@@ -5,6 +5,7 @@ property that no replayed or old frame can make a later genuine frame be rejecte
 from __future__ import annotations
 
 import structlog
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -99,6 +100,7 @@ op = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, 1000), st.lists(op, max_size=60), st.integers(2, 4), st.sampled_from([0, 16]))
 def test_no_replayed_or_old_frame_makes_a_frame_above_every_seen_counter_rejected(tmp_path_factory, start, ops, k, window):
@@ -163,6 +165,7 @@ forge = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.lists(forge, max_size=60))
 def test_a_genuine_alarm_frame_always_emits_its_alarm_whatever_came_before(tmp_path_factory, ops):

@@ -45,6 +45,7 @@ class Centre:
         self.connections = 0
         self._serials = SerialCounter(0x8000)  # far from the gateway's, so logs are easy to read
         self._writers: set[asyncio.StreamWriter] = set()
+        self._clients: set[asyncio.Task] = set()
         self._server: asyncio.Server | None = None
 
     async def start(self) -> "Centre":
@@ -57,6 +58,11 @@ class Centre:
         if self._server is not None:
             self._server.close()
             self.drop_connections()
+            # Let each connection handler see its EOF and return: a handler still pending when the loop
+            # ends is cancelled, and Python 3.11's stream callback then prints a CancelledError traceback
+            # at every demo stop (issue 18).
+            if self._clients:
+                await asyncio.wait(set(self._clients), timeout=1.0)
             await self._server.wait_closed()
             self._server = None
 
@@ -86,6 +92,10 @@ class Centre:
         return serial
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._clients.add(task)
+            task.add_done_callback(self._clients.discard)
         self._writers.add(writer)
         self.connections += 1
         deframer = Deframer()
