@@ -11,6 +11,7 @@ from __future__ import annotations
 from drivers.base import DriverSpec
 from drivers.cellular.spec import SPEC_NBIOT, SPEC_SMS
 from drivers.lora.spec import SPEC_LORA
+from drivers.lorawan.spec import SPEC_LORAWAN
 from drivers.modbus.spec import SPEC_RTU, SPEC_TCP
 
 __all__ = ["DRIVERS", "DriverSpec"]
@@ -21,4 +22,5 @@ DRIVERS: dict[str, DriverSpec] = {
     "lora_e22": SPEC_LORA,
     "nbiot_bc95": SPEC_NBIOT,
     "sms_ec200": SPEC_SMS,
+    "lorawan_gwmp": SPEC_LORAWAN,
 }

@@ -35,7 +35,14 @@ from typing import Any
 import msgspec
 
 import gateway
-from drivers.base import Actuator, Driver, DriverState, Pollable, RelayReceiver, SmsSender
+from drivers.base import (
+    Actuator,
+    Driver,
+    DriverState,
+    Pollable,
+    RelayReceiver,
+    SmsSender,
+)
 from gateway import instance
 from gateway import log as logsetup
 from gateway.clock import Clock
@@ -43,8 +50,8 @@ from gateway.config import Config, Credentials, load_credentials
 from gateway.control.handlers import MUTATING, ControlApi
 from gateway.control.server import ControlServer
 from gateway.errors import CommandRejected, GatewayError, ModemUnavailable
-from gateway.model import Device, Item, RecordClass
 from gateway.livestate import SNAPSHOT_NAME, SnapshotKeeper
+from gateway.model import Device, Item, RecordClass
 from gateway.pipeline import Pipeline
 from gateway.supervise import Supervisor
 from gateway.systemd import Notifier
@@ -122,6 +129,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.livestate: SnapshotKeeper | None = None
+        self.inspection: Any = None  # gateway.selfcheck.stages.InspectionStages: power, self-check, tests (issue 23)
         # One control API for both doors (socket and platform commands); the walk session lives in it.
         self.api = ControlApi(self)
 
@@ -177,6 +185,8 @@ class Daemon:
             out["pipeline"] = dict(self.pipeline.counters)
         if self.control is not None:
             out["control"] = dict(self.control.counters)
+        if self.inspection is not None:
+            out.update(self.inspection.status())  # "power", "selfcheck"
         return out
 
     def _store_status(self) -> dict[str, Any]:
@@ -312,6 +322,12 @@ class Daemon:
         self.supervisor.start("rules", self.rules.run)
         self.supervisor.start("pipeline", self.pipeline.run)
         # ---- subsystems: each may be down, none is a precondition of the core ------------------
+        from gateway.selfcheck import stages as inspection
+
+        self.inspection = inspection.build(self.cfg, self.clock, self.outbox, pipeline.emit, self.devices, self.status,
+                                           self._announce_offline, self._consumers(), logsetup.get)
+        self.supervisor.start("power", self.inspection.power.run)  # returns at once without a UPS
+        self.supervisor.start("selfcheck", self.inspection.selfcheck.run)
         self._start_trouble()
         self.supervisor.start("control", self._run_control)
         if self.cfg.uplink.broker_url:
@@ -365,6 +381,8 @@ class Daemon:
         if sounder is not None and sounder.sounder.device in self.devices:
             checks["sounder"] = lambda: self._check_device_answers(sounder.sounder.device)
         checks["control"] = lambda: "" if self._task_running("control") else (self._task_error("control") or "not running")
+        if self.inspection is not None:
+            checks.update(self.inspection.trouble_checks())  # power, a failed or missed self-check, an alarm past 10 s
         return checks
 
     def _task_running(self, name: str) -> bool:
@@ -463,6 +481,12 @@ class Daemon:
         except Exception as exc:  # noqa: BLE001 - the store being down is itself one of the faults
             self.log.debug("fault_record_not_stored", error=str(exc)[:200])
 
+    async def _announce_offline(self, reason: str) -> None:
+        """Low battery: tell the platform why the gateway is about to go quiet (retained status)."""
+        announce = getattr(self.uplink, "announce_offline", None)
+        if callable(announce):
+            await announce(reason)
+
     # ---- watch and stop -----------------------------------------------------------------------
     async def _watch(self) -> None:
         interval = (self.notifier.watchdog_s or 10.0) / 2
@@ -495,6 +519,8 @@ class Daemon:
         deadline = self.clock.monotonic() + STOP_BUDGET_S
         driver_tasks = [n for n in self.supervisor.items if n.startswith("driver:")]
         await self.supervisor.stop(driver_tasks, timeout_s=1.0)
+        if self.inspection is not None:
+            await self.inspection.stop()  # a fire test in progress clears its injected alarm
         if self.pipeline is not None:
             await self.pipeline.drain(timeout_s=max(0.2, min(1.0, deadline - self.clock.monotonic())))
         if self.rules is not None:

@@ -36,6 +36,8 @@ class DeviceType(enum.StrEnum):
     HYDRANT = "hydrant"
     PUMP_STATION = "pump_station"
     RELAY_BOX = "relay_box"
+    WATER_LEAK = "water_leak"  # LoRaWAN leak sensors (Milesight WS303, EM300-SLD)
+    DOOR = "door"  # door/window contact (Milesight WS301): fire doors, riser cupboards
 
 
 class EventKind(enum.StrEnum):
@@ -57,7 +59,7 @@ class EventKind(enum.StrEnum):
     ONLINE = "online"
     COUNTER_RESET = "counter_reset"
     BUTTON = "button"  # a physical acknowledge button was pressed
-    SECURITY = "security"  # code "replay_suspect": an authentic-looking frame failed the replay check
+    SECURITY = "security"  # code "replay_suspect", "devnonce_reused": an authentic-looking frame failed a freshness check
 
 
 class Severity(enum.IntEnum):

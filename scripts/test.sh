@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run the test suite: .venv with the package and its dev extra, Debian's mosquitto,
-# socat (pty pairs), strace (fsync audit), systemd (systemd-analyze), chromium + chromium-driver (web panel)
-# when missing; then pytest.
+# socat (pty pairs), strace (fsync audit), systemd (systemd-analyze), chromium + chromium-driver (web panel),
+# nut-server (upsd, dummy-ups) when missing; then pytest.
 # Usage: scripts/test.sh [pytest args...]     Works as root on a fresh Debian 12 with only python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,8 @@ command -v losetup >/dev/null 2>&1 || [ -x /usr/sbin/losetup ] || need+=(mount)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 [ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need+=(fonts-wqy-microhei)
+# NUT's upsd and dummy-ups driver (power supervision tests, issue 23); Debian puts them in /lib/nut.
+[ -x /lib/nut/upsd ] && [ -x /lib/nut/dummy-ups ] || need+=(nut-server)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "missing: ${need[*]} (run as root, or: sudo apt-get install ${need[*]})" >&2

@@ -80,6 +80,8 @@ class Escalation:
                         continue
                     template = self.notify.templates.raised if tier == 0 else self.notify.templates.escalated
                     text = render(template, self.notify, alarm, device, self.identity, tier, (now - act.since_mono) / 60)
+                    if act.detail.get("test"):
+                        text = "【测试】" + text  # a simulated fire test (`gateway test fire`), never mistaken
                     self._inflight.add(key)
                     self.tasks.spawn("sms", alarm.device_id, self._send(key, contact, text, now))
 

@@ -107,14 +107,19 @@ def _register() -> None:
         service,
         status,
     )
+    from gateway.cli.lorawan import lorawan
     from gateway.panel import cli as panel_cli
     from gateway.simulate.cli import simulate
 
     for command in (status.status, devices.devices, devices.poll, alarms.alarms, queue.queue, probes.modbus,
                     radio.lora, radio.modem, selftest.selftest, service.provision_command(), service.logs, simulate,
-                    operator_check.operator_check, commission.commission):
+                    operator_check.operator_check, commission.commission, lorawan):
         cli.add_command(command)
     cli.add_command(panel_cli.panel)  # gateway/panel/: the local web panel (issue 24)
+    from gateway.cli import inspection  # issue 23: gateway test fire|power, gateway tests --since
+
+    for command in (inspection.test, inspection.tests):
+        cli.add_command(command)
 
 
 _register()

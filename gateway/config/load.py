@@ -18,6 +18,8 @@ from gateway.config.messages import format_validation
 from gateway.errors import ConfigError
 from gateway.panel.config import PanelSection
 from gateway.rules.schema import Rule
+from gateway.power.config import PowerSection
+from gateway.selfcheck.config import SelfCheckSection
 from gateway.uplink.gb26875.config import GB26875Section
 
 if TYPE_CHECKING:
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
 # Sections a later stage adds without a typed Config field yet land in Config.extra, typed by the schema
 # registered here (explicit, no scanning): name -> (schema type, is_list). Prefer a typed field on Config.
 EXTRA_SECTIONS: dict[str, tuple[type, bool]] = {}
+EXTRA_SECTIONS["power"] = (PowerSection, False)  # gateway/power/config.py, issue 23
+EXTRA_SECTIONS["selfcheck"] = (SelfCheckSection, False)  # gateway/selfcheck/config.py, issue 23
 EXTRA_SECTIONS["panel"] = (PanelSection, False)  # gateway/panel/config.py, issue 24: the local web panel
 
 _CORE = {

@@ -129,7 +129,7 @@ class Profile(_Section, frozen=True):
     """A device profile file (config/profiles/<name>.toml). The [<protocol>] table is the driver's."""
 
     type: DeviceType
-    protocol: Literal["modbus", "lora", "nbiot"]
+    protocol: Literal["modbus", "lora", "nbiot", "lorawan"]
     vendor: str = ""
     model: str = ""
     description: str = ""
@@ -140,6 +140,7 @@ class Profile(_Section, frozen=True):
     modbus: dict[str, Any] | None = None  # raw until the driver's profile_schema converts it
     lora: dict[str, Any] | None = None
     nbiot: dict[str, Any] | None = None
+    lorawan: dict[str, Any] | None = None
 
 
 class Credentials(_Section, frozen=True):

@@ -17,6 +17,7 @@ from gateway.commission.walk import DEFAULT_DURATION_S, MAX_DURATION_S, WalkSess
 from gateway.control import logring
 from gateway.errors import CommandRejected
 from gateway.model import Alarm, AlarmState, Severity
+from gateway.selfcheck import CONTROL_MUTATING as INSPECTION_MUTATING
 
 if TYPE_CHECKING:
     from gateway.daemon import Daemon
@@ -26,10 +27,7 @@ Handler = Callable[[Args], Awaitable[Any]]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MUTATING = {"alarm_ack", "alarm_silence", "alarm_clear", "queue_purge", "poll", "set_log_level", "actuate",
-            "operator_check_confirm", "walk_start", "walk_stop",
-            # build() also returns these two for the daemon to hand to the uplink; should they reach the
-            # socket they are mutating like their CLI twins.
-            "platform_ack", "platform_silence"}
+            "operator_check_confirm", "walk_start", "walk_stop", *INSPECTION_MUTATING}
 ALARM_PREFIX_MIN = 4  # shorter prefixes are too easy to mistype into someone else's alarm
 
 
@@ -78,6 +76,8 @@ class ControlApi:
             "operator_check_confirm": self.operator_check_confirm,
             "walk_start": self.walk_start, "walk_status": self.walk_status, "walk_stop": self.walk_stop,
             "logs": self.logs,
+            # issue 23: `gateway test fire|power`, `selfcheck_run` (gateway/selfcheck/control.py)
+            **(self.d.inspection.control_handlers() if getattr(self.d, "inspection", None) is not None else {}),
         }
 
     def downlink_handlers(self) -> dict[str, Handler]:

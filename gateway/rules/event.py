@@ -21,6 +21,8 @@ class EventEvaluator:
         detail: dict[str, str | bool] = {"kind": str(item.kind), "code": item.code}
         if item.detail.get("replay_suspect"):
             detail["replay_suspect"] = True  # the alarm record says the frame failed the replay check
+        if item.detail.get("test") is True:
+            detail["test"] = True  # `gateway test fire`: a test end to end (centre in test mode, SMS marked)
         if item.kind in self._kinds and (not self._codes or item.code in self._codes):
             self._present[item.device_id] = detail
             return [Signal(True, item.device_id, detail, item.stamp)]

@@ -33,6 +33,7 @@ class _Group(click.Group):
     LAZY = {
         "modbus": ("drivers.modbus.simulator", "cli"),
         "lora": ("drivers.lora.simulator", "cli"),
+        "lorawan": ("drivers.lorawan.simulator", "cli"),
         "nbiot": ("drivers.cellular.simulator", "cli_nbiot"),
         "sms-modem": ("drivers.cellular.simulator", "cli_sms"),
         "gb26875-centre": ("gateway.uplink.gb26875.simulator", "cli"),
@@ -109,8 +110,8 @@ async def _serve_trigger(cy, reader: asyncio.StreamReader, writer: asyncio.Strea
 @click.option("--duration", "duration_s", type=float, default=10.0, show_default=True, help="for silent / uplink_outage")
 @click.option("--socket", "sock", default=default_trigger_socket)
 def trigger(scenario: str, device: str, duration_s: float, sock: str) -> None:
-    """Trigger SCENARIO (smoke, gas, hydrant_opened, pump_fault, manhole_tilted, water_flow, battery_low,
-    silent, clear, uplink_outage, test_button) on DEVICE, or on a device of the right type. Exit 2 for an
+    """Trigger SCENARIO (smoke, gas, hydrant_opened, pump_fault, manhole_tilted, water_flow, leak, door_open,
+    battery_low, silent, clear, uplink_outage, test_button) on DEVICE, or on a device of the right type. Exit 2 for an
     unknown scenario or device."""
     import socket as s
 

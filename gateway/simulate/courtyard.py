@@ -58,6 +58,7 @@ class CourtyardFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     modbus_rtu: Bus | None = None
     modbus_tcp: Bus | None = None
     lora: Bus | None = None
+    lorawan: Bus | None = None  # LoRaWAN detectors behind a simulated packet forwarder (address = DevAddr hex)
     nbiot: Bus | None = None
     sms: bool = True
     gb26875_centre: bool = False  # a simulated district fire remote-monitoring centre (GB/T 26875.3)
@@ -79,11 +80,13 @@ TRIGGER_TYPES: dict[str, tuple[str, ...]] = {
     "pump_fault": ("pump_station",),
     "manhole_tilted": ("manhole",),
     "water_flow": ("water_flow",),
-    "battery_low": ("smoke", "gas", "manhole", "water_flow", "hydrant"),
-    "silent": ("smoke", "gas", "manhole", "water_flow", "hydrant", "pump_station"),
-    "clear": ("smoke", "gas", "hydrant", "pump_station", "manhole", "water_flow"),
+    "leak": ("water_leak",),  # LoRaWAN leak sensors (issue 19)
+    "door_open": ("door",),
+    "battery_low": ("smoke", "gas", "manhole", "water_flow", "hydrant", "water_leak"),
+    "silent": ("smoke", "gas", "manhole", "water_flow", "hydrant", "pump_station", "water_leak", "door"),
+    "clear": ("smoke", "gas", "hydrant", "pump_station", "manhole", "water_flow", "water_leak", "door"),
     "uplink_outage": (),
-    "test_button": ("smoke", "gas", "water_flow", "manhole", "hydrant", "pump_station", "relay_box"),
+    "test_button": ("smoke", "gas", "water_flow", "manhole", "hydrant", "pump_station", "relay_box", "water_leak", "door"),
 }
 
 
@@ -108,7 +111,7 @@ class Courtyard:
     # ---- description ------------------------------------------------------------------------
     def _all_devices(self) -> list[SimDevice]:
         out: list[SimDevice] = []
-        for bus in (self.spec.modbus_rtu, self.spec.modbus_tcp, self.spec.lora, self.spec.nbiot):
+        for bus in (self.spec.modbus_rtu, self.spec.modbus_tcp, self.spec.lora, self.spec.lorawan, self.spec.nbiot):
             if bus is not None:
                 out.extend(bus.devices)
         return out

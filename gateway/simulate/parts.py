@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from gateway.simulate import lorawan_part
+
 if TYPE_CHECKING:
     from gateway.simulate.courtyard import Courtyard, SimDevice
 
@@ -208,6 +210,8 @@ async def start_all(c: Courtyard) -> None:
         c.sims["modbus_tcp"] = sim
     if c.spec.lora is not None:
         await _start_lora(c)
+    if c.spec.lorawan is not None:
+        await lorawan_part.start(c)
     if c.spec.nbiot is not None:
         await _start_nbiot(c)
     if c.spec.sms:
@@ -234,6 +238,8 @@ def ports(c: Courtyard) -> dict[str, Any]:
                             "poll_period_s": c.spec.modbus_tcp.poll_period_s}
     if c.spec.lora is not None:
         out["lora"] = {"driver": "lora_e22", "path": c.tty("lora")}
+    if c.spec.lorawan is not None:
+        out["lorawan"] = lorawan_part.port_section(c)
     if c.spec.nbiot is not None:
         out["nbiot"] = {"driver": "nbiot_bc95", "mode": "modem", "path": c.tty("nbiot")}
     if c.spec.sms:
@@ -243,7 +249,8 @@ def ports(c: Courtyard) -> dict[str, Any]:
 
 def device_ports(c: Courtyard) -> list[tuple[str, SimDevice]]:
     out = []
-    for port, bus in (("rs485", c.spec.modbus_rtu), ("pumphouse", c.spec.modbus_tcp), ("lora", c.spec.lora), ("nbiot", c.spec.nbiot)):
+    for port, bus in (("rs485", c.spec.modbus_rtu), ("pumphouse", c.spec.modbus_tcp), ("lora", c.spec.lora), ("lorawan", c.spec.lorawan),
+                      ("nbiot", c.spec.nbiot)):
         for d in bus.devices if bus else ():
             out.append((port, d))
     return out
@@ -265,7 +272,7 @@ def credentials(c: Courtyard) -> dict[str, Any]:
     if not hasattr(c, "command_key"):
         c.command_key = secrets.token_hex(32)
     out: dict[str, Any] = {"command_keys": {"demo-ops": c.command_key}}
-    keys = _lora_keys(c) if c.spec.lora is not None else {}
+    keys = {**(_lora_keys(c) if c.spec.lora is not None else {}), **lorawan_part.keys(c)}
     if keys:
         out["lora_keys"] = keys
     return out
@@ -277,6 +284,9 @@ async def trigger(c: Courtyard, name: str, device: str, duration_s: float) -> No
         if event is None:
             raise ValueError(f"scenario {name!r} does not apply to NB-IoT smoke detector {device}")
         c.nbiot_sensors[device].trigger(event)
+        return
+    if any(d.id == device for d in lorawan_part.devices(c)):
+        lorawan_part.trigger(c, name, device, duration_s)
         return
     lora = _lora_device(c, device)
     if lora is not None:

@@ -29,6 +29,6 @@ def test_driver_has_simulator_readme_and_example_section(name):
 def test_every_profile_codec_is_registered():
     for path in sorted((ROOT / "config/profiles").glob("*.toml")):
         prof = tomllib.loads(path.read_text())
-        for section in ("lora", "nbiot"):
+        for section in ("lora", "nbiot", "lorawan"):
             if section in prof:
                 assert prof[section]["codec"] in CODECS, f"{path.name}: codec {prof[section]['codec']!r} is not registered"

@@ -65,10 +65,10 @@ CASES = {
         "gateway.toml: rules[0].kind: 'expression': Invalid value 'expression'"),
     "unknown_device": (
         RULE.format(kind="event") + 'events = ["alarm"]\ndevices = ["hydrant-9"]\n',
-        "gateway.toml: rules[0].devices[0]: 'hydrant-9' is not a device id (known: gas-2-1-401, guard-relay, hydrant-1, hydrant-2, nbsmoke-3-2-502, pump-1, smoke-2-1-401)"),
+        "gateway.toml: rules[0].devices[0]: 'hydrant-9' is not a device id (known: gas-2-1-401, guard-relay, hydrant-1, hydrant-2, lwleak-pump, lwsmoke-4-1-301, nbsmoke-3-2-502, pump-1, smoke-2-1-401)"),
     "unknown_profile": (
         RULE.format(kind="event") + 'events = ["alarm"]\nprofiles = ["smoke_nb"]\n',
-        "gateway.toml: rules[0].profiles[0]: 'smoke_nb' is not a known profile (known: guard_relay_box, hydrant_monitor, lora_gas_v1, lora_manhole_v1, lora_smoke_v1, lora_water_flow_v1, nbiot_smoke_udp, pump_station)"),
+        "gateway.toml: rules[0].profiles[0]: 'smoke_nb' is not a known profile (known: guard_relay_box, hydrant_monitor, lora_gas_v1, lora_manhole_v1, lora_smoke_v1, lora_water_flow_v1, milesight_em300_sld, milesight_gs101, milesight_gs524n, milesight_ws301, milesight_ws303, nbiot_smoke_udp, pump_station)"),
     "unknown_type": (
         RULE.format(kind="event") + 'events = ["alarm"]\ntypes = ["sprinkler"]\n',
         "gateway.toml: rules[0].types[0]: 'sprinkler' is not allowed"),

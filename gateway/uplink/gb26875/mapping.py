@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway.model import Device, DeviceType, EventKind, RecordClass
 from gateway.uplink.gb26875.frame import local_time
-from gateway.uplink.gb26875.objects import Object, PartAnalog, PartBit, PartState
+from gateway.uplink.gb26875.objects import DeviceBit, DeviceOperation, DeviceState, Object, OperationBit, PartAnalog, PartBit, PartState
 
 # System types (GB/T 26875.3 table 4): 1 fire alarm system, 11 hydrant system.
 SYS_FIRE_ALARM = 1
@@ -62,6 +62,13 @@ _SETS = {EventKind.FAULT: ("fault", PartBit.FAULT), EventKind.OFFLINE: ("offline
 _CLEARS = {EventKind.ALARM_CLEARED: "alarm", EventKind.FAULT_CLEARED: "fault", EventKind.ONLINE: "offline"}
 _TAMPER_RESTORED = {"base_restored", "restored"}
 
+# Gateway-level records (device = gateway id): the transmission device's own state, type 21 (issue 23).
+# Power conditions -> bits: mains lost b3; backup low or faulty b4 (GB 4717 counts 备电欠压 as a backup fault).
+POWER_KIND = "event.power"
+SELFCHECK_KIND = "event.selfcheck"
+_POWER_BITS = {"mains_lost": DeviceBit.MAINS_FAULT, "battery_low": DeviceBit.BACKUP_POWER_FAULT,
+               "backup_fault": DeviceBit.BACKUP_POWER_FAULT}
+
 
 class NotApplicable(Exception):
     """The record has no GB 26875 meaning (or nothing changed): done for this uplink without a frame."""
@@ -86,14 +93,26 @@ class Mapper:
         self._conditions: dict[str, dict[str, PartBit]] = {}  # part name -> condition -> bit
         self._sent_state: dict[str, int] = {}  # part name -> state word sent this session
         self._sent_analog: dict[tuple[str, int], float] = {}  # (part, param) -> mono time sent
+        self._device_bits: dict[str, DeviceBit] = {}  # condition -> type 21 bit (power, self-check)
+        self._sent_device: int | None = None
 
     def reset_session(self) -> None:
         """A new connection: the centre may have lost what we told it, so resend states and analogs."""
         self._sent_state.clear()
         self._sent_analog.clear()
+        self._sent_device = None
+
+    def device_state(self) -> int:
+        """The type 21 state byte: b0 normal ORed with the active gateway-level conditions (also the heartbeat)."""
+        word = DeviceBit.NORMAL
+        for bit in self._device_bits.values():
+            word |= bit
+        return int(word)
 
     def frames_for(self, rec: Any, mono_s: float) -> list[list[Object]]:
         """Object lists to send for this record; NotApplicable when there are none."""
+        if rec.kind in (POWER_KIND, SELFCHECK_KIND):
+            return self._device_frames(rec)
         device = self.devices.get(rec.device)
         if device is None or device.type not in PARTS:
             raise NotApplicable("no_part_mapping")
@@ -104,6 +123,31 @@ class Mapper:
             frames = [f for f in [self._alarm(device, rec.body, t)] if f]
         else:
             frames = [f for f in [self._event(device, rec.body, t)] if f]
+        if not frames:
+            raise NotApplicable("unchanged")
+        return frames
+
+    def _device_frames(self, rec: Any) -> list[list[Object]]:
+        """Power and self-check records -> type 21 (when the byte changed), and type 24 b4 for a self-check."""
+        t = local_time(rec.stamp.wall_s, self.tz)
+        frames: list[list[Object]] = []
+        body = rec.body
+        if rec.kind == POWER_KIND:
+            conditions = body.get("conditions") if isinstance(body.get("conditions"), dict) else {}
+            for cond in _POWER_BITS:
+                self._device_bits.pop(f"power:{cond}", None)
+                if conditions.get(cond) is True:
+                    self._device_bits[f"power:{cond}"] = _POWER_BITS[cond]
+        else:
+            if body.get("ok") is False:
+                self._device_bits["selfcheck"] = DeviceBit.FAULT
+            else:
+                self._device_bits.pop("selfcheck", None)
+            frames.append([DeviceOperation(int(OperationBit.SELF_TEST), self.cfg.operator_number, t)])
+        word = self.device_state()
+        if word != self._sent_device:
+            self._sent_device = word
+            frames.insert(0, [DeviceState(word, t)])
         if not frames:
             raise NotApplicable("unchanged")
         return frames
@@ -141,6 +185,8 @@ class Mapper:
     def _event(self, device: Device, body: dict[str, Any], t: dt.datetime) -> list[Object]:
         kind, code = body.get("kind", ""), str(body.get("code", ""))
         part = PARTS[device.type]
+        if kind == EventKind.ALARM and _is_test(body):
+            return self._test_frame(device, part, t)  # `gateway test fire`: a test report, no condition
         if kind == EventKind.ALARM:
             self._set(device.id, f"alarm:{code}", part.alarm_bit)
         elif kind in _CLEARS:
@@ -152,16 +198,23 @@ class Mapper:
             cond, bit = _SETS[EventKind(kind)]
             self._set(device.id, f"{cond}:{code}", bit)
         elif kind == EventKind.TEST:
-            # A self-test is one report in test mode (b0 = 0) with the alarm it sounds; it leaves no condition.
-            obj = self._state_object(device, "", part, t, force_word=(self.state(device.id) & ~PartBit.NORMAL) | part.alarm_bit)
-            return [obj] if obj else []
+            return self._test_frame(device, part, t)
         else:
             raise NotApplicable("no_gb_meaning")  # heartbeat, silenced, button, counter_reset
         obj = self._state_object(device, "", part, t)
         return [obj] if obj else []
 
+    def _test_frame(self, device: Device, part: PartKind, t: dt.datetime) -> list[Object]:
+        # A test is one report in test mode (b0 = 0) with the alarm it sounds; it leaves no condition.
+        obj = self._state_object(device, "", part, t, force_word=(self.state(device.id) & ~PartBit.NORMAL) | part.alarm_bit)
+        return [obj] if obj else []
+
     def _alarm(self, device: Device, body: dict[str, Any], t: dt.datetime) -> list[Object]:
         transition, alarm_id = body.get("transition", ""), str(body.get("alarm_id", ""))
+        if _is_test(body):
+            if transition == "raised":
+                return self._test_frame(device, PARTS[device.type], t)
+            raise NotApplicable("no_gb_meaning")  # a test alarm's later transitions change no state
         if transition == "raised":
             rule_kind = body.get("rule_kind", "")
             bit = PartBit.FAULT if rule_kind == "offline" else PARTS[device.type].alarm_bit if rule_kind in ("event", "correlate") else PartBit.SUPERVISORY
@@ -202,6 +255,12 @@ class Mapper:
             out.append(PartAnalog(kind.sys_type, self.cfg.system_address, kind.part_type,
                                   part_address(name, self.cfg.part_addresses), param, raw, t))
         return out
+
+
+def _is_test(body: dict[str, Any]) -> bool:
+    """A simulated fire test (`gateway test fire`): the flag rides in the event's and the alarm's detail."""
+    detail = body.get("detail")
+    return isinstance(detail, dict) and detail.get("test") is True
 
 
 def _values(body: dict[str, Any]) -> dict[str, Any]:
