@@ -187,6 +187,10 @@ class Daemon:
             out["control"] = dict(self.control.counters)
         if self.inspection is not None:
             out.update(self.inspection.status())  # "power", "selfcheck"
+        from gateway.fleet.runner import RUNTIME as FLEET
+
+        if FLEET.files is not None:  # config_version, its hash, the last apply's outcome (docs/fleet.md)
+            out["config"] = FLEET.files.status_fields()
         return out
 
     def _store_status(self) -> dict[str, Any]:

@@ -81,10 +81,11 @@ def config_check(file: str) -> None:
 @click.option("--runtime-dir", type=click.Path(file_okay=False), help="override the directory of control.socket")
 def run(config_path: str, state_dir: str | None, runtime_dir: str | None) -> None:
     """Run the daemon until SIGTERM/SIGINT (systemd Type=notify)."""
-    from gateway import daemon
+    from gateway.fleet import runner
 
     try:
-        code = daemon.run(config_path, state_dir, runtime_dir)
+        # runner: a pending config_apply is committed or rolled back around daemon.run (docs/fleet.md)
+        code = runner.run(config_path, state_dir, runtime_dir)
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(problem, err=True)
@@ -99,6 +100,7 @@ def _register() -> None:
         alarms,
         commission,
         devices,
+        fleet,
         operator_check,
         probes,
         queue,
@@ -113,7 +115,7 @@ def _register() -> None:
 
     for command in (status.status, devices.devices, devices.poll, alarms.alarms, queue.queue, probes.modbus,
                     radio.lora, radio.modem, selftest.selftest, service.provision_command(), service.logs, simulate,
-                    operator_check.operator_check, commission.commission, lorawan):
+                    operator_check.operator_check, commission.commission, lorawan, fleet.fleet):
         cli.add_command(command)
     cli.add_command(panel_cli.panel)  # gateway/panel/: the local web panel (issue 24)
     from gateway.cli import inspection  # issue 23: gateway test fire|power, gateway tests --since

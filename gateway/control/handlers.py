@@ -16,6 +16,8 @@ from gateway import log as logsetup
 from gateway.commission.walk import DEFAULT_DURATION_S, MAX_DURATION_S, WalkSession
 from gateway.control import logring
 from gateway.errors import CommandRejected
+from gateway.fleet.api import FleetApi
+from gateway.fleet.diagnostics import Diagnostics
 from gateway.model import Alarm, AlarmState, Severity
 from gateway.selfcheck import CONTROL_MUTATING as INSPECTION_MUTATING
 
@@ -64,6 +66,8 @@ class ControlApi:
     def __init__(self, d: Daemon) -> None:
         self.d = d
         self.walk: WalkSession | None = None
+        self.fleet = FleetApi(d)  # config_apply / config_status (issue 20, docs/fleet.md)
+        self.diagnostics = Diagnostics(self)  # support_bundle, selftest, logs_fetch, modbus_read
         logring.install()
 
     def handlers(self) -> dict[str, Handler]:
@@ -83,7 +87,9 @@ class ControlApi:
     def downlink_handlers(self) -> dict[str, Handler]:
         """The platform's signed downlink commands (docs/uplink.md), through the same methods."""
         return {"ack_alarm": self.platform_ack, "silence": self.platform_silence, "poll_now": self.poll_now,
-                "set_log_level": self.set_log_level}
+                "set_log_level": self.set_log_level,
+                "config_apply": self.fleet.config_apply, "config_status": self.fleet.config_status,
+                **self.diagnostics.handlers()}
 
     # ---- state ----------------------------------------------------------------------------------
     async def status(self, args: Args) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from gateway.selfcheck.config import SelfCheckSection, minutes
 from gateway.selfcheck.journal import Entry, Journal
 
 KIND = "event.selfcheck"
+SETTLE_S = 600.0  # a daemon's first ten minutes: ports opening, devices reporting
 MISSED_AFTER_S = 26 * 3600.0  # a daily check older than a day and two hours is itself a fault
 SounderPulse = Callable[[float], Awaitable[None]]
 
@@ -54,7 +55,10 @@ class SelfCheckScheduler:
 
     def due(self) -> bool:
         now = self._local(self.clock.wall())
-        return (self.cfg.enabled and now.hour * 60 + now.minute >= minutes(self.cfg.daily_at)
+        # Never in the first SETTLE_S after a start: devices have not reported yet, and a check then would
+        # fail on the restart itself (a gateway started after daily_at catches up once it has settled).
+        settled = self.clock.monotonic() - self.started_mono >= SETTLE_S
+        return (self.cfg.enabled and settled and now.hour * 60 + now.minute >= minutes(self.cfg.daily_at)
                 and now.date() != self._last_date)
 
     def wake(self) -> None:

@@ -398,6 +398,8 @@ class Uplink:
             "store_fault": stats.fault, "uplink_fault": self.drainer.fault,
             **({"uplink_last_down": self.last_down} if self.last_down else {}),
             "drivers": provided.get("drivers", {}), "active_alarms": provided.get("active_alarms", 0),
+            # config_version, its hash, pending and last apply error (docs/fleet.md), once the daemon provides them
+            **({"config": provided["config"]} if isinstance(provided.get("config"), dict) else {}),
         }
 
     def _publish_status(self, online: bool, session: Session | None = None, reason: str = "") -> int | None:

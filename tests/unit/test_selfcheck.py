@@ -16,7 +16,7 @@ from gateway.model import RecordClass
 from gateway.selfcheck.checks import judge
 from gateway.selfcheck.config import SelfCheckSection
 from gateway.selfcheck.journal import Entry, Journal
-from gateway.selfcheck.runner import SelfCheckScheduler
+from gateway.selfcheck.runner import SETTLE_S, SelfCheckScheduler
 from tests.support.wait import async_wait_for
 
 TZ = zoneinfo.ZoneInfo("Asia/Shanghai")
@@ -41,15 +41,24 @@ def cfg(**over) -> SelfCheckSection:
     return msgspec.convert({"daily_at": "10:00"} | over, SelfCheckSection)
 
 
+async def test_never_in_the_first_minutes_after_a_start(tmp_path):
+    clock = ManualClock(wall_s=at(2026, 12, 1, 11, 0))  # started after today's 10:00
+    sched = SelfCheckScheduler(cfg(), clock, structlog.get_logger(), lambda: dict(GOOD), Records(), "gw-1",
+                               Journal(str(tmp_path / "tests.jsonl")), tick_s=0.01)
+    assert not sched.due()  # devices have not reported yet: a check now would fail on the restart itself
+    clock.advance(SETTLE_S)
+    assert sched.due()  # today's check, caught up once settled
+
+
 async def test_runs_once_per_local_day_at_daily_at(tmp_path):
-    clock = ManualClock(wall_s=at(2026, 12, 1, 9, 59))
+    clock = ManualClock(wall_s=at(2026, 12, 1, 9, 49))
     status = dict(GOOD)
     records, journal = Records(), Journal(str(tmp_path / "tests.jsonl"))
     sched = SelfCheckScheduler(cfg(), clock, structlog.get_logger(), lambda: status, records, "gw-1", journal, tick_s=0.01)
     task = asyncio.create_task(sched.run())
     try:
         assert sched.runs == 0 and not sched.due()
-        clock.advance(60)  # 10:00 local
+        clock.advance(660)  # 10:00 local, past the settle time
         sched.wake()
         await async_wait_for(lambda: sched.runs == 1, what="first daily run")
         cls, kind, device, body = records.rows[0]

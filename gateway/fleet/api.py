@@ -1,0 +1,103 @@
+"""The platform's fleet commands on the daemon: `config_apply` (validate in a staging file, swap
+atomically, restart to commit or roll back) and `config_status`. Contract: docs/fleet.md."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from gateway.errors import CommandRejected, ConfigError
+from gateway.fleet.atomic import fsync_dir, write_atomic
+from gateway.fleet.bundle import Bundle, candidate, parse_bundle
+from gateway.fleet.commit import port_open
+from gateway.fleet.files import ConfigFiles, Pending, now_wall
+from gateway.fleet.runner import RUNTIME
+
+if TYPE_CHECKING:
+    from gateway.daemon import Daemon
+
+RESTART_DELAY_S = 1.0  # lets the uplink publish the reply before the daemon stops
+
+
+class FleetApi:
+    def __init__(self, d: Daemon) -> None:
+        self.d = d
+        self._busy = asyncio.Lock()
+
+    def _files(self) -> ConfigFiles:
+        if RUNTIME.files is None:
+            raise CommandRejected("unsupported", "this daemon was not started by `gateway run --config`")
+        return RUNTIME.files
+
+    async def config_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self._files().status_fields()
+
+    async def config_apply(self, args: dict[str, Any]) -> dict[str, Any]:
+        files = self._files()
+        if self._busy.locked() or files.pending() is not None or RUNTIME.restart_requested.is_set():
+            raise CommandRejected("apply_pending", "an apply is in progress; wait for its commit or rollback")
+        async with self._busy:
+            b = parse_bundle(args)
+            current = files.config.read_bytes().decode()
+            try:
+                new_text, changed = candidate(current, b)
+            except (TypeError, ValueError) as exc:
+                raise CommandRejected("invalid_config", f"patch cannot be written as TOML: {exc}"[:200]) from None
+            if not changed:
+                # Same content as the running config: nothing restarts; the version label is adopted.
+                st = files.update_state(config_version=b.version, last_apply_version=b.version, last_apply_error="")
+                return {"result": "unchanged", "version": b.version, "config_hash": files.config_hash(), "state": st.config_version}
+            if not RUNTIME.hold_lock():
+                raise CommandRejected("apply_pending", "another process holds the config lock")
+            await asyncio.to_thread(self._stage, files, b, new_text)
+            pending = Pending(b.version, _sha(new_text), files.config_hash(), b.commit_deadline_s,
+                              uplink_was_up=self._uplink_up(), applied_wall_s=now_wall(),
+                              ports_closed_before=self._ports_closed())
+            await asyncio.to_thread(self._swap, files, pending, current)
+        asyncio.get_running_loop().call_later(RESTART_DELAY_S, RUNTIME.request_restart)
+        self.d.log.warning("config_apply_restarting", version=b.version, config_hash=pending.config_hash[:16],
+                           deadline_s=b.commit_deadline_s)
+        return {"result": "restarting", "version": b.version, "config_hash": pending.config_hash,
+                "commit_deadline_s": b.commit_deadline_s}
+
+    def _ports_closed(self) -> list[str]:
+        return [name for name, drv in self.d.drivers.items() if not port_open(msgspec.to_builtins(drv.health()))]
+
+    def _uplink_up(self) -> bool:
+        up = self.d.uplink.health() if self.d.uplink is not None else {}
+        return bool(up.get("up"))
+
+    def _stage(self, files: ConfigFiles, b: Bundle, new_text: str) -> None:
+        """Write the candidate beside the config (relative paths resolve the same) and validate it
+        exactly as `gateway config check` does; nothing else is touched if it fails."""
+        from gateway.config import load_config
+
+        write_atomic(files.staging, new_text.encode(), mode=0o640)
+        try:
+            cfg = load_config(files.staging)
+        except ConfigError as exc:
+            files.staging.unlink(missing_ok=True)
+            problems = "; ".join(exc.problems)
+            files.update_state(last_apply_version=b.version, last_apply_error=f"invalid: {problems}"[:400])
+            raise CommandRejected("invalid_config", problems[:400]) from None
+        if cfg.identity.gateway_id != self.d.cfg.identity.gateway_id:
+            files.staging.unlink(missing_ok=True)
+            raise CommandRejected("invalid_config", "gateway_id differs from the running config")
+
+    @staticmethod
+    def _swap(files: ConfigFiles, pending: Pending, current: str) -> None:
+        """Order matters for "old or new, never a mix" (docs/fleet.md "Crash safety"): last-good, then
+        the marker, then one rename of the staged file over the config."""
+        write_atomic(files.last_good, current.encode(), mode=0o640)
+        files.write_pending(pending)
+        os.replace(files.staging, files.config)
+        fsync_dir(files.config.parent)
+
+
+def _sha(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()

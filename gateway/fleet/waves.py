@@ -1,0 +1,85 @@
+"""Rolling a config bundle out to many gateways in waves (issue 20): N at a time, stop before the
+next wave once the failure rate so far exceeds X %. Transport-agnostic: tool.py sends over MQTT,
+tests drive it with simulated gateways."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# Outcome words printed per gateway (docs/fleet.md "gateway fleet").
+COMMITTED, UNCHANGED, ROLLED_BACK, REJECTED, NO_ANSWER, SKIPPED = "committed", "unchanged", "rolled_back", "rejected", "no_answer", "skipped"
+SUCCESS = (COMMITTED, UNCHANGED)
+
+
+class Transport(Protocol):
+    def command(self, gateway_id: str, command: str, args: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
+        """Sign, publish, and return the reply (None: no reply within timeout_s)."""
+        ...
+
+
+@dataclass
+class Result:
+    gateway_id: str
+    outcome: str
+    detail: str = ""
+    config_hash: str = ""
+
+
+@dataclass
+class WavePlan:
+    wave_size: int = 10
+    max_failure_pct: float = 10.0
+    reply_timeout_s: float = 15.0
+    settle_timeout_s: float = 180.0  # restart + commit deadline + margin
+    poll_s: float = 3.0
+    results: list[Result] = field(default_factory=list)
+
+
+def apply_one(t: Transport, gw: str, args: dict[str, Any], plan: WavePlan, clock: Callable[[], float] = time.monotonic) -> Result:
+    """config_apply to one gateway, then config_status until the apply is committed or rolled back."""
+    reply = t.command(gw, "config_apply", args, plan.reply_timeout_s)
+    if reply is None:
+        return Result(gw, NO_ANSWER, "no reply to config_apply")
+    if reply.get("status") != "accepted":
+        return Result(gw, REJECTED, f"{reply.get('reason')}: {reply.get('result', {}).get('detail', '')}"[:200])
+    res = reply.get("result", {})
+    if res.get("result") == "unchanged":
+        return Result(gw, UNCHANGED, "", res.get("config_hash", ""))
+    deadline = clock() + plan.settle_timeout_s
+    last = "restarting"
+    while clock() < deadline:
+        st = t.command(gw, "config_status", {}, plan.reply_timeout_s)
+        if st is not None and st.get("status") == "accepted":
+            s = st.get("result", {})
+            if not s.get("pending_version") and s.get("last_apply_version") == args["version"]:
+                if s.get("config_version") == args["version"] and not s.get("last_apply_error"):
+                    return Result(gw, COMMITTED, "", s.get("config_hash", ""))
+                return Result(gw, ROLLED_BACK, s.get("last_apply_error", ""), s.get("config_hash", ""))
+            last = f"pending {s.get('pending_version')}"
+        time.sleep(plan.poll_s)
+    return Result(gw, NO_ANSWER, f"not settled within {plan.settle_timeout_s:g} s ({last})")
+
+
+def roll_out(t: Transport, gateways: list[str], args: dict[str, Any], plan: WavePlan,
+             on_result: Callable[[Result], None] = lambda r: None) -> list[Result]:
+    """Waves of plan.wave_size in parallel; after each, stop if failures / done > max_failure_pct."""
+    done: list[Result] = []
+    for start in range(0, len(gateways), plan.wave_size):
+        wave = gateways[start:start + plan.wave_size]
+        with ThreadPoolExecutor(max_workers=len(wave)) as pool:
+            for r in pool.map(lambda gw: apply_one(t, gw, args, plan), wave):
+                done.append(r)
+                on_result(r)
+        failed = sum(1 for r in done if r.outcome not in SUCCESS)
+        if 100.0 * failed / len(done) > plan.max_failure_pct:
+            for gw in gateways[start + plan.wave_size:]:
+                r = Result(gw, SKIPPED, f"stopped: {failed}/{len(done)} failed > {plan.max_failure_pct:g} %")
+                done.append(r)
+                on_result(r)
+            break
+    plan.results = done
+    return done
