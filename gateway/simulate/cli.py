@@ -22,7 +22,7 @@ def _need_sim_extra() -> None:
     """The simulators' libraries are the [sim] extra (pyproject.toml): a Pi in service does not carry them."""
     import importlib.util
 
-    missing = [m for m in ("pymodbus", "tomli_w") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("pymodbus",) if importlib.util.find_spec(m) is None]
     if missing:
         raise click.ClickException(f"the simulators need {', '.join(missing)}: pip install 'courtyard-gateway[sim]'")
 
