@@ -72,6 +72,24 @@ class SmsSender(Driver, Protocol):
         """Send one text; raise ModemUnavailable / ModemError with the reason."""
 
 
+class CallOutcome(msgspec.Struct, frozen=True):
+    """How one phone call ended (issue 22). `result`: "acknowledged" (the callee pressed the ack key),
+    "answered" (heard the message, pressed nothing), "no_answer", "busy", "rejected" (declined or hung up
+    before answering), "failed" (the network refused the call)."""
+
+    result: str
+    key: str = ""  # the DTMF key that acknowledged, e.g. "1"
+    ring_s: float = 0.0  # from dialling to answer or give-up, monotonic
+    detail: str = ""
+
+
+@runtime_checkable
+class Caller(Driver, Protocol):
+    async def call(self, number: str, text: str, ring_timeout_s: float, key_wait_s: float) -> CallOutcome:
+        """Dial, speak `text` (module TTS) on answer, wait key_wait_s for the ack key, hang up. One call at
+        a time per module; raise ModemUnavailable / ModemError when the call could not be placed."""
+
+
 @runtime_checkable
 class RelayReceiver(Driver, Protocol):
     def submit_relay(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -47,12 +47,14 @@ from gateway import instance
 from gateway import log as logsetup
 from gateway.clock import Clock
 from gateway.config import Config, Credentials, load_credentials
+from gateway.control import care as care_control
 from gateway.control.handlers import MUTATING, ControlApi
 from gateway.control.server import ControlServer
 from gateway.errors import CommandRejected, GatewayError, ModemUnavailable
 from gateway.livestate import SNAPSHOT_NAME, SnapshotKeeper
 from gateway.model import Device, Item, RecordClass
 from gateway.pipeline import Pipeline
+from gateway.rules import away
 from gateway.supervise import Supervisor
 from gateway.systemd import Notifier
 from gateway.trouble import Fault, TroubleMonitor
@@ -94,6 +96,13 @@ class DaemonActions:
         if sender is None:
             raise ModemUnavailable("no SMS modem configured (add a [ports.*] with driver = \"sms_ec200\")")
         await sender.send_sms(number, text)
+
+    async def call(self, number: str, text: str, ring_timeout_s: float, key_wait_s: float) -> CallOutcome:
+        """Phone a contact through the Cat-1 module and speak `text` (issue 22); key 1 acknowledges."""
+        caller = next((drv for drv in self.d.drivers.values() if isinstance(drv, Caller)), None)
+        if caller is None:
+            raise ModemUnavailable("no module that can call (add a [ports.*] with driver = \"sms_ec200\")")
+        return await caller.call(number, text, ring_timeout_s, key_wait_s)
 
     def uplink_down_for_s(self) -> float:
         # No uplink (not configured, or its construction failed) counts as down forever, so "SMS only
@@ -323,6 +332,7 @@ class Daemon:
             self.supervisor.start(f"driver:{port_name}", lambda drv=drv: drv.run(pipeline.emit))
         await asyncio.sleep(0)  # let each driver task reach run() before the rules act through it
         await self.rules.start()  # restores active alarms, or defers that until the store is back
+        away.restore(self.rules, Path(self.cfg.store.path).parent, self.clock.wall(), self.log)  # flats away (issue 22)
         self.supervisor.start("rules", self.rules.run)
         self.supervisor.start("pipeline", self.pipeline.run)
         # ---- subsystems: each may be down, none is a precondition of the core ------------------
@@ -344,7 +354,8 @@ class Daemon:
 
         self.uplink = Uplink(
             self.cfg.uplink, self.credentials, self.cfg.identity, self.outbox, self.clock, logsetup.get(stage="uplink"),
-            handlers=self.api.downlink_handlers(), relay_handler=self._relay, status_provider=self.status,
+            handlers={**self.api.downlink_handlers(), "resident_away": care_control.build(self)["platform_resident_away"]},
+            relay_handler=self._relay, status_provider=self.status,
         )
         await self.uplink.run()
 
@@ -355,7 +366,8 @@ class Daemon:
         await self.gb26875.run()
 
     async def _run_control(self) -> None:
-        self.control = ControlServer(self.cfg.control.socket, self.api.handlers(), MUTATING, self.log, self.cfg.control.group)
+        self.control = ControlServer(self.cfg.control.socket, {**self.api.handlers(), **care_control.build(self)},
+                                     MUTATING | care_control.MUTATING, self.log, self.cfg.control.group)
         await self.control.run()
 
     # ---- trouble ------------------------------------------------------------------------------

@@ -38,6 +38,11 @@ class DeviceType(enum.StrEnum):
     RELAY_BOX = "relay_box"
     WATER_LEAK = "water_leak"  # LoRaWAN leak sensors (Milesight WS303, EM300-SLD)
     DOOR = "door"  # door/window contact (Milesight WS301): fire doors, riser cupboards
+    # Care for residents living alone (issue 22): activity sources and the bedside/bathroom SOS button.
+    # Not fire parts: the GB 26875 mapping skips them (gateway/uplink/gb26875/mapping.py PARTS).
+    SOS_BUTTON = "sos_button"
+    DOOR_CONTACT = "door_contact"  # a flat's own entrance door (an activity source), not a fire door
+    WATER_METER = "water_meter"
 
 
 class EventKind(enum.StrEnum):

@@ -5,12 +5,12 @@
 # one log for docs/RELIABILITY.md.
 #
 #   scripts/soak.sh                 # everything
-#   scripts/soak.sh r1 r6           # only some steps: r1 r6 fuzz flood serialflood store
+#   scripts/soak.sh r1 r6           # only some steps: r1 r6 fuzz flood serialflood store fleet fleet700
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 LOG=${SOAK_LOG:-soak-$(date -u +%Y%m%dT%H%M%SZ).log}
-steps=${*:-"r1 r6 fuzz flood serialflood store fleet"}
+steps=${*:-"r1 r6 fuzz flood serialflood store fleet fleet700"}
 
 pytest_run() {  # name, timeout s, env..., -- test files
   local name=$1 limit=$2; shift 2
@@ -46,7 +46,9 @@ for step in $steps; do
              tests/reliability/test_store_ioerror.py tests/reliability/test_store_diskfull.py ;;
     # R19: 100 uplink clients in one process, broker SIGTERM + restart; reconnect histogram (~10 s).
     fleet) pytest_run "R19 fleet x100" 300 FLEET_N=100 -- tests/reliability/test_uplink_fleet.py ;;
-    *) echo "unknown step $step (r1 r6 fuzz flood serialflood store fleet)"; exit 2 ;;
+    # Issue 21: 700 gateways (real Uplink + Outbox, 100 per process) through a broker restart (~3 min).
+    fleet700) pytest_run "fleet sim x700" 1500 FLEET_SIM_N=700 -- tests/reliability/test_fleet_sim.py ;;
+    *) echo "unknown step $step (r1 r6 fuzz flood serialflood store fleet fleet700)"; exit 2 ;;
   esac
 done
 echo "log: $LOG; failed steps: $failed" | tee -a "$LOG"

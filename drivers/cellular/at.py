@@ -23,7 +23,12 @@ MAX_LINE_CHARS = 4096
 URC_PREFIXES = (
     "+NSONMI", "+NSOCLI", "+NSOSTR", "+CEREG", "+CSCON", "+NNMI", "+QLWEVTIND", "+NPSMR", "+CGEV",
     "+QIURC", "+QIOPEN", "+CMTI", "+CDSI", "+CTZV", "+CTZE", "+CTZEU", "+QIND", "+NITZ", "+QNITZ",
+    "+QTTS", "+QTONEDET", "+COLP", "+CLIP",
 )
+# Call progress result codes (V.250 §6.3.1, 27.007 §6.2): the final answer of ATD when the call fails at
+# once, otherwise unsolicited while a voice call is set up or up. Outside ATD they are URCs with the word
+# itself as prefix (issue 22; drivers/cellular/voice.py).
+CALL_WORDS = ("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE", "RING")
 # Reboot evidence (protocols.md §1.2 "reboot", §1.6): boot banners; +CPIN/+CFUN are evidence only
 # when no command asked for them (a powered-up module announces its SIM and radio state).
 BANNER_PREFIXES = ("REBOOT_CAUSE_", "Neul", "RDY", "REBOOTING")
@@ -176,6 +181,10 @@ class AtParser:
         if cmd is not None and cmd.finals and line in cmd.finals:
             out.append(Done(cmd, (*self._lines, line)))
             self._cmd, self._lines = None, []
+            return
+        if line in CALL_WORDS:
+            self.counters["urcs"] += 1
+            out.append(Urc(line, line))
             return
         if line.startswith(BANNER_PREFIXES):
             self._reboot(line, out)

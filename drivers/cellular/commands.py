@@ -11,7 +11,7 @@ import re
 
 import msgspec
 
-from drivers.cellular.at import AtCommand
+from drivers.cellular.at import CALL_WORDS, AtCommand
 
 
 class Timeouts(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -36,6 +36,14 @@ def command_for(text: str, timeouts: Timeouts) -> tuple[AtCommand, float]:
         return AtCommand(text, prefix="+CGSN"), timeouts.query_s  # BC95: "+CGSN:<IMEI>"
     if head == "AT+CMGS":
         return AtCommand(text, prefix="+CMGS", prompt=True), timeouts.sms_s
+    if text.startswith("ATD"):
+        # Voice dial "ATD<number>;": OK once the call is being set up, or a call progress word at once.
+        return AtCommand(text, finals=CALL_WORDS), timeouts.slow_s
+    if head in ("AT+QTTS", "AT+QTONEDET") and rest.startswith("="):
+        # Their +QTTS / +QTONEDET lines are always unsolicited (play finished, key pressed), never the answer.
+        return AtCommand(text), timeouts.query_s
+    if head == "ATH":
+        return AtCommand(text), timeouts.slow_s  # releasing a call can take the network a few seconds
     if head == "AT+NRB":
         # The module answers REBOOTING and restarts; its banner is then reboot evidence (re-init).
         return AtCommand(text, finals=("REBOOTING",)), timeouts.slow_s

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 
 from drivers.cellular.pdu import decode_submit
+from drivers.cellular.simcall import VoiceSim
 from drivers.cellular.simmodem import AtModemSim
 
 
@@ -34,6 +35,7 @@ class SmsModemSim(AtModemSim):
         self.cms_error_next = 0  # answer the next CMGS with +CMS ERROR: <n>
         self.sms: list[SmsRecord] = []
         self._mr = 0
+        self.voice = VoiceSim(self)  # scripted callees: ATD / ATH / +CLCC / +QTTS / +QTONEDET (issue 22)
         self.reset_state()
 
     def texts(self) -> list[tuple[str, str]]:
@@ -53,6 +55,8 @@ class SmsModemSim(AtModemSim):
             self.urc(f"+CEREG: {stat}")
 
     def reset_state(self) -> None:
+        if hasattr(self, "voice"):
+            self.voice.reset()  # a reboot drops the call in progress
         self.cmee = False
         self.cmgf = 0
         self.cereg_n = 0
@@ -85,6 +89,8 @@ class SmsModemSim(AtModemSim):
         if m := re.fullmatch(r"AT\+CMGF=([01])", c):
             self.cmgf = int(m.group(1))
             return [], "OK"
+        if (voice := self.voice.handle(cmd)) is not None:
+            return voice
         if m := re.fullmatch(r"AT\+CMGS=(\d+)", c):
             if self.cmgf != 0:
                 return self._err(304, "CMS")  # invalid PDU mode parameter: we are in text mode

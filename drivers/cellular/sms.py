@@ -5,6 +5,8 @@ a time, recipients in the order asked, rate-limited per recipient and overall.
 message and returns when the module has accepted every part (+CMGS: <mr>): seconds, up to 120 s per part.
 Callers that must not wait (the rule engine) run it in their own task, as gateway/actions/escalation.py does;
 `submit_sms` returns the future instead. Most operators carry no SMS on NB-IoT (protocols.md §1.5).
+`await call(...)` (issue 22, the Caller capability) queues a voice call behind the SMS already waiting:
+one job at a time on the module, so never two calls and never an SMS interleaved with a call (voice.py).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import random
 from collections import Counter, deque
 from typing import NamedTuple
 
-from drivers.base import DriverHealth, DriverState, Emit
-from drivers.cellular import info, pdu, status
+from drivers.base import CallOutcome, DriverHealth, DriverState, Emit
+from drivers.cellular import info, pdu, status, voice
 from drivers.cellular.at import Urc
 from drivers.cellular.channel import AtChannel, at_counters
 from drivers.reopen import FIRST_DELAY_S, Reopen
@@ -23,9 +25,21 @@ from gateway.errors import CommandRejected, DeviceTimeout, FrameError, GatewayEr
 
 
 class _Job(NamedTuple):
+    """One SMS, split into PDU parts."""
+
     number: str
     text: str
     parts: list[pdu.Pdu]
+    done: asyncio.Future
+
+
+class _CallJob(NamedTuple):
+    """A voice call queued with the SMS (issue 22): the module does one thing at a time, in order."""
+
+    number: str
+    text: str
+    ring_timeout_s: float
+    key_wait_s: float
     done: asyncio.Future
 
 
@@ -38,7 +52,7 @@ class SmsDriver:
         self.counters: Counter = Counter()
         self.state = DriverState.STARTING
         self.last_ok = None
-        self._queue: asyncio.Queue[_Job] | None = None
+        self._queue: asyncio.Queue[_Job | _CallJob] | None = None
         self._sent_at: dict[str, deque[float]] = {}  # per recipient: monotonic send times, last hour
         self._global: deque[float] = deque()  # all sends, last minute
         self._reference = random.randrange(256)  # 23.040 concatenation reference, per message
@@ -46,6 +60,7 @@ class SmsDriver:
         self._at_totals: Counter = Counter()  # AT counters of closed channels (they survive a reopen)
         self._unavailable = "modem not started yet"
         self._reopen = Reopen(self.log, self.cfg.reopen_cap_s)  # modem reopen backoff and its warn-once report
+        self._session: voice.CallSession | None = None  # the call in progress, fed our URCs
 
     # ---- the action's API ----------------------------------------------------------------------
 
@@ -69,6 +84,41 @@ class SmsDriver:
         self._note_send(number)  # counted when queued, so a burst cannot overshoot the limits
         self.counters["queued"] += 1
         return job.done
+
+    async def call(self, number: str, text: str, ring_timeout_s: float, key_wait_s: float) -> CallOutcome:
+        """Queue one voice call behind the SMS already waiting and wait for its outcome (Caller capability).
+        Raises ModemUnavailable / CommandRejected("queue_full") at once, ModemError / DeviceTimeout later."""
+        if self._unavailable:
+            raise ModemUnavailable(self._unavailable)
+        assert self._queue is not None
+        job = _CallJob(number, text, ring_timeout_s, key_wait_s, asyncio.get_running_loop().create_future())
+        try:
+            self._queue.put_nowait(job)
+        except asyncio.QueueFull:
+            raise CommandRejected("queue_full", f"{self.cfg.queue_max} jobs already waiting for the module") from None
+        self.counters["calls_queued"] += 1
+        return await job.done
+
+    async def _call(self, ch: AtChannel, job: _CallJob) -> None:
+        """Place one call; SMS queued meanwhile wait in the queue (never lost, never interleaved)."""
+        self._session = voice.CallSession(job.number, job.text, job.ring_timeout_s, job.key_wait_s,
+                                          self.log.bind(number=_mask(job.number)))
+        try:
+            outcome = await self._session.run(ch)
+        except (ModemError, DeviceTimeout, ModemUnavailable) as exc:
+            self.counters["calls_failed"] += 1
+            self.log.warning("call_failed", number=_mask(job.number), error=str(exc))
+            if not job.done.done():
+                job.done.set_exception(exc)
+            if isinstance(exc, ModemUnavailable):
+                raise
+            return
+        finally:
+            self._session = None
+        self.counters[f"calls_{outcome.result}"] += 1
+        self.log.info("call_ended", number=_mask(job.number), result=outcome.result, ring_s=outcome.ring_s)
+        if not job.done.done():
+            job.done.set_result(outcome)
 
     # ---- driver boundary -----------------------------------------------------------------------
 
@@ -149,6 +199,9 @@ class SmsDriver:
             if self._unavailable:
                 job.done.set_exception(ModemUnavailable(self._unavailable))
                 continue
+            if isinstance(job, _CallJob):
+                await self._call(ch, job)
+                continue
             await self._global_pause()
             try:
                 for part in job.parts:
@@ -200,6 +253,8 @@ class SmsDriver:
     # ---- events --------------------------------------------------------------------------------
 
     def _on_urc(self, urc: Urc) -> None:
+        if self._session is not None:
+            self._session.on_urc(urc)
         if urc.prefix in ("+CEREG", "+CREG"):
             try:
                 stat = info.cereg_stat(urc.line.replace(urc.prefix, "+CEREG", 1), urc=True)
@@ -213,6 +268,8 @@ class SmsDriver:
         self.counters["reboots"] += 1
         self._unavailable = f"module rebooted ({line})"
         self.log.warning("sms_modem_rebooted", evidence=line)
+        if self._session is not None:
+            self._session.abort(self._unavailable)  # a call cannot survive the module's restart
         if self._channel is not None:
             self._channel.close()  # run() reopens and re-initialises from the top
 

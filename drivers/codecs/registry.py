@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drivers.codecs import Decode, gas, manhole, nbiot_smoke, smoke, water_flow
-from drivers.codecs import milesight_gs101, milesight_gs524n, milesight_leak, milesight_ws301
+from drivers.codecs import milesight_care, milesight_gs101, milesight_gs524n, milesight_leak, milesight_ws301
 
 CODECS: dict[str, Decode] = {
     "smoke_v1": smoke.decode,
@@ -17,4 +17,7 @@ CODECS: dict[str, Decode] = {
     "milesight_ws303": milesight_leak.decode_ws303,
     "milesight_em300_sld": milesight_leak.decode_em300_sld,
     "milesight_ws301": milesight_ws301.decode,
+    # Care for residents living alone (issue 22): SOS button, water meter pulses (the door uses milesight_ws301)
+    "milesight_ws101": milesight_care.decode_ws101,
+    "milesight_em300di": milesight_care.decode_em300di,
 }

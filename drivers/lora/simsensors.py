@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from drivers.codecs import gas, manhole, smoke, water_flow
+from drivers.codecs import gas, manhole, milesight_care, smoke, water_flow
 from drivers.lora.frame import FrameType, encode
 
 # reason -> status flags it sets (True) or clears (False), per sensor kind.
@@ -24,7 +24,8 @@ EFFECTS: dict[str, dict[str, dict[str, bool]]] = {
                 "water_normal": {"water_high": False}, "battery_low": {"battery_low": True}},
 }
 CODECS = {"smoke": smoke, "gas": gas, "water_flow": water_flow, "manhole": manhole}
-HEARTBEAT_S = {"smoke": 12 * 3600.0, "gas": 4 * 3600.0, "water_flow": 6 * 3600.0, "manhole": 6 * 3600.0}  # protocols.md §4
+HEARTBEAT_S = {"smoke": 12 * 3600.0, "gas": 4 * 3600.0, "water_flow": 6 * 3600.0, "manhole": 6 * 3600.0,  # protocols.md §4
+               "sos_button": 18 * 3600.0, "door_contact": 18 * 3600.0, "water_meter": 3600.0}  # Milesight defaults
 
 
 @dataclass
@@ -39,8 +40,12 @@ class SimSensor:
     status: dict[str, bool] = field(default_factory=dict)
     sent: list[bytes] = field(default_factory=list)  # every frame sent, for replay faults
     commands: list[str] = field(default_factory=list)  # downlink commands it received
+    counts: dict[str, int] = field(default_factory=dict)  # Milesight kinds: door state, pulse total
 
     def __post_init__(self) -> None:
+        if self.kind in milesight_care.SIM_REASONS:  # care devices (issue 22): Milesight channel payloads
+            self.heartbeat_s = self.heartbeat_s or HEARTBEAT_S[self.kind]
+            return
         if self.kind not in CODECS:
             raise ValueError(f"unknown sensor kind {self.kind!r} (known: {', '.join(CODECS)})")
         self.heartbeat_s = self.heartbeat_s or HEARTBEAT_S[self.kind]
@@ -49,6 +54,10 @@ class SimSensor:
 
     def report(self, reason: str = "heartbeat", **values) -> bytes:
         """The next uplink frame: apply the reason's effects, encode with the codec, count."""
+        if self.kind in milesight_care.SIM_REASONS:
+            if reason not in milesight_care.SIM_REASONS[self.kind]:
+                raise ValueError(f"{self.kind} sensors have no report {reason!r} (known: {', '.join(milesight_care.SIM_REASONS[self.kind])})")
+            return self.frame(FrameType.REPORT, milesight_care.sim_payload(self.kind, reason, self.counts))
         codec = CODECS[self.kind]
         if reason not in codec.REASONS:
             raise ValueError(f"{self.kind} sensors have no report {reason!r} (known: {', '.join(codec.REASONS)})")

@@ -61,6 +61,8 @@ class Escalation:
                 continue  # the platform notifies people while it is reachable; looked at again next tick
             device = self.devices.get(alarm.device_id)
             for tier in range(act.tier):
+                if "sms" not in self.notify.tiers[tier].actions:
+                    continue  # a calling-only tier (gateway/actions/call.py)
                 for contact in recipients(self.notify.tiers[tier].roles, device, self.contacts):
                     key = (alarm.id, tier, contact.id)
                     if key in self.done or key in self._inflight or now < self._retry_at.get(key, 0.0):

@@ -14,6 +14,7 @@ from gateway.model import ContactRole
 
 Seconds = Annotated[float, Meta(ge=0, le=7 * 86400)]
 SmsPolicy = Literal["always", "uplink_down", "never"]
+TierAction = Literal["sms", "call"]
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -61,6 +62,9 @@ class Tier(_Section, frozen=True):
 
     after_s: Seconds
     roles: Annotated[tuple[ContactRole, ...], Meta(min_length=1)]
+    # How the tier's contacts are told: "sms", "call" (phone call through the Cat-1 module, answered
+    # with key 1 = acknowledged; issue 22), or both. Calls go one contact at a time, in role order.
+    actions: Annotated[tuple[TierAction, ...], Meta(min_length=1)] = ("sms",)
 
 
 DEFAULT_TIERS = (
@@ -87,10 +91,35 @@ class Trouble(_Section, frozen=True):
     bus_after_s: Annotated[float, Meta(ge=0, le=90)] = 30.0
 
 
+class Call(_Section, frozen=True):
+    """Phone calls of tiers with `actions` including "call" (issue 22; docs/rules.md "Call flow").
+
+    The callee hears `message` twice, then `prompt`, and acknowledges the alarm with key 1. Busy, no
+    answer, declined, or answered without the key: the next contact of the tier is called."""
+
+    # Per severity, as [notify.sms]: a welfare or SOS alarm should reach a relative even while the
+    # platform is reachable (the platform calls nobody when the uplink is down).
+    critical: SmsPolicy = "always"
+    major: SmsPolicy = "always"
+    minor: SmsPolicy = "never"
+    info: SmsPolicy = "never"
+    uplink_down_after_s: Seconds = 60.0
+    min_interval_s: Seconds = 120.0  # per recipient
+    max_per_hour: Annotated[int, Meta(ge=1, le=100)] = 6
+    retry_s: Annotated[float, Meta(gt=0, le=3600)] = 60.0  # modem unavailable: try again this often
+    # A call holds the module: an SMS due meanwhile waits at most ring + message + key wait (docs/rules.md).
+    ring_timeout_s: Annotated[float, Meta(gt=0, le=120)] = 30.0  # then hang up: no answer
+    key_wait_s: Annotated[float, Meta(gt=0, le=120)] = 10.0  # after the message, for the key
+    # Placeholders as the SMS templates. Spoken by the module's TTS: no brackets, digits read as numbers.
+    message: str = "这里是{community}{courtyard}社区消防。{place}，{title}，时间{time}。"
+    prompt: str = "确认请按1。"
+
+
 class Notify(_Section, frozen=True):
     timezone: str = "Asia/Shanghai"  # for {time} in SMS text
     sounder: Sounder = Sounder()
     trouble: Trouble = Trouble()
     sms: Sms = Sms()
+    call: Call = Call()
     templates: Templates = Templates()
     tiers: Annotated[tuple[Tier, ...], Meta(min_length=1)] = DEFAULT_TIERS

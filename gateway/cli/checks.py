@@ -257,8 +257,25 @@ def check_broker(env: Env) -> list[Check]:
                       "set uplink.ca_file to the platform's CA (gateway provision --ca FILE)")]
     except (OSError, ssl.SSLError) as exc:
         return [Check("broker", False, f"{host}:{port}: {exc}", "check the network/APN, DNS and firewall (port 8883 outbound)")]
-    uplink = ((env.status or {}).get("uplink") or {}).get("state")
+    health = (env.status or {}).get("uplink") or {}
+    if health.get("config_fault"):  # the handshake works from here, yet the daemon's uplink is refused (issue 15)
+        reason = str(health.get("reason", ""))
+        return [Check("broker", False, f"{host}:{port} TLS ok, but the daemon's uplink is down: {reason}: {health.get('detail', '')}".rstrip(": "),
+                      _UPLINK_FIXES.get(reason, "see docs/uplink.md \"Down reasons\""))]
+    uplink = health.get("state")
     return [Check("broker", True, f"{host}:{port} TLS ok ({version})" + (f"; daemon uplink {uplink}" if uplink else ""))]
+
+
+# What an installer does about each configuration fault the daemon's uplink reports (gateway/uplink/faults.py).
+_UPLINK_FIXES = {
+    "cert_missing": "install the client certificate and key signed by the platform at uplink.cert_file / key_file (no restart needed)",
+    "cert_expired": "have the platform sign a new client certificate; check the clock",
+    "cert_invalid": "uplink.cert_file/key_file must be the PEM certificate and its matching key",
+    "credentials_invalid": "gateway provision (writes the credentials file with mode 0600)",
+    "not_authorized": "the broker refuses this gateway's identity: check mqtt_username/password or the certificate CN = gateway id",
+    "publish_refused": "the broker ACL must let this gateway write cg/v1/<gateway id>/... (config/broker/courtyard.acl)",
+    "tls_client_refused": "the broker does not trust this client certificate: sign it with the district CA",
+}
 
 
 def check_clock(env: Env) -> list[Check]:

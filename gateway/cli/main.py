@@ -101,26 +101,27 @@ def _register() -> None:
         commission,
         devices,
         fleet,
+        inspection,
         operator_check,
         probes,
         queue,
         radio,
+        residents,
         selftest,
         service,
         status,
     )
     from gateway.cli.lorawan import lorawan
     from gateway.panel import cli as panel_cli
+    from gateway.platform.cli import platform
     from gateway.simulate.cli import simulate
 
     for command in (status.status, devices.devices, devices.poll, alarms.alarms, queue.queue, probes.modbus,
                     radio.lora, radio.modem, selftest.selftest, service.provision_command(), service.logs, simulate,
-                    operator_check.operator_check, commission.commission, lorawan, fleet.fleet):
-        cli.add_command(command)
-    cli.add_command(panel_cli.panel)  # gateway/panel/: the local web panel (issue 24)
-    from gateway.cli import inspection  # issue 23: gateway test fire|power, gateway tests --since
-
-    for command in (inspection.test, inspection.tests):
+                    operator_check.operator_check, commission.commission, lorawan, fleet.fleet, platform,
+                    residents.residents,  # issue 22: away mode per flat
+                    panel_cli.panel,  # the local web panel (issue 24), its own process
+                    inspection.test, inspection.tests):  # issue 23: gateway test fire|power, gateway tests --since
         cli.add_command(command)
 
 

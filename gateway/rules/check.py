@@ -12,7 +12,7 @@ from typing import Any
 from gateway.actions.schema import Notify
 from gateway.actions.sms import PLACEHOLDERS  # one list, beside the renderer that fills them
 from gateway.model import ContactRole, DeviceType
-from gateway.rules.schema import CLEARED_BY, Condition, CorrelateRule, EventRule, Match, RateRule, ThresholdRule
+from gateway.rules.schema import CLEARED_BY, Condition, CorrelateRule, EventRule, InactivityRule, Match, RateRule, ThresholdRule
 
 
 def profile_field_names(profile: Any) -> set[str]:
@@ -69,6 +69,8 @@ def check_rules(cfg: Any, file: str, errors: list[str]) -> None:
         matched = _check_match(rule, where, cfg, errors)
         if "sounder" in rule.actions and not notify.sounder.device:
             errors.append(f"{where}.actions: 'sounder' needs [notify.sounder] device = the relay box id")
+        if "call" in rule.actions and not any("call" in t.actions for t in notify.tiers):
+            errors.append(f"{where}.actions: 'call' needs a [[notify.tiers]] whose actions include \"call\"")
         if isinstance(rule, EventRule) and rule.auto_clear:
             no_clear = [str(k) for k in rule.events if k not in CLEARED_BY]
             if no_clear:
@@ -88,7 +90,30 @@ def check_rules(cfg: Any, file: str, errors: list[str]) -> None:
         if isinstance(rule, CorrelateRule):
             _check_condition(rule.a, f"{where}.a", cfg, errors)
             _check_condition(rule.b, f"{where}.b", cfg, errors)
-    _check_notify(notify, cfg, file, errors, uses_sms=any("sms" in r.actions for r in cfg.rules))
+        if isinstance(rule, InactivityRule):
+            _check_inactivity(rule, where, cfg, errors)
+    _check_notify(notify, cfg, file, errors, uses_sms=any("sms" in r.actions or "call" in r.actions for r in cfg.rules))
+
+
+def _check_inactivity(rule: InactivityRule, where: str, cfg: Any, errors: list[str]) -> None:
+    """Sources must name what they measure, and the devices must say which flat they are in (issue 22)."""
+    try:
+        zoneinfo.ZoneInfo(rule.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        errors.append(f"{where}.timezone: {rule.timezone!r} is not a known time zone (e.g. 'Asia/Shanghai')")
+    for j, src in enumerate(rule.sources):
+        at = f"{where}.sources[{j}]"
+        if not (src.devices or src.types or src.profiles):
+            errors.append(f"{at}: name the activity devices (devices, types or profiles); every device would count")
+        matched = _check_match(src, at, cfg, errors)
+        if src.activity in ("change", "volume"):
+            if src.field is None:
+                errors.append(f"{at}.field: activity {src.activity!r} needs the reading field to watch")
+            else:
+                _check_field(src.field, matched, at, cfg, errors)
+        for d in matched:
+            if not d.location.room:
+                errors.append(f"{at}: device {d.id!r} has no location.room: the rule cannot tell whose flat it is in")
 
 
 def _check_notify(notify: Notify, cfg: Any, file: str, errors: list[str], uses_sms: bool) -> None:
@@ -96,17 +121,18 @@ def _check_notify(notify: Notify, cfg: Any, file: str, errors: list[str], uses_s
         zoneinfo.ZoneInfo(notify.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         errors.append(f"{file}: notify.timezone: {notify.timezone!r} is not a known time zone (e.g. 'Asia/Shanghai')")
-    for name in ("raised", "escalated"):
-        text = getattr(notify.templates, name)
+    texts = {f"templates.{n}": getattr(notify.templates, n) for n in ("raised", "escalated")}
+    texts.update({"call.message": notify.call.message, "call.prompt": notify.call.prompt})  # issue 22
+    for name, text in texts.items():
         try:
             used = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
         except ValueError as exc:
-            errors.append(f"{file}: notify.templates.{name}: {exc}")
+            errors.append(f"{file}: notify.{name}: {exc}")
             continue
         unknown = sorted(used - PLACEHOLDERS)
         if unknown:
             errors.append(
-                f"{file}: notify.templates.{name}: unknown placeholder {{{unknown[0]}}} (allowed: {', '.join(sorted(PLACEHOLDERS))})"
+                f"{file}: notify.{name}: unknown placeholder {{{unknown[0]}}} (allowed: {', '.join(sorted(PLACEHOLDERS))})"
             )
     snd = notify.sounder
     if snd.device:

@@ -11,6 +11,7 @@ import asyncio
 from collections import deque
 from typing import Any
 
+from gateway.actions.call import CallEscalation
 from gateway.actions.escalation import Escalation, NoticeKey
 from gateway.actions.schema import Notify
 from gateway.actions.sounder import SounderControl
@@ -52,7 +53,10 @@ class RuleEngine:
         self.committer = Committer(outbox, ctx, clock, self.log)
         self.sounder = SounderControl(self.notify.sounder, ctx, self.tasks, self.log)
         self.escalation = Escalation(self.notify, list(contacts), devices, identity, ctx, self.tasks, self.log, self._save_notice)
-        self.evaluators = kinds.build(rules, devices, clock.monotonic())
+        self.calls = CallEscalation(self.notify, list(contacts), devices, identity, ctx, self.tasks, self.log,
+                                    self._save_notice, self.ack, self.escalation.done,
+                                    lambda rule_id: "call" in getattr(self.rules.get(rule_id), "actions", ()))  # issue 22
+        self.evaluators = kinds.build(rules, devices, clock.monotonic(), clock)
         self._by_device = kinds.index(self.evaluators, devices)
         self._recent: deque[Alarm] = deque(maxlen=HISTORY_MAX)
         self._committer_task: asyncio.Task | None = None
@@ -216,6 +220,7 @@ class RuleEngine:
         if t.kind == "cleared":
             self._recent.append(t.alarm)
             self.escalation.forget(t.alarm.id)
+            self.calls.forget(t.alarm.id)
         self.committer.submit(Pending(t, self.record_body(t, act), act.tier, act.silenced, act.detail))
 
     def record_body(self, t: Transition, act: Active) -> dict[str, Any]:
@@ -253,6 +258,7 @@ class RuleEngine:
         ringing = [a for a in acts if a.sounds and a.alarm.state == AlarmState.RAISED]
         self.sounder.sync([a.since_mono for a in ringing if not a.silenced], bool(ringing), now, reason)
         self.escalation.pump(acts, now)
+        self.calls.pump(acts, now)
 
     async def _fault(self, action: str, device_id: str, exc: BaseException) -> None:
         """A failed action becomes a local fault event (uplinked as an EVENT record), reported once per outage."""
@@ -311,6 +317,6 @@ class RuleEngine:
             "active": len(self.book.by_key),
             "commit_queue": self.committer.depth(),
             "counters": {**self.counters, **self.book.counters, **self.committer.counters, **self.tasks.counters,
-                         **self.sounder.counters, **self.escalation.counters},
+                         **self.sounder.counters, **self.escalation.counters, **self.calls.counters},
             "sounder": self.sounder.state(),
         }

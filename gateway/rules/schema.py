@@ -19,7 +19,8 @@ FieldName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 Seconds = Annotated[float, Meta(ge=0, le=7 * 86400)]
 Window = Annotated[float, Meta(gt=0, le=86400)]
 SeverityName = Literal["critical", "major", "minor", "info"]
-Action = Literal["sounder", "sms"]
+Action = Literal["sounder", "sms", "call"]  # call: phone the tiers that call (issue 22)
+Hours = Annotated[str, Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-4]):[0-5][0-9]$")]  # "07:00-22:00"
 Op = Literal[">", ">=", "<", "<="]
 
 SEVERITY = {"critical": Severity.CRITICAL, "major": Severity.MAJOR, "minor": Severity.MINOR, "info": Severity.INFO}
@@ -125,4 +126,33 @@ class CorrelateRule(_Rule, tag="correlate", kw_only=True, frozen=True):
     scope: Literal["building", "courtyard"] = "building"
 
 
-Rule = Union[EventRule, ThresholdRule, RateRule, OfflineRule, CorrelateRule]
+class Source(Match, kw_only=True, frozen=True):
+    """One activity source of an `inactivity` rule (issue 22): which devices, and what counts as activity.
+
+    frame: any frame except heartbeat/online/offline; change: `field` changes value (door contact,
+    motion count); event: an event of `events` (narrowed by `codes`), e.g. a daily check-in button;
+    volume: a cumulative water meter `field` rising by at least min_l litres within volume_window_h.
+    """
+
+    activity: Literal["frame", "change", "event", "volume"] = "frame"
+    field: FieldName | None = None
+    events: list[EventKind] = []
+    codes: list[str] = []
+    min_l: Annotated[float, Meta(gt=0, le=100000)] = 10.0  # Shenzhen/Shanghai practice: < 0.01 m3 in 12 h
+    litres_per_unit: Annotated[float, Meta(gt=0)] = 1.0  # 1000 when the meter reports m3
+    volume_window_h: Annotated[float, Meta(gt=0, le=168)] | None = None  # default: the rule's window_h
+
+
+class InactivityRule(_Rule, tag="inactivity", kw_only=True, frozen=True):
+    """Per flat (devices grouped by building/unit/room): no activity from any source for window_h hours of
+    active hours raises a welfare alarm on the flat's first source device (gateway/rules/inactivity.py)."""
+
+    sources: Annotated[list[Source], Meta(min_length=1)]
+    window_h: Annotated[float, Meta(gt=0, le=168)] = 12.0
+    active_hours: Hours = "00:00-24:00"  # only these local hours count towards window_h
+    quiet_hours: Hours | None = None  # no welfare alarm is raised inside these (it waits for their end)
+    timezone: str = "Asia/Shanghai"
+    grace_s: Seconds = 60.0  # a source silent for 2 x heartbeat + grace_s is offline: a fault, not inactivity
+
+
+Rule = Union[EventRule, ThresholdRule, RateRule, OfflineRule, CorrelateRule, InactivityRule]

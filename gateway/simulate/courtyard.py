@@ -65,6 +65,8 @@ class CourtyardFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     rules: list[dict[str, Any]] = []  # copied into the gateway config (validated when it loads)
     notify: dict[str, Any] = {}
     scenario: list[Step] = []
+    # Phone number -> drivers.cellular.simcall.Callee fields, e.g. {answer_after_rings = 2, key = "1"} (issue 22).
+    callees: dict[str, dict[str, Any]] = {}
 
 
 def load(path: Path) -> CourtyardFile:
@@ -87,6 +89,9 @@ TRIGGER_TYPES: dict[str, tuple[str, ...]] = {
     "clear": ("smoke", "gas", "hydrant", "pump_station", "manhole", "water_flow", "water_leak", "door"),
     "uplink_outage": (),
     "test_button": ("smoke", "gas", "water_flow", "manhole", "hydrant", "pump_station", "relay_box", "water_leak", "door"),
+    "sos": ("sos_button",),  # care for residents living alone (issue 22)
+    "door_opened": ("door_contact",),
+    "water_used": ("water_meter",),
 }
 
 

@@ -73,6 +73,10 @@ LORA_REASONS: dict[tuple[str, str], str] = {
     # opening the riser's test valve, a manhole sensor by lifting the cover (each put back after TEST_HOLD_S).
     ("test_button", "smoke"): "self_test", ("test_button", "gas"): "self_test",
     ("test_button", "water_flow"): "flow_started", ("test_button", "manhole"): "tilt",
+    # Care for residents living alone (issue 22): SOS button, door contact, water meter (Milesight payloads).
+    ("sos", "sos_button"): "press", ("clear", "sos_button"): "cancel",
+    ("door_opened", "door_contact"): "door_opened", ("clear", "door_contact"): "door_closed",
+    ("water_used", "water_meter"): "water_used",
 }
 TEST_RESTORE = {"water_flow": "flow_stopped", "manhole": "tilt_cleared"}
 TEST_HOLD_S = 2.0
@@ -159,7 +163,11 @@ async def _start_nbiot(c: Courtyard) -> None:
 async def _start_sms(c: Courtyard) -> None:
     from drivers.cellular.simsms import SmsModemSim
 
+    from drivers.cellular.simcall import Callee
+
     modem = SmsModemSim()
+    # Scripted callees (issue 22): who answers the gateway's calls and presses 1; others answer, listen, hang up.
+    modem.voice.callees = {number: Callee(**script) for number, script in c.spec.callees.items()}
     await modem.start(c.tty("sms"), create_pty=True)
     c.sims["sms"] = modem
 
@@ -167,6 +175,7 @@ async def _start_sms(c: Courtyard) -> None:
 async def _watch(c: Courtyard) -> None:
     """Say what the people in the courtyard would notice: the sounder, the strobe, an SMS arriving."""
     seen_sms = 0
+    seen_calls = 0
     seen_gb = 0
     outputs: dict[tuple[str, str], Any] = {}
     relays = [(d.id, int(d.address)) for d in (c.spec.modbus_rtu.devices if c.spec.modbus_rtu else ()) if c.types[d.id] == "relay_box"]
@@ -181,6 +190,12 @@ async def _watch(c: Courtyard) -> None:
             for number, text in texts[seen_sms:]:
                 c.note("sms_received", to=number, text=text)
             seen_sms = len(texts)
+            for call in sms.voice.calls[seen_calls:]:
+                if call.outcome in ("dialling", "alerting", "active"):
+                    break  # still going: noted once it has ended
+                c.note("call_acknowledged" if call.keys[-1:] == ["1"] else "call_ended", to=call.number,
+                       outcome=call.outcome, spoken=call.spoken[0] if call.spoken else "")
+                seen_calls += 1
         centre = c.sims.get("gb26875")
         if centre is not None:
             for r in centre.received[seen_gb:]:

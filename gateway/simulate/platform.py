@@ -1,7 +1,7 @@
-"""The street platform's side, for the demo and the tests: subscribes to a gateway's uplink subtree,
-tells alarms and events as they arrive (in the courtyard's time zone, with place names), counts
-telemetry, says how a backlog arrived after an outage, and checks the seq contract (holes,
-duplicates) per (gateway_id, store_id).
+"""The street platform's side, for the demo and the tests: the reference consumer (gateway.platform)
+subscribed to a gateway's uplink subtree, telling alarms and events as they arrive (in the courtyard's
+time zone, with place names), counting telemetry, saying how a backlog arrived after an outage; its
+seq ledger checks the contract (holes, duplicates) per (gateway_id, store_id).
 
     python -m gateway.simulate.platform --broker mqtt://127.0.0.1:1883 --config gateway.toml
 """
@@ -17,47 +17,9 @@ import threading
 import time
 import zoneinfo
 from typing import Any
-from urllib.parse import urlsplit
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
-
-class SeqLedger:
-    """The platform's dedupe: one set of seqs per (gateway_id, store_id); loss is a hole."""
-
-    def __init__(self) -> None:
-        self.seen: dict[tuple[str, str], set[int]] = {}
-        self.duplicates = 0
-
-    def add(self, gateway_id: str, store_id: str, seq: int) -> bool:
-        seqs = self.seen.setdefault((gateway_id, store_id), set())
-        if seq in seqs:
-            self.duplicates += 1
-            return False
-        seqs.add(seq)
-        return True
-
-    def holes(self) -> dict[tuple[str, str], list[int]]:
-        out = {}
-        for key, seqs in self.seen.items():
-            if seqs:
-                missing = sorted(set(range(min(seqs), max(seqs) + 1)) - seqs)
-                if missing:
-                    out[key] = missing
-        return out
-
-
-def records_of(topic: str, doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every record a message carries (a telemetry batch carries many)."""
-    if topic.endswith("/telemetry"):
-        from gateway.uplink.wire import decode_batch
-
-        return [{"cls": "telemetry", **r} for r in decode_batch(doc)]
-    if "seq" in doc:
-        return [doc]
-    return []
+from gateway.platform.consumer import PlatformConsumer
+from gateway.platform.ledger import SeqLedger  # noqa: F401 - re-exported for older imports
 
 
 BACKLOG_AGE_S = 5.0  # a record older than this on arrival was queued at the gateway (an outage)
@@ -82,67 +44,60 @@ def backlog_summary(classes: list[str], holes: int) -> str:
 
 
 class PlatformView:
+    """The demo's platform window on the reference consumer; `records` keeps every record in arrival
+    order with its `fresh` flag (duplicates included), for the reliability rigs."""
+
     def __init__(self, broker_url: str, gateway_id: str = "+", out: Any = sys.stdout, timezone: str = "Asia/Shanghai") -> None:
-        url = urlsplit(broker_url)
-        self.host, self.port = url.hostname or "127.0.0.1", url.port or 1883
-        self.topic = f"cg/v1/{gateway_id}/#"
         self.out = out
-        self.ledger = SeqLedger()
         self.records: list[dict[str, Any]] = []  # every record in arrival order (alarm, event, telemetry)
         self.status: dict[str, Any] = {}
         self.telemetry_count = 0
-        self.lock = threading.Lock()
         self.tz = zoneinfo.ZoneInfo(timezone)
         self._backlog: list[str] = []  # classes of late records, in arrival order, until the backlog ends
         self._online: bool | None = None
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"platform-view-{gateway_id.replace('+', 'all')}", protocol=mqtt.MQTTv5)
-        self.client.on_connect = self._on_connect
-        self.client.on_message = self._on_message
+        self.consumer = PlatformConsumer(broker_url, client_id=f"platform-view-{gateway_id.replace('+', 'all')}", gateway_id=gateway_id,
+                                         on_record=lambda r: self._record(r, True), on_duplicate=lambda r: self._record(r, False),
+                                         on_message=self._on_message)
+        self.lock = self.consumer.lock
+        self.ledger = self.consumer.ledger
+        self.client = self.consumer.c  # the paho client, for is_connected() in tests
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 3600  # a persistent platform session: nothing missed across our own blips
-        self.client.connect(self.host, self.port, keepalive=30, clean_start=False, properties=props)
-        self.client.loop_start()
+        self.consumer.start(wait_s=0)
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.consumer.stop()
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        client.subscribe(self.topic, qos=1)
-
-    def _on_message(self, client, userdata, msg) -> None:
+    def _on_message(self, topic: str, payload: bytes, _retain: bool) -> None:
         try:
-            doc = json.loads(msg.payload)
+            doc = json.loads(payload)
         except ValueError:
-            self._print(f"platform: undecodable message on {msg.topic}")
+            self._print(f"platform: undecodable message on {topic}")
             return
-        if msg.topic.endswith("/status"):
+        if topic.endswith("/status"):
             self.status = doc
             if doc.get("online") != self._online:
                 self._online = doc.get("online")
                 self._print(f"gateway {'online' if self._online else 'OFFLINE (its last will)'}")
-            return
-        if msg.topic.endswith("/reply"):
+        elif topic.endswith("/reply"):
             self._print(f"the gateway answers {doc.get('command')}: {doc.get('status')} {doc.get('reason', '')}".rstrip())
-            return
+
+    def _record(self, rec: dict[str, Any], fresh: bool) -> None:
+        leaf = {"telemetry": "telemetry", "alarm": "alarm"}.get(str(rec.get("cls")), "event")
         with self.lock:
-            for rec in records_of(msg.topic, doc):
-                fresh = self.ledger.add(doc.get("gateway_id", "?"), doc.get("store_id", "?"), int(rec["seq"]))
-                rec = {**rec, "topic": msg.topic, "fresh": fresh, "received_mono": time.monotonic()}
-                self.records.append(rec)
-                late = time.time() - rec.get("ts_ms", 0) / 1000 > BACKLOG_AGE_S
-                if fresh and late:
-                    self._backlog.append(str(rec.get("cls")))
-                elif fresh and self._backlog and rec.get("cls") == "telemetry":
-                    holes = sum(map(len, self.ledger.holes().values()))
-                    self._print(backlog_summary(self._backlog, holes))
-                    self._backlog = []
-                if rec.get("cls") == "telemetry":
-                    self.telemetry_count += 1
-                elif fresh:
-                    self._print(self.describe(rec, late))
+            rec = {**rec, "topic": f"cg/v1/{rec.get('gateway_id')}/{leaf}", "fresh": fresh, "received_mono": time.monotonic()}
+            self.records.append(rec)
+            late = time.time() - rec.get("ts_ms", 0) / 1000 > BACKLOG_AGE_S
+            if fresh and late:
+                self._backlog.append(str(rec.get("cls")))
+            elif fresh and self._backlog and rec.get("cls") == "telemetry":
+                holes = sum(map(len, self.ledger.holes().values()))
+                self._print(backlog_summary(self._backlog, holes))
+                self._backlog = []
+            if rec.get("cls") == "telemetry":
+                self.telemetry_count += 1
+            elif fresh:
+                self._print(self.describe(rec, late))
 
     def describe(self, rec: dict[str, Any], late: bool) -> str:
         body = rec.get("body") or {}

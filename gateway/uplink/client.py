@@ -12,53 +12,45 @@ while connected; commands and relayed reports go through the bounded CommandInbo
 from __future__ import annotations
 
 import asyncio
-import enum
+import contextlib
 import random
 import ssl
 from collections.abc import Callable
 from typing import Any
 
 import gateway
-from gateway.errors import ConfigError, UplinkError
-from gateway.model import RecordClass, Stamp
+from gateway.errors import ConfigError, GatewayError, UplinkError
+from gateway.model import RecordClass
 from gateway.uplink import faults
 from gateway.uplink.commands import NonceCache, Verifier
-from gateway.uplink.dispatch import Dispatcher, Handler, RelayHandler, Reply
+from gateway.uplink.dispatch import Dispatcher, Handler, RelayHandler
 from gateway.uplink.drain import Drainer
 from gateway.uplink.inbox import CommandInbox
-from gateway.uplink.reconnect import Backoff, Histogram, probe_reason
-from gateway.uplink.session import ConnectRefused, HostUnresolvable, Session, TlsRefused, broker_address
+from gateway.uplink.ownmsgs import OwnMessages
+from gateway.uplink.linkstate import ConnState, LinkState
+from gateway.uplink.reconnect import Backoff, Histogram, parse_server_reference, probe_reason
+from gateway.uplink.session import ConnectRefused, Session, TlsRefused, broker_address
 from gateway.uplink.wire import Envelope
 
 CONNECT_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 1.0  # offline status PUBACK + DISCONNECT on shutdown (daemon stop budget is 4 s)
 
 
-class ConnState(enum.StrEnum):
-    DISCONNECTED = "disconnected"  # not started, or stopped
-    PROBING = "probing"  # TCP-probing the broker port
-    BACKOFF = "backoff"  # broker reachable, waiting before the next full connect
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    NOT_AUTHORIZED = "not_authorized"  # CONNACK auth failure, TLS refused, or PUBACK 135 (ACL)
-    CONFIG_ERROR = "config_error"  # TLS files missing/invalid/expired, or the broker URL unusable: no attempt made
-
-
-# States that describe a fault an operator must fix: kept through the retries until a connect succeeds.
-STICKY = frozenset({ConnState.NOT_AUTHORIZED, ConnState.CONFIG_ERROR})
-
-
 class Uplink:
     def __init__(self, cfg: Any, credentials: Any, identity: Any, outbox: Any, clock: Any, log: Any,
                  handlers: dict[str, Handler] | None = None, relay_handler: RelayHandler | None = None,
-                 status_provider: Callable[[], dict[str, Any]] | None = None) -> None:
+                 status_provider: Callable[[], dict[str, Any]] | None = None,
+                 reload_credentials: Callable[[], Any] | None = None) -> None:
+        """reload_credentials: given when the daemon could not load the credentials file (it passes empty
+        Credentials): the uplink stays down with reason credentials_invalid and retries the loader each
+        attempt, so fixing the file needs no restart (issue 15 item 3)."""
         self.cfg = cfg
+        self._reload_credentials = reload_credentials
         self.creds = credentials
         self.outbox = outbox
         self.clock = clock
         self.log = log.bind(component="uplink") if hasattr(log, "bind") else log
-        self.reason, self.detail = faults.STARTING, ""
-        self._outage_reason = ""
+        self.link = LinkState(clock)
         self._url_error = ""
         try:
             self.host, self.port, self.use_tls = broker_address(cfg.broker_url)
@@ -77,19 +69,13 @@ class Uplink:
         verifier = Verifier(identity.gateway_id, dict(credentials.command_keys), cfg.command_window_s, clock)
         self.dispatcher = Dispatcher(verifier, NonceCache(outbox, cfg.command_window_s), handlers or {}, relay_handler,
                                      self._status_provider, clock, self.log)
-        self.inbox = CommandInbox(self.dispatcher, self._send_reply, cfg.command_queue_max, clock, self.log)
+        self.own = OwnMessages(self.env, clock, lambda: self._session)
+        self.inbox = CommandInbox(self.dispatcher, self.own.reply, cfg.command_queue_max, clock, self.log)
         self.backoff = Backoff(cfg.reconnect_base_s, cfg.reconnect_cap_s)
         self.reconnect_delays = Histogram()
-        self._state = ConnState.DISCONNECTED
-        self._state_since_mono = clock.monotonic()
-        self._state_since_wall = clock.wall()
         self._started_mono = clock.monotonic()
-        self._down_since_mono: float | None = clock.monotonic()  # None while connected
-        self._down_since_wall: float | None = clock.wall()
-        self.last_down: dict[str, Any] = {}  # the outage that ended with the last connect: reason, for_s
         self._kick = asyncio.Event()
         self._session: Session | None = None
-        self._control_acks: dict[int, asyncio.Future[int]] = {}
         self.fault = ""
         self.connects = 0
         self.connect_failures = 0
@@ -100,7 +86,7 @@ class Uplink:
     # ---- public --------------------------------------------------------------------------------
     @property
     def state(self) -> ConnState:
-        return self._state
+        return self.link.state
 
     @property
     def last_puback(self) -> float | None:
@@ -109,7 +95,7 @@ class Uplink:
 
     def down_for_s(self) -> float:
         """How long the platform has been unreachable (0 while connected); counts from start if never up."""
-        return 0.0 if self._down_since_mono is None else self.clock.monotonic() - self._down_since_mono
+        return self.link.down_for_s()
 
     def notify_alarm(self) -> None:
         """A new alarm: skip any probe interval or backoff wait and try to connect now."""
@@ -122,13 +108,8 @@ class Uplink:
         must act), plus counters. The daemon's trouble indication is computed from up + down_for_s."""
         now = self.clock.monotonic()
         d = self.drainer
-        up = self._state == ConnState.CONNECTED
-        reason = "" if up and not d.fault else (faults.PUBLISH_REFUSED if up else self.reason)
         return {
-            "state": str(self._state), "up": up and not d.fault, "reason": reason, "detail": "" if up and not d.fault else (d.fault if up else self.detail),
-            "config_fault": reason in faults.CONFIG_REASONS, "since_wall_s": self._state_since_wall,
-            "down_since_wall_s": self._down_since_wall, "down_for_s": round(self.down_for_s(), 1), "last_down": self.last_down,
-            "state_age_s": round(now - self._state_since_mono, 1), "since_wall": self._state_since_wall,
+            **self.link.fields(d.fault),
             "broker": f"{self.host}:{self.port}", "tls": self.use_tls, "fault": self.fault or d.fault,
             "last_puback_wall": d.last_puback_wall,
             "last_puback_age_s": None if d.last_puback_mono is None else round(now - d.last_puback_mono, 1),
@@ -150,34 +131,10 @@ class Uplink:
 
     # ---- state machine -------------------------------------------------------------------------
     def _set_state(self, state: ConnState, reason: str = "", detail: str = "") -> None:
-        if state != ConnState.CONNECTED and reason:
-            self._note_reason(reason, detail)
-        if state != self._state:
-            self._state = state
-            self._state_since_mono = self.clock.monotonic()
-            self._state_since_wall = self.clock.wall()
-            if state == ConnState.CONNECTED:
-                if self._down_since_mono is not None and self._outage_reason:
-                    self.last_down = {"reason": self._outage_reason, "for_s": round(self._state_since_mono - self._down_since_mono, 1),
-                                      "until_wall_s": self._state_since_wall}
-                self._outage_reason = ""
-                self._down_since_mono = self._down_since_wall = None
-                self.reason, self.detail = "", ""
-            elif self._down_since_mono is None:
-                self._down_since_mono, self._down_since_wall = self._state_since_mono, self._state_since_wall
-
-    def _note_reason(self, reason: str, detail: str) -> None:
-        self.reason, self.detail = reason, detail
-        if reason not in (faults.STARTING, faults.CONNECTING):
-            self._outage_reason = reason  # what the retained status reports once the outage is over
+        self.link.set(state, reason, detail)
 
     def _phase(self, state: ConnState, reason: str = "", detail: str = "") -> None:
-        """A step of the retry loop: does not overwrite a sticky fault state (STICKY) until connected."""
-        if self._state in STICKY:
-            if reason and self.reason not in faults.CONFIG_REASONS:
-                self._note_reason(reason, detail)
-            return
-        self._set_state(state, reason, detail)
+        self.link.phase(state, reason, detail)
 
     def _log_down(self, reason: str, detail: str, **kw: Any) -> None:
         # First failure (or a new reason) at WARNING, repeats at DEBUG (STYLE "Errors and logging").
@@ -186,10 +143,11 @@ class Uplink:
         level("uplink_down", reason=reason, detail=detail, **kw)
 
     async def _wait_kick(self, timeout_s: float) -> None:
-        try:
-            await asyncio.wait_for(self._kick.wait(), timeout_s)
-        except asyncio.TimeoutError:
-            pass
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (gh-86296); a likely
+        # cause of rare teardown hangs seen in the drain-rate test and the fleet simulation.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._kick.wait()
         self._kick.clear()
 
     def _load_tls(self) -> bool:
@@ -197,6 +155,14 @@ class Uplink:
         if self._url_error:
             self._set_state(ConnState.CONFIG_ERROR, faults.BROKER_URL_INVALID, self._url_error)
             return False
+        if self._reload_credentials is not None:
+            try:
+                self.creds = self._reload_credentials()
+            except GatewayError as exc:  # ConfigError: missing, group-readable or invalid file
+                self._set_state(ConnState.CONFIG_ERROR, faults.CREDENTIALS_INVALID, str(exc)[:300])
+                return False
+            self._reload_credentials = None
+            self.dispatcher.verifier.set_keys(dict(self.creds.command_keys))
         if not self.use_tls:
             return True
         try:
@@ -205,7 +171,7 @@ class Uplink:
         except faults.TlsFilesError as exc:
             self._set_state(ConnState.CONFIG_ERROR, exc.reason, exc.detail)
             return False
-        if self._state == ConnState.CONFIG_ERROR:  # the files are fine now: the fault is no longer sticky
+        if self.link.state == ConnState.CONFIG_ERROR:  # the files are fine now: the fault is no longer sticky
             self._set_state(ConnState.PROBING, faults.CONNECTING, "TLS files loaded")
             self.log.info("uplink_tls_files_loaded")
         return True
@@ -216,7 +182,7 @@ class Uplink:
         long_wait = False  # the last refusal asked for a long back-off: a probe success does not cut it
         while True:
             if not self._load_tls():
-                self._log_down(self.reason, self.detail)
+                self._log_down(self.link.reason, self.link.detail)
                 await self._wait_kick(max(self.cfg.probe_interval_s, 1.0))
                 continue
             self._phase(ConnState.PROBING)
@@ -264,19 +230,14 @@ class Uplink:
 
     def _connect_failed(self, exc: UplinkError) -> tuple[float, bool]:
         self.connect_failures += 1
-        if self._redirect_used():
-            return 0.0, False  # the referred server failed: straight back to the configured one
+        if self._leave_redirect():  # the referred server failed: back to the configured one, not at once
+            self._phase(ConnState.BACKOFF, faults.SERVER_MOVED, f"referred server failed: {exc}")
+            return self.cfg.busy_backoff_s * self._rng.uniform(0.5, 1.0), True
         if isinstance(exc, ConnectRefused) and (exc.busy or exc.moved):
             return self._server_asked_to_wait(exc.rc, exc.server_reference)
-        auth = isinstance(exc, TlsRefused) or (isinstance(exc, ConnectRefused) and exc.auth)
-        if isinstance(exc, TlsRefused):
-            reason = exc.reason_word
-        elif isinstance(exc, ConnectRefused):
-            reason = faults.NOT_AUTHORIZED if exc.auth else faults.CONNECT_FAILED
-        else:
-            reason = faults.HOST_UNRESOLVABLE if isinstance(exc, HostUnresolvable) else faults.CONNECT_FAILED
-        if auth:
-            self.backoff.to_cap()
+        reason = getattr(exc, "reason_word", faults.CONNECT_FAILED)
+        if isinstance(exc, TlsRefused) or (isinstance(exc, ConnectRefused) and exc.auth):
+            self.backoff.to_cap()  # an operator must act: retrying sooner cannot help
             self._set_state(ConnState.NOT_AUTHORIZED, reason, str(exc))
         else:
             self._phase(ConnState.BACKOFF, reason, str(exc))
@@ -290,19 +251,19 @@ class Uplink:
         """CONNACK/DISCONNECT busy, quota, rate (0x89/0x97/0x9F) or moved (0x9C/0x9D): a long, jittered
         wait (EMQX bans a flapping client id for 5 min), or at once to the v5 Server Reference if given."""
         moved = rc in (0x9C, 0x9D) or bool(reference)
-        target = _parse_reference(reference, self.port) if reference else None
+        target = parse_server_reference(reference, self.port) if reference else None
         reason = faults.SERVER_MOVED if moved else faults.SERVER_BUSY
         self._phase(ConnState.BACKOFF, reason, f"rc 0x{rc:02X}" + (f", server reference {reference!r}" if reference else ""))
         if target is not None:
             self.host, self.port = target
-            self._log_down(reason, self.detail, redirect=f"{self.host}:{self.port}")
+            self._log_down(reason, self.link.detail, redirect=f"{self.host}:{self.port}")
             return 0.0, False
         delay = self.cfg.busy_backoff_s * self._rng.uniform(0.5, 1.0)
         self.fault = reason
-        self._log_down(reason, self.detail, rc=rc, retry_in_s=round(delay, 1))
+        self._log_down(reason, self.link.detail, rc=rc, retry_in_s=round(delay, 1))
         return delay, True
 
-    def _redirect_used(self) -> bool:
+    def _leave_redirect(self) -> bool:
         if (self.host, self.port) == self._configured:
             return False
         self.host, self.port = self._configured
@@ -337,7 +298,7 @@ class Uplink:
         session.abort()  # no-op when the broker already closed it
         self._session = None
         self.drainer.session_lost()
-        self._fail_control_acks()
+        self.own.session_lost()
         self._phase(ConnState.PROBING, faults.CONNECTION_LOST, f"rc {session.closed.result()}")
         self.log.warning("uplink_disconnected", rc=session.closed.result())
         if not drain.cancelled() and drain.exception() is not None:
@@ -346,10 +307,8 @@ class Uplink:
     async def _stop(self) -> None:
         session, self._session = self._session, None
         if session is not None and session.connected:
-            mid = self._publish_status(online=False, session=session, reason="shutdown")
-            fut = self._control_acks.get(mid) if mid is not None else None
-            if fut is not None:
-                await asyncio.wait([fut], timeout=STOP_TIMEOUT_S)
+            mid = self.own.status(False, {"reason": "shutdown"}, session)
+            await self.own.wait_acked(mid, STOP_TIMEOUT_S)
             await session.disconnect(STOP_TIMEOUT_S)
         elif session is not None:
             session.abort()
@@ -362,31 +321,13 @@ class Uplink:
 
     # ---- messages ------------------------------------------------------------------------------
     def _on_commit(self, cls_min: RecordClass) -> None:
-        if cls_min == RecordClass.ALARM and self._state != ConnState.CONNECTED:
+        if cls_min == RecordClass.ALARM and self.link.state != ConnState.CONNECTED:
             self._kick.set()
         self.drainer.on_commit(cls_min)
 
     def _on_publish(self, mid: int, rc: int) -> None:
-        fut = self._control_acks.pop(mid, None)
-        if fut is not None:
-            if not fut.done():
-                fut.set_result(rc)
-            return
-        self.drainer.on_publish(mid, rc)
-
-    def _fail_control_acks(self) -> None:
-        for fut in self._control_acks.values():
-            if not fut.done():
-                fut.set_result(-1)
-        self._control_acks.clear()
-
-    def _publish_control(self, session: Session, topic: str, payload: bytes, retain: bool = False) -> int | None:
-        try:
-            mid = session.publish(topic, payload, retain=retain)
-        except UplinkError:
-            return None  # not connected: status is re-sent on connect; a lost reply is re-asked by the platform
-        self._control_acks[mid] = asyncio.get_running_loop().create_future()
-        return mid
+        if not self.own.on_publish(mid, rc):
+            self.drainer.on_publish(mid, rc)
 
     def status_fields(self) -> dict[str, Any]:
         provided = dict(self._status_provider())
@@ -395,20 +336,15 @@ class Uplink:
             "version": gateway.__version__,
             "uptime_s": round(self.clock.monotonic() - self._started_mono, 1),
             "queue": dict(stats.depth), "oldest_age_s": {k: round(v, 1) for k, v in stats.oldest_age_s.items()},
-            "store_fault": stats.fault, "uplink_fault": self.drainer.fault,
-            **({"uplink_last_down": self.last_down} if self.last_down else {}),
+            "store_fault": stats.fault, "uplink_fault": self.drainer.fault, "evicted": stats.evicted,
+            **({"uplink_last_down": self.link.last_down} if self.link.last_down else {}),
             "drivers": provided.get("drivers", {}), "active_alarms": provided.get("active_alarms", 0),
             # config_version, its hash, pending and last apply error (docs/fleet.md), once the daemon provides them
             **({"config": provided["config"]} if isinstance(provided.get("config"), dict) else {}),
         }
 
-    def _publish_status(self, online: bool, session: Session | None = None, reason: str = "") -> int | None:
-        session = session or self._session
-        if session is None:
-            return None
-        fields = self.status_fields() if online else {"reason": reason}
-        msg = self.env.status(self.clock.boot_id, self.clock.now(), online, fields)
-        return self._publish_control(session, msg.topic, msg.payload, retain=True)
+    def _publish_status(self, online: bool) -> int | None:
+        return self.own.status(online, self.status_fields())
 
     async def _status_loop(self) -> None:
         while True:
@@ -418,23 +354,6 @@ class Uplink:
     def _on_message(self, topic: str, payload: bytes) -> None:
         if topic in (self.env.topics.cmd, self.env.topics.relay):
             self.inbox.offer(topic == self.env.topics.relay, payload)  # O(1): no parsing in paho's callback
-
-    def _send_reply(self, reply: Reply) -> None:
-        session = self._session
-        if session is not None:
-            stamp: Stamp = self.clock.now()
-            msg = self.env.reply(self.clock.boot_id, stamp, reply.id, reply.command, reply.status, reply.reason, reply.result)
-            self._publish_control(session, msg.topic, msg.payload)
-
-
-def _parse_reference(reference: str, default_port: int) -> tuple[str, int] | None:
-    """MQTT v5 §4.11 Server Reference, first entry of "host[:port] host2..." (the form EMQX and HiveMQ send)."""
-    first = reference.split()[0] if reference.split() else ""
-    host, _, port = first.rpartition(":") if first.count(":") == 1 else (first, "", "")
-    try:
-        return (host, int(port)) if port else ((first, default_port) if first else None)
-    except ValueError:
-        return None
 
 
 def _fields(struct: Any) -> dict[str, Any]:

@@ -9,17 +9,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import secrets
 import sqlite3
-import time
 from typing import Any
 
 import msgspec
 
 from gateway.errors import CommandRejected
+from gateway.platform.signing import CANON_TAG, canonical, sign_command  # noqa: F401 - one definition, re-exported
 
 MAX_COMMAND_BYTES = 64 * 1024
-CANON_TAG = "cg-cmd-v1"
 _NONCE_MAX_CHARS = 64
 _ID_MAX_CHARS = 128
 _ARGS_MAX_DEPTH = 16  # real commands nest 1-2 levels; deeper is refused before any recursive walk (issue 16)
@@ -58,28 +56,6 @@ class SignedCommand(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sig: str  # hex HMAC-SHA256 over canonical(...)
 
 
-def canonical(cmd_id: str, gateway_id: str, command: str, args: dict[str, Any], issued_at: int, nonce: str, key_id: str) -> bytes:
-    """The signed bytes: a JSON array, object keys sorted, no spaces, UTF-8 (not \\u-escaped).
-
-    Equivalent to Python json.dumps([...], sort_keys=True, separators=(",", ":"), ensure_ascii=False).
-    """
-    doc = [CANON_TAG, cmd_id, gateway_id, command, args, issued_at, nonce, key_id]
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-
-
-def sign_command(key_id: str, key_hex: str, gateway_id: str, command: str, args: dict[str, Any] | None = None, *,
-                 issued_at: int | None = None, nonce: str | None = None, cmd_id: str | None = None) -> bytes:
-    """A signed command payload as the platform publishes it to cg/v1/<gateway_id>/cmd (or .../relay)."""
-    args = args or {}
-    issued_at = int(time.time()) if issued_at is None else issued_at
-    nonce = nonce or secrets.token_hex(12)
-    cmd_id = cmd_id or secrets.token_hex(8)
-    mac = hmac.new(bytes.fromhex(key_hex), canonical(cmd_id, gateway_id, command, args, issued_at, nonce, key_id), hashlib.sha256)
-    doc = {"id": cmd_id, "gateway_id": gateway_id, "command": command, "args": args, "issued_at": issued_at,
-           "nonce": nonce, "key_id": key_id, "sig": mac.hexdigest()}
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def peek_id(payload: bytes) -> tuple[str, str]:
     """(id, command) of a payload for the reply, best effort; ("", "") if it does not say."""
     try:
@@ -101,10 +77,13 @@ class Verifier:
 
     def __init__(self, gateway_id: str, command_keys: dict[str, str], window_s: float, clock: Any) -> None:
         self.gateway_id = gateway_id
-        self._keys = {kid: bytes.fromhex(k) for kid, k in command_keys.items()}
+        self.set_keys(command_keys)
         self.window_s = window_s
         self.clock = clock
         self._decoder = msgspec.json.Decoder(SignedCommand)
+
+    def set_keys(self, command_keys: dict[str, str]) -> None:
+        self._keys = {kid: bytes.fromhex(k) for kid, k in command_keys.items()}
 
     def verify(self, payload: bytes) -> SignedCommand:
         if len(payload) > MAX_COMMAND_BYTES:

@@ -27,20 +27,33 @@ PUBACK_TIMEOUT_S = 15.0
 
 
 class TokenBucket:
-    """drain_readings_per_s, burst of one batch; a batch may overdraw, the next one waits it off."""
+    """drain_readings_per_s with a burst of at most one batch, and never overdrawn (issue 21).
 
-    def __init__(self, rate_per_s: float, burst: float, clock: Any) -> None:
+    The old bucket started full at max(batch, rate) and let a batch overdraw it: 7,184-7,557 readings in
+    the first 0.5 s after a broker return against 5,000/s. Now it starts empty at each session and a batch
+    is sized to the tokens there are, so over any T s from the session start at most rate x T readings go
+    out (and at most rate x T + capacity over any later window).
+    """
+
+    def __init__(self, rate_per_s: float, capacity: float, clock: Any) -> None:
         self.rate = rate_per_s
-        self.burst = burst
+        self.capacity = max(1.0, capacity)
         self.clock = clock
-        self.tokens = burst
+        self.tokens = 0.0
         self._last = clock.monotonic()
 
-    def wait_s(self) -> float:
+    def reset(self) -> None:
+        """Empty: a new session earns its first batch at the configured rate (no burst on return)."""
+        self.tokens = 0.0
+        self._last = self.clock.monotonic()
+
+    def wait_s(self, want: float = 1.0) -> float:
+        """Seconds until `want` tokens (clamped to capacity) are there; 0 if they are now."""
         now = self.clock.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self._last) * self.rate)
+        self.tokens = min(self.capacity, self.tokens + (now - self._last) * self.rate)
         self._last = now
-        return 0.0 if self.tokens > 0 else -self.tokens / self.rate + 1e-3
+        want = min(want, self.capacity)
+        return 0.0 if self.tokens >= want else (want - self.tokens) / self.rate + 1e-3
 
     def spend(self, n: int) -> None:
         self.tokens -= n
@@ -66,7 +79,8 @@ class Drainer:
         self.log = log
         self.batcher = TelemetryBatcher(envelope, cfg.batch_max_readings, cfg.batch_max_bytes)
         self.env = envelope
-        self.bucket = TokenBucket(cfg.drain_readings_per_s, max(cfg.batch_max_readings, cfg.drain_readings_per_s), clock)
+        # Capacity: one batch, but no more than 0.1 s of the rate (a slow link gets small batches, not bursts).
+        self.bucket = TokenBucket(cfg.drain_readings_per_s, min(cfg.batch_max_readings, max(1.0, cfg.drain_readings_per_s / 10)), clock)
         self.counters = Counters()
         self.inflight: dict[int, Message] = {}  # mid -> message (its seqs)
         self.sent_mono: dict[int, float] = {}  # mid -> when it was handed to paho
@@ -156,6 +170,7 @@ class Drainer:
     # ---- the loop ------------------------------------------------------------------------------
     async def run(self, session: Any) -> None:
         """Publish until the session closes or stalls (returns), or the task is cancelled."""
+        self.bucket.reset()
         while session.connected:
             if self.stalled():
                 self.counters.puback_timeouts += 1
@@ -174,13 +189,14 @@ class Drainer:
             if records[0].cls != RecordClass.TELEMETRY:
                 self._publish_records(session, [r for r in records if r.cls != RecordClass.TELEMETRY])
                 continue
-            wait = self.bucket.wait_s()
+            want = min(len(records), int(self.bucket.capacity))
+            wait = self.bucket.wait_s(want)
             if wait > 0:
                 await self._sleep(wait)
                 continue  # re-fetch: an alarm may have arrived while we waited
             if self.urgent:
                 continue
-            msg = self.batcher.take([self._rebased(r) for r in records])
+            msg = self.batcher.take([self._rebased(r) for r in records[:want]])
             self.bucket.spend(len(msg.seqs))
             self._send(session, msg)
 

@@ -19,6 +19,7 @@ CERT_INVALID = "cert_invalid"  # unreadable, not PEM, key does not match the cer
 CERT_EXPIRED = "cert_expired"  # our client certificate is past notAfter (or not yet valid)
 CA_INVALID = "ca_invalid"  # ca_file unreadable / not a certificate
 BROKER_URL_INVALID = "broker_url_invalid"
+CREDENTIALS_INVALID = "credentials_invalid"  # the credentials file is missing, readable by others, or invalid
 HOST_UNRESOLVABLE = "host_unresolvable"  # DNS: no such name (or no resolver)
 BROKER_UNREACHABLE = "broker_unreachable"  # TCP refused or timed out
 TLS_SERVER_UNTRUSTED = "tls_server_untrusted"  # the broker's certificate does not verify against ca_file
@@ -35,8 +36,8 @@ STOPPED = "stopped"
 
 # Faults an operator must fix (files, PKI, credentials): they keep a local trouble indication on even
 # while the state machine keeps retrying (docs/uplink.md).
-CONFIG_REASONS = frozenset({CERT_MISSING, CERT_INVALID, CERT_EXPIRED, CA_INVALID, BROKER_URL_INVALID, HOST_UNRESOLVABLE,
-                            TLS_SERVER_UNTRUSTED, TLS_CLIENT_REFUSED, NOT_AUTHORIZED})
+CONFIG_REASONS = frozenset({CERT_MISSING, CERT_INVALID, CERT_EXPIRED, CA_INVALID, BROKER_URL_INVALID, CREDENTIALS_INVALID, HOST_UNRESOLVABLE,
+                            TLS_SERVER_UNTRUSTED, TLS_CLIENT_REFUSED, NOT_AUTHORIZED, PUBLISH_REFUSED})
 
 
 class TlsFilesError(UplinkError):

@@ -44,10 +44,11 @@ async def probe_reason(host: str, port: int, timeout_s: float) -> str:
     An unresolvable name is an installer's fault (issue 15 item 3), a refused port is the broker's.
     """
     try:
-        _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
+        async with asyncio.timeout(timeout_s):  # not wait_for: it can swallow a cancellation on 3.11 (gh-86296)
+            _reader, writer = await asyncio.open_connection(host, port)
     except (socket.gaierror, UnicodeError):  # UnicodeError: the IDNA codec refuses the name (label > 63 chars)
         return "host_unresolvable"
-    except (OSError, asyncio.TimeoutError):
+    except (OSError, TimeoutError):
         return "broker_unreachable"
     writer.close()
     try:
@@ -55,3 +56,13 @@ async def probe_reason(host: str, port: int, timeout_s: float) -> str:
     except OSError:
         pass
     return ""
+
+
+def parse_server_reference(reference: str, default_port: int) -> tuple[str, int] | None:
+    """MQTT v5 §4.11 Server Reference, first entry of "host[:port] host2..." (the form EMQX and HiveMQ send)."""
+    first = reference.split()[0] if reference.split() else ""
+    host, _, port = first.rpartition(":") if first.count(":") == 1 else (first, "", "")
+    try:
+        return (host, int(port)) if port else ((first, default_port) if first else None)
+    except ValueError:
+        return None

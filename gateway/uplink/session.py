@@ -9,6 +9,7 @@ not paho's memory, re-feeds whatever was not acknowledged (reliability §2 rule 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import threading
@@ -22,6 +23,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from gateway.errors import ConfigError, UplinkError
+from gateway.uplink import faults
 from gateway.uplink.faults import tls_reason
 
 # MQTT v5 §3.2.2.2 CONNACK reason codes that no retry can cure without an operator: go to the cap.
@@ -42,6 +44,7 @@ class ConnectRefused(UplinkError):
         self.busy = rc in BUSY_REASON_CODES
         self.moved = rc in MOVED_REASON_CODES
         self.server_reference = server_reference
+        self.reason_word = faults.NOT_AUTHORIZED if self.auth else faults.CONNECT_FAILED
 
 
 class TlsRefused(UplinkError):
@@ -54,6 +57,8 @@ class TlsRefused(UplinkError):
 
 class HostUnresolvable(UplinkError):
     """DNS could not resolve the broker's host name."""
+
+    reason_word = faults.HOST_UNRESOLVABLE
 
 
 def broker_address(url: str) -> tuple[str, int, bool]:
@@ -164,22 +169,24 @@ class Session:
         """TCP (+TLS) connect in an executor, then wait for CONNACK. Raises ConnectRefused, TlsRefused, UplinkError."""
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.session_expiry_s  # MQTT v5 §3.1.2.11.2: queued cmds survive short outages
-        try:
-            await asyncio.wait_for(self._loop.run_in_executor(
-                None, lambda: self.client.connect(host, port, self.keepalive_s, clean_start=False, properties=props)), timeout_s)
+        try:  # asyncio.timeout, not wait_for: wait_for can swallow a cancellation on 3.11 (gh-86296)
+            async with asyncio.timeout(timeout_s):
+                await self._loop.run_in_executor(
+                    None, lambda: self.client.connect(host, port, self.keepalive_s, clean_start=False, properties=props))
         except ssl.SSLError as exc:
             self.abort()
             raise TlsRefused(f"TLS handshake with {host}:{port} failed: {exc.reason or exc}", tls_reason(exc)) from None
         except (socket.gaierror, UnicodeError) as exc:  # UnicodeError: IDNA refuses the name before any lookup
             self.abort()
             raise HostUnresolvable(f"cannot resolve {host!r}: {exc}") from None
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:
             self.abort()
             raise UplinkError(f"connect to {host}:{port} failed: {exc or type(exc).__name__}") from None
         self._misc_task = asyncio.create_task(self._misc())
         try:
-            rc = await asyncio.wait_for(asyncio.shield(self._connack), timeout_s)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout_s):
+                rc = await asyncio.shield(self._connack)
+        except TimeoutError:
             self.abort()
             raise UplinkError(f"no CONNACK from {host}:{port} within {timeout_s:g} s") from None
         if rc >= 0x80:
@@ -211,10 +218,9 @@ class Session:
         """Clean DISCONNECT (reason 0: the broker does not send the Last Will)."""
         if self.connected:
             self.client.disconnect()
-            try:
-                await asyncio.wait_for(asyncio.shield(self.closed), timeout_s)
-            except asyncio.TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await asyncio.shield(self.closed)
         self.abort()
 
     def abort(self) -> None:

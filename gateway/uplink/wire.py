@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from gateway.model import RecordClass, Stamp
+from gateway.platform.decode import decode_batch  # noqa: F401 - re-exported: the reference lives platform-side
 
 WIRE_VERSION = 1
 TOPIC_ROOT = "cg/v1"
@@ -154,12 +155,3 @@ class TelemetryBatcher:
         size += (len(rec.device) + 3) if new_dev else 0
         size += sum(len(k) + 3 for k in new_keys)
         return size, row, new_dev, new_keys
-
-
-def decode_batch(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """Platform-side expansion of a telemetry batch into plain readings (used by tests and docs)."""
-    out = []
-    for row in doc["r"]:
-        values = {doc["k"][row[i]]: row[i + 1] for i in range(4, len(row), 2)}
-        out.append({"seq": doc["seq0"] + row[0], "device": doc["d"][row[1]], "ts_ms": doc["t0_ms"] + row[2], "clock_synced": bool(row[3]), "values": values})
-    return out

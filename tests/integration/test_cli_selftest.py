@@ -168,3 +168,17 @@ def test_unsynchronised_kernel_clock_fails(tmp_path):
     assert not c.ok and "not synchronised (kernel)" in c.reason and "timedatectl" in c.fix
     env.kernel_synced = lambda: True
     assert check_clock(env)[0].ok
+
+
+def test_broker_check_fails_when_the_daemons_uplink_reports_a_configuration_fault(site):
+    """Issue 15 item 3: the TLS handshake from the CLI works, yet the daemon's uplink is refused (its
+    health says why): selftest must not pass the broker line."""
+    from gateway.cli.checks import check_broker
+
+    env = gather(locate(str(site["config"])))
+    [ok] = check_broker(env)
+    assert ok.ok, ok.reason
+    env.status = {**(env.status or {}), "uplink": {"state": "not_authorized", "up": False, "config_fault": True,
+                                                    "reason": "publish_refused", "detail": "PUBACK 0x87"}}
+    [c] = check_broker(env)
+    assert not c.ok and "publish_refused" in c.reason and "courtyard.acl" in c.fix

@@ -112,3 +112,38 @@ def test_unresolvable_host_is_a_down_reason_not_a_crash(tmp_path):
     # A 64-character label is refused by the IDNA codec before any lookup: no traffic leaves 127.0.0.1.
     (down,) = asyncio.run(_run_until(tmp_path, f"mqtt://{'a' * 64}.invalid:1883", lambda u: u.health()["reason"] == "host_unresolvable"))
     assert down["up"] is False and down["config_fault"] is True and down["state"] == "probing"
+
+
+def test_credentials_file_that_cannot_be_loaded_is_a_down_reason_until_it_is_fixed(broker, tmp_path):
+    """The daemon passes empty Credentials and a loader when the file is missing (snippet in the report)."""
+    import msgspec
+
+    from gateway import log as logsetup
+    from gateway.config.load import load_credentials
+    from gateway.config.schema import Credentials, Identity
+    from gateway.config.schema import Uplink as UplinkCfg
+    from gateway.uplink import Uplink
+
+    path = tmp_path / "credentials.toml"
+
+    async def main():
+        clock = Clock("assume_synced")
+        outbox = await open_outbox(tmp_path, clock)
+        conf = msgspec.structs.replace(UplinkCfg(broker_url=broker.url), probe_interval_s=0.5)
+        up = Uplink(conf, Credentials(), Identity(gateway_id=GW), outbox, clock, logsetup.get(), reload_credentials=lambda: load_credentials(path))
+        task = asyncio.create_task(up.run())
+        try:
+            await async_wait_for(lambda: up.health()["reason"] == "credentials_invalid", what="down for credentials")
+            down = up.health()
+            path.write_text('command_keys = { ops-1 = "' + "ab" * 32 + '" }\n')
+            path.chmod(0o600)
+            await async_wait_for(lambda: up.health()["up"], what="connected once the file is fixed")
+            return down, up.dispatcher.verifier._keys
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await outbox.close()
+
+    down, keys = asyncio.run(main())
+    assert down["state"] == "config_error" and "not found" in down["detail"] and down["config_fault"] is True
+    assert list(keys) == ["ops-1"]  # the command keys came with the reloaded file

@@ -1,5 +1,5 @@
-"""Parts for uplink integration tests: a platform subscriber (paho in its own thread, straight to the
-broker, persistent session), a real Outbox in tmp_path, and an Uplink wired to both."""
+"""Parts for uplink integration tests: the reference platform consumer (gateway.platform, paho in its own
+thread, straight to the broker, persistent session), a real Outbox in tmp_path, and an Uplink wired to both."""
 
 from __future__ import annotations
 
@@ -9,44 +9,38 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from gateway import log as logsetup
 from gateway.clock import Clock
 from gateway.config.schema import Credentials, Identity, Store
 from gateway.config.schema import Uplink as UplinkCfg
 from gateway.model import Reading, RecordClass
+from gateway.platform.consumer import PlatformConsumer
+from gateway.platform.decode import records_of
 from gateway.uplink.client import Uplink
-from gateway.uplink.wire import decode_batch
 from tests.support.wait import wait_for
 
 GW = "gw-001"
 
 
 class Platform:
-    """The street platform's view: every message under cg/v1/#, in arrival order, with its payload bytes."""
+    """The street platform's view for tests: the reference consumer (gateway.platform), plus every raw
+    message under cg/v1/<gw>/{records,status,reply} in arrival order, duplicates included."""
 
     def __init__(self, port: int, client_id: str = "platform", **tls: Any) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self._lock = threading.Lock()
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        if tls:
-            self.c.tls_set(**tls)
-        self.c.on_message = self._on_message
-        self.c.reconnect_delay_set(1, 1)  # back promptly after a broker restart (paho's default grows to 120 s)
-        self.c.on_connect = lambda c, u, f, rc, p: c.subscribe("cg/v1/#", qos=1)
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 600  # survives a broker restart (broker persistence on)
-        self.c.connect("127.0.0.1", port, 5, clean_start=False, properties=props)
-        self.c.loop_start()
+        tls_files = {"ca_file": tls.get("ca_certs", ""), "cert_file": tls.get("certfile", ""), "key_file": tls.get("keyfile", "")}
+        scheme = "mqtts" if tls else "mqtt"
+        self.consumer = PlatformConsumer(f"{scheme}://127.0.0.1:{port}", client_id=client_id, on_message=self._on_message, **tls_files)
+        self.consumer.c.reconnect_delay_set(1, 1)  # back promptly after a broker restart (paho's default grows to 120 s)
+        self.c = self.consumer.c
+        self.consumer.start()
         wait_for(self.c.is_connected, what="platform connected")
 
-    def _on_message(self, c: Any, u: Any, msg: Any) -> None:
+    def _on_message(self, topic: str, payload: bytes, retain: bool) -> None:
         with self._lock:
-            self.messages.append((msg.topic, msg.payload, msg.retain))
+            self.messages.append((topic, payload, retain))
 
     def snapshot(self) -> list[tuple[str, bytes, bool]]:
         with self._lock:
@@ -56,23 +50,18 @@ class Platform:
         return [json.loads(p) for t, p, _r in self.snapshot() if t.endswith("/" + leaf)]
 
     def seqs(self) -> list[tuple[str, int]]:
-        """(class, seq) of every delivered record, in arrival order (telemetry batches expanded)."""
+        """(class, seq) of every delivered record, in arrival order (telemetry batches expanded, duplicates kept)."""
         out: list[tuple[str, int]] = []
         for topic, payload, _r in self.snapshot():
             leaf = topic.rsplit("/", 1)[1]
-            doc = json.loads(payload)
-            if leaf == "telemetry":
-                out += [("telemetry", r["seq"]) for r in decode_batch(doc)]
-            elif leaf in ("alarm", "event"):
-                out.append((doc["cls"], doc["seq"]))
+            out += [(rec["cls"], rec["seq"]) for rec in records_of(leaf, json.loads(payload))]
         return out
 
     def publish(self, topic: str, payload: bytes) -> None:
-        self.c.publish(topic, payload, qos=1).wait_for_publish(5)
+        self.consumer.publish(topic, payload)
 
     def close(self) -> None:
-        self.c.loop_stop()
-        self.c.disconnect()
+        self.consumer.stop()
 
 
 async def open_outbox(tmp_path: Path, clock: Any) -> Any:

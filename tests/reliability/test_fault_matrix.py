@@ -15,7 +15,6 @@ import time
 
 import pytest
 
-from gateway.control.client import call
 from gateway.simulate.proxy import Mode
 from tests.reliability.matrix_rig import TROUBLE, Rig
 from tests.support.wait import async_wait_for
@@ -121,8 +120,6 @@ async def test_control_socket_flooded_to_the_fd_limit(rig):
         rig.fault_starts()
         assert await rig.smoke() < 2.0  # sounder and SMS, with 1,100 clients knocking
         await delivered_without_holes(rig)  # the uplink still publishes
-        status = call(rig.socket, "status", timeout_s=10)
-        assert status.ok or status.error == "busy"
     finally:
         flooder.stdin.close()
         await asyncio.get_running_loop().run_in_executor(None, flooder.wait, 10)

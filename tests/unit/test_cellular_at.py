@@ -153,3 +153,17 @@ def test_ten_thousand_random_lines_never_raise_or_wedge():
     p.abort()
     # Still in step afterwards: a clean command is answered normally.
     assert done(run(p, "AT+CSQ", b"\r\n+CSQ:9,99\r\n\r\nOK\r\n")).lines == ("+CSQ:9,99",)
+
+
+def test_call_words_and_voice_urcs_are_urcs_even_during_a_voice_command():
+    """Issue 22: NO CARRIER / BUSY outside ATD, and +QTTS: 0 / +QTONEDET: 49 while AT+QTTS is in flight."""
+    p = AtParser()
+    cmd, _ = command_for('AT+QTTS=1,"6D4B"', Timeouts())
+    p.begin(cmd)
+    out = p.feed(b"\r\n+QTTS: 0\r\n\r\n+QTONEDET: 49\r\nOK\r\n\r\nNO CARRIER\r\n")
+    assert out[:2] == [Urc("+QTTS", "+QTTS: 0"), Urc("+QTONEDET", "+QTONEDET: 49")]
+    assert isinstance(out[2], Done) and out[2].lines == () and out[3] == Urc("NO CARRIER", "NO CARRIER")
+    dial, _ = command_for("ATD+8613800000005;", Timeouts())
+    p.begin(dial)
+    (done,) = p.feed(b"\r\nBUSY\r\n")
+    assert isinstance(done, Done) and done.lines == ("BUSY",) and done.error is None

@@ -75,3 +75,20 @@ def test_private_credentials_load_and_bad_values_are_not_echoed(tmp_path):
         load_credentials(bad)
     assert "123456789" not in str(info.value)
     assert info.value.problems == ["credentials.toml: mqtt_password: '<redacted>' is a int, expected str"]
+
+
+def test_a_certificate_not_yet_signed_is_a_warning_not_a_refusal(tmp_path):
+    """Issue 15 item 3: a freshly provisioned gateway waits for its certificate with the alarms running."""
+    src = (ROOT / "config/gateway.example.toml").read_text()
+    marker = "[uplink]\n"
+    assert marker in src
+    cfg_text = src.replace(marker, marker + f'cert_file = "{tmp_path}/gw.pem"\nkey_file = "{tmp_path}/gw.key"\n', 1)
+    cfg_file = tmp_path / "gateway.toml"
+    cfg_file.write_text(cfg_text)
+    for name in ("profiles",):
+        if (ROOT / "config" / name).is_dir():
+            (tmp_path / name).symlink_to(ROOT / "config" / name)
+    load_config(cfg_file)  # no ConfigError
+    res = CliRunner().invoke(cli, ["config", "check", str(cfg_file)])
+    assert res.exit_code == 0, res.output
+    assert "warning:" in res.output and "gw.pem" in res.output and "does not exist" in res.output

@@ -68,7 +68,7 @@ CASES = {
         "gateway.toml: rules[0].devices[0]: 'hydrant-9' is not a device id (known: gas-2-1-401, guard-relay, hydrant-1, hydrant-2, lwleak-pump, lwsmoke-4-1-301, nbsmoke-3-2-502, pump-1, smoke-2-1-401)"),
     "unknown_profile": (
         RULE.format(kind="event") + 'events = ["alarm"]\nprofiles = ["smoke_nb"]\n',
-        "gateway.toml: rules[0].profiles[0]: 'smoke_nb' is not a known profile (known: guard_relay_box, hydrant_monitor, lora_gas_v1, lora_manhole_v1, lora_smoke_v1, lora_water_flow_v1, milesight_em300_sld, milesight_gs101, milesight_gs524n, milesight_ws301, milesight_ws303, nbiot_smoke_udp, pump_station)"),
+        "gateway.toml: rules[0].profiles[0]: 'smoke_nb' is not a known profile (known: guard_relay_box, hydrant_monitor, lora_door_ws301, lora_gas_v1, lora_manhole_v1, lora_smoke_v1, lora_sos_ws101, lora_water_em300di, lora_water_flow_v1, milesight_em300_sld, milesight_gs101, milesight_gs524n, milesight_ws301, milesight_ws303, nbiot_smoke_udp, pump_station)"),
     "unknown_type": (
         RULE.format(kind="event") + 'events = ["alarm"]\ntypes = ["sprinkler"]\n',
         "gateway.toml: rules[0].types[0]: 'sprinkler' is not allowed"),
@@ -108,6 +108,15 @@ CASES = {
     "unknown_sms_policy": (
         '[notify.sms]\ncritical = "sometimes"\n',
         "gateway.toml: notify.sms.critical: 'sometimes' is not allowed (one of: 'always', 'uplink_down', 'never')"),
+    "inactivity_volume_needs_field": (
+        RULE.format(kind="inactivity") + '[[rules.sources]]\ndevices = ["gas-2-1-401"]\nactivity = "volume"\n',
+        "gateway.toml: rules[0].sources[0].field: activity 'volume' needs the reading field to watch"),
+    "inactivity_source_without_flat": (
+        RULE.format(kind="inactivity") + '[[rules.sources]]\ndevices = ["hydrant-1"]\n',
+        "gateway.toml: rules[0].sources[0]: device 'hydrant-1' has no location.room: the rule cannot tell whose flat it is in"),
+    "inactivity_bad_hours": (
+        RULE.format(kind="inactivity") + 'quiet_hours = "22-7"\n[[rules.sources]]\ndevices = ["gas-2-1-401"]\n',
+        "gateway.toml: rules[0].quiet_hours"),
 }
 
 

@@ -9,6 +9,7 @@ orders by class, seq) and a new alarm cuts every wait short.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import enum
 from collections import Counter
@@ -91,10 +92,10 @@ class GB26875Client:
         """Connect, deliver and answer until cancelled."""
         while True:
             self.state = ConnState.CONNECTING
-            try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(self.cfg.host, self.cfg.port),
-                                                        self.cfg.connect_timeout_s)
-            except (OSError, asyncio.TimeoutError) as exc:
+            try:  # asyncio.timeout, not wait_for: wait_for can swallow a cancellation on 3.11 (gh-86296)
+                async with asyncio.timeout(self.cfg.connect_timeout_s):
+                    reader, writer = await asyncio.open_connection(self.cfg.host, self.cfg.port)
+            except (OSError, TimeoutError) as exc:
                 self._failed("connect_failed", exc)
             else:
                 await self._session(reader, writer)
@@ -104,10 +105,9 @@ class GB26875Client:
             delay = self.backoff.next_delay()
             if self.outbox.fetch(CONSUMER, 1, classes=(RecordClass.ALARM,)):
                 delay = min(delay, ALARM_RETRY_S)
-            try:
-                await asyncio.wait_for(self._alarm_kick.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancellation on 3.11 (gh-86296)
+                async with asyncio.timeout(delay):
+                    await self._alarm_kick.wait()
 
     # ---- connection -----------------------------------------------------------------------------
     def _failed(self, event: str, exc: BaseException) -> None:
@@ -162,10 +162,9 @@ class GB26875Client:
                 next_heartbeat = self.clock.monotonic() + self.cfg.heartbeat_period_s
             if not sent:
                 timeout = min(POLL_S, max(0.0, next_heartbeat - self.clock.monotonic()))
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-                except asyncio.TimeoutError:
-                    pass
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
 
     async def _heartbeat(self, link: Link) -> None:
         # The heartbeat carries the device's whole state byte (mains / backup faults stay visible, issue 23).

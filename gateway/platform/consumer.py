@@ -1,0 +1,164 @@
+"""PlatformConsumer: one MQTT v5 platform client that takes in a fleet's records, keeps the fleet view,
+and sends signed commands and matches their replies.
+
+Records (alarm, event, telemetry) are subscribed as `$share/<group>/cg/v1/+/<leaf>` when a group is
+given, so several consumers share the load (MQTT v5 §4.8.2); each record reaches on_record once per
+(gateway_id, store_id, seq) per consumer. Status and replies are subscribed plainly by every member:
+retained status is not delivered to shared subscriptions (§4.8.2), and a reply must reach the member
+that sent the command. paho runs its own thread; state is guarded by `lock`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gateway.platform.decode import RECORD_LEAVES, records_of, topic_parts
+from gateway.platform.ledger import SeqLedger
+from gateway.platform.signing import sign_command
+
+Record = dict[str, Any]
+
+
+@dataclass
+class GatewayView:
+    """What the platform knows of one gateway, from its retained status and its records."""
+
+    gateway_id: str
+    online: bool = False
+    status: dict[str, Any] = field(default_factory=dict)
+    status_mono: float = 0.0
+    last_record_mono: float = 0.0
+    alarms_seen: int = 0
+
+
+class PlatformConsumer:
+    def __init__(self, broker_url: str, *, client_id: str = "", group: str = "", gateway_id: str = "+",
+                 username: str = "", password: str = "", ca_file: str = "", cert_file: str = "", key_file: str = "",
+                 session_expiry_s: int = 3600, on_record: Callable[[Record], None] | None = None,
+                 on_message: Callable[[str, bytes, bool], None] | None = None,
+                 on_duplicate: Callable[[Record], None] | None = None) -> None:
+        url = urlsplit(broker_url)
+        self.host, self.port = url.hostname or "127.0.0.1", url.port or (8883 if url.scheme == "mqtts" else 1883)
+        share = f"$share/{group}/" if group else ""
+        self.topics = [f"{share}cg/v1/{gateway_id}/{leaf}" for leaf in RECORD_LEAVES]
+        self.topics += [f"cg/v1/{gateway_id}/status", f"cg/v1/{gateway_id}/reply"]
+        self.session_expiry_s = session_expiry_s
+        self.on_record = on_record
+        self.on_message = on_message  # every message as it arrives, duplicates included (tests, debugging)
+        self.on_duplicate = on_duplicate  # records already seen (same gateway_id, store_id, seq)
+        self.lock = threading.RLock()
+        self.ledger = SeqLedger()
+        self.fleet: dict[str, GatewayView] = {}
+        self.undecodable = 0
+        self._replies: dict[str, Future[dict[str, Any]]] = {}
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"cg-platform-{secrets.token_hex(4)}", protocol=mqtt.MQTTv5)
+        if username:
+            self.c.username_pw_set(username, password or None)
+        if url.scheme == "mqtts":
+            ctx = ssl.create_default_context(cafile=ca_file or None)
+            if cert_file:
+                ctx.load_cert_chain(cert_file, key_file or None)
+            self.c.tls_set_context(ctx)
+        self.c.reconnect_delay_set(1, 30)
+        self.c.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in self.topics]) if not rc.is_failure else None
+        self.c.on_message = self._on_message
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    def start(self, wait_s: float = 10.0) -> None:
+        """Connect (persistent session: nothing missed across our own restarts) and start paho's thread."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry_s
+        self.c.connect(self.host, self.port, keepalive=30, clean_start=False, properties=props)
+        self.c.loop_start()
+        deadline = time.monotonic() + wait_s
+        while not self.c.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+    # ---- intake --------------------------------------------------------------------------------
+    def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
+        if self.on_message is not None:
+            self.on_message(msg.topic, msg.payload, bool(msg.retain))
+        parts = topic_parts(msg.topic)
+        try:
+            doc = json.loads(msg.payload) if parts else None
+        except ValueError:
+            doc = None
+        if parts is None or not isinstance(doc, dict):
+            with self.lock:
+                self.undecodable += 1
+            return
+        gateway_id, leaf = parts
+        if leaf == "reply":
+            fut = self._replies.pop(str(doc.get("id", "")), None)
+            if fut is not None and not fut.done():
+                fut.set_result(doc)
+            return
+        fresh: list[Record] = []
+        dups: list[Record] = []
+        with self.lock:
+            view = self.fleet.setdefault(gateway_id, GatewayView(gateway_id))
+            if leaf == "status":
+                view.online, view.status, view.status_mono = bool(doc.get("online")), doc, time.monotonic()
+                if isinstance(doc.get("evicted"), int):
+                    self.ledger.note_evicted(gateway_id, str(doc.get("store_id")), doc["evicted"])
+                return
+            view.last_record_mono = time.monotonic()
+            for rec in records_of(leaf, doc):
+                if self.ledger.add(gateway_id, str(rec.get("store_id")), int(rec["seq"])):
+                    view.alarms_seen += rec.get("cls") == "alarm" and rec.get("kind") == "alarm.raised"
+                    fresh.append(rec)
+                else:
+                    dups.append(rec)
+        # Outside the lock: a slow consumer callback must not block status updates.
+        for rec in fresh if self.on_record is not None else ():
+            self.on_record(rec)
+        for rec in dups if self.on_duplicate is not None else ():
+            self.on_duplicate(rec)
+
+    # ---- commands ------------------------------------------------------------------------------
+    def send_command(self, gateway_id: str, command: str, args: dict[str, Any] | None, key_id: str, key_hex: str,
+                     timeout_s: float = 10.0, relay: bool = False) -> dict[str, Any]:
+        """Sign, publish and wait for the matching reply (by id). Raises TimeoutError: re-send with a new
+        nonce (docs/uplink.md: replies are not queued while the gateway is offline)."""
+        cmd_id = secrets.token_hex(8)
+        fut: Future[dict[str, Any]] = Future()
+        self._replies[cmd_id] = fut
+        payload = sign_command(key_id, key_hex, gateway_id, "relay" if relay else command, args, cmd_id=cmd_id)
+        self.c.publish(f"cg/v1/{gateway_id}/{'relay' if relay else 'cmd'}", payload, qos=1)
+        try:
+            return fut.result(timeout_s)
+        except TimeoutError:
+            self._replies.pop(cmd_id, None)
+            raise TimeoutError(f"no reply from {gateway_id} to {command} {cmd_id} within {timeout_s:g} s") from None
+
+    def publish(self, topic: str, payload: bytes, timeout_s: float = 5.0) -> None:
+        self.c.publish(topic, payload, qos=1).wait_for_publish(timeout_s)
+
+    # ---- fleet view ----------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Gateways online/offline, queue depths, active alarms, and the ledger's per-store report."""
+        with self.lock:
+            gws = {g: {"online": v.online, "queue": v.status.get("queue", {}), "active_alarms": v.status.get("active_alarms", 0),
+                       "uplink_last_down": v.status.get("uplink_last_down"), "alarms_seen": v.alarms_seen,
+                       "status_age_s": round(time.monotonic() - v.status_mono, 1) if v.status_mono else None}
+                   for g, v in sorted(self.fleet.items())}
+            return {"gateways": gws, "online": sum(v["online"] for v in gws.values()), "offline": sum(not v["online"] for v in gws.values()),
+                    "stores": self.ledger.report(), "duplicates": self.ledger.duplicates, "undecodable": self.undecodable}
