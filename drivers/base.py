@@ -1,21 +1,26 @@
 """The driver boundary: what every protocol driver offers the daemon, and nothing more.
 
 A driver owns its port, runs until cancelled and hands each Reading/Event to `emit` as the frame
-arrives. Restarts, task tracking and backoff live once, in gateway.supervise.
+arrives. Restarts and task tracking live once, in gateway.supervise; the backoff policy once, in gateway.clock.Backoff
+(drivers reopen their ports through drivers.reopen).
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
+from structlog.typing import FilteringBoundLogger
 
-from gateway.model import Command, Item, Stamp
+from gateway.clock import Clock
+from gateway.model import Command, Device, Item, Stamp
 
-__all__ = ["Command"]  # re-exported: Command lives in gateway.model (actions and control use it too)
+__all__ = ["Actuator", "Command", "Driver", "DriverContext", "DriverHealth", "DriverSpec", "DriverState", "Emit"]
+# Command is re-exported: it lives in gateway.model (actions and control use it too).
 
 Emit = Callable[[Item], None]
 """Hand one Reading or Event to the pipeline. Never blocks; safe to call from the event loop only."""
@@ -100,11 +105,25 @@ class DriverContext(msgspec.Struct, frozen=True):
 
     port_name: str
     port: Any  # the DriverSpec.port_schema instance for [ports.<port_name>]
-    devices: tuple[Any, ...]  # gateway.model.Device, every device whose `port` is this one
+    devices: tuple[Device, ...]  # every device whose `port` is this one
     profiles: dict[str, Any]  # profile name -> DriverSpec.profile_schema instance (its [<protocol>] table)
-    clock: Any  # gateway.clock.Clock
-    log: Any  # structlog BoundLogger, already bound to driver= and port=
+    clock: Clock
+    log: FilteringBoundLogger  # already bound to driver= and port=
     secrets: dict[str, str] = {}  # e.g. LoRa device keys from the credentials file, by device id
     # Where a driver may persist small state (frame counters: drivers/counters.py); the daemon passes
     # the outbox's directory. None = keep it in memory (a lost restart protection, never a lost alarm).
     state_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class DriverSpec:
+    """One entry of drivers.registry.DRIVERS; each driver package defines its own in `<package>/spec.py`."""
+
+    name: str  # the value of `driver =` in a [ports.<name>] section
+    protocol: str  # the `protocol =` of the device profiles it can serve
+    port_schema: type  # msgspec Struct for the port section (without `driver`)
+    profile_schema: type | None  # msgspec Struct for a profile's [<protocol>] table, or None
+    check_address: Callable[[Any], str | None]  # None when valid, else "300 is not a Modbus slave id (1..247)"
+    build: Callable[[DriverContext], Driver]
+    simulator: str  # module path of the simulator, e.g. "drivers.modbus.simulator"
+    package: str  # the driver's package; its README.md documents wiring, config and faults

@@ -24,6 +24,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from structlog.typing import FilteringBoundLogger
+
 FORMAT_VERSION = 1
 FLUSH_INTERVAL_S = 30.0  # SD-card friendly: at most two writes a minute, only when something changed
 URGENT_S = 1.0  # alarm frames and transmit reservations are made durable this soon
@@ -38,7 +40,7 @@ class CounterStore:
     `state_dir` None = memory only (tests, or a daemon that gives no state directory).
     """
 
-    def __init__(self, state_dir: Path | str | None, name: str, log: Any, flush_interval_s: float = FLUSH_INTERVAL_S) -> None:
+    def __init__(self, state_dir: Path | str | None, name: str, log: FilteringBoundLogger, flush_interval_s: float = FLUSH_INTERVAL_S) -> None:
         self.path = Path(state_dir) / f"counters-{name}.json" if state_dir is not None else None
         self.log = log
         self.flush_interval_s = flush_interval_s

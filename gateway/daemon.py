@@ -292,7 +292,7 @@ class Daemon:
         from gateway.uplink.gb26875 import client as gb
 
         consumers = {"mqtt": set(RecordClass)}
-        gb_cfg = self.cfg.extra.get("gb26875")
+        gb_cfg = self.cfg.gb26875
         if gb_cfg is not None and gb_cfg.enabled:
             consumers[gb.CONSUMER] = set(gb.CLASSES)
         return consumers
@@ -324,7 +324,7 @@ class Daemon:
 
         self.rules = RuleEngine(
             self.cfg.rules, self.devices, self.outbox, DaemonActions(self), self.clock, logsetup.get(stage="rules"),
-            notify=self.cfg.extra.get("notify"), contacts=self.cfg.contacts, identity=self.cfg.identity,
+            notify=self.cfg.notify, contacts=self.cfg.contacts, identity=self.cfg.identity,
         )
         self.pipeline = Pipeline(self.outbox, self.rules, self.devices, self.log)
         pipeline = self.pipeline
@@ -370,7 +370,7 @@ class Daemon:
     async def _run_gb26875(self) -> None:
         from gateway.uplink.gb26875 import client as gb
 
-        self.gb26875 = gb.GB26875Client(self.cfg.extra["gb26875"], self.outbox, self.devices, self.clock, logsetup.get(stage="gb26875"))
+        self.gb26875 = gb.GB26875Client(self.cfg.gb26875, self.outbox, self.devices, self.clock, logsetup.get(stage="gb26875"))
         await self.gb26875.run()
 
     async def _run_control(self) -> None:
@@ -380,7 +380,7 @@ class Daemon:
 
     # ---- trouble ------------------------------------------------------------------------------
     def _start_trouble(self) -> None:
-        notify = self.cfg.extra.get("notify")
+        notify = self.cfg.notify
         from gateway.actions.schema import Notify
 
         notify = notify or Notify()
@@ -404,7 +404,7 @@ class Daemon:
         down_since: dict[str, float] = {}
         for name, drv in self.drivers.items():
             checks[f"port:{name}"] = lambda name=name, drv=drv: self._check_driver(name, drv, cfg.bus_after_s, down_since)
-        sounder = self.cfg.extra.get("notify")
+        sounder = self.cfg.notify
         if sounder is not None and sounder.sounder.device in self.devices:
             checks["sounder"] = lambda: self._check_device_answers(sounder.sounder.device)
         checks["control"] = lambda: "" if self._task_running("control") else (self._task_error("control") or "not running")

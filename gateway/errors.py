@@ -5,6 +5,8 @@ Never `return None` to mean "failed": raise one of these so the reason survives 
 
 from __future__ import annotations
 
+from typing import Protocol
+
 
 class GatewayError(Exception):
     """Base of every error the gateway raises on purpose."""
@@ -165,3 +167,40 @@ class CommandRejected(GatewayError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class EventLog(Protocol):
+    """The part of a structlog bound logger that failure reports use."""
+
+    def warning(self, event: str, **kw: object) -> object: ...
+    def debug(self, event: str, **kw: object) -> object: ...
+    def info(self, event: str, **kw: object) -> object: ...
+
+
+class FailureLog:
+    """How a repeating failure is reported: first failure WARNING, repeats DEBUG, recovery one INFO
+    (STYLE "Errors and logging"; aioesphomeapi `_first_try_log_level`). One per failing thing (a port, a
+    modem, a broker connection); counts and rates belong in health() counters, not in more log lines."""
+
+    def __init__(self, log: EventLog) -> None:
+        self.log = log
+        self.failures = 0  # consecutive failures since the last success
+
+    @property
+    def failing(self) -> bool:
+        return self.failures > 0
+
+    def failed(self, event: str, **kw: object) -> int:
+        """Log one failure at WARNING if it is the first of a run, else DEBUG; return the run's length."""
+        self.failures += 1
+        (self.log.warning if self.failures == 1 else self.log.debug)(event, **kw)
+        return self.failures
+
+    def recovered(self, event: str | None = None, **kw: object) -> bool:
+        """End a run of failures: one INFO `event` (if given) with `after_failures`; False if none was running."""
+        if not self.failures:
+            return False
+        if event is not None:
+            self.log.info(event, after_failures=self.failures, **kw)
+        self.failures = 0
+        return True

@@ -176,7 +176,10 @@ class Alarm(msgspec.Struct):
 
 
 class Command(msgspec.Struct, frozen=True):
-    """An actuator command: write `value` to `target` (a named output in the device's profile)."""
+    """An actuator command: write `value` to `target` (a named output in the device's profile).
+
+    Made by actions and the control socket, performed by a driver's `write` (drivers.base.Actuator).
+    """
 
     device_id: str
     target: str  # e.g. "sounder", "strobe", "trouble", "silence"

@@ -11,6 +11,8 @@ import asyncio
 from collections import deque
 from typing import Any, Protocol
 
+from structlog.typing import FilteringBoundLogger
+
 from gateway.livestate import LiveState
 from gateway.model import Device, Event, Item, Reading, RecordClass
 
@@ -35,7 +37,7 @@ def event_body(ev: Event, device: Device | None) -> dict[str, Any]:
 
 
 class Pipeline:
-    def __init__(self, outbox: Any, rules: Any, devices: dict[str, Device], log: Any) -> None:
+    def __init__(self, outbox: Any, rules: Any, devices: dict[str, Device], log: FilteringBoundLogger) -> None:
         self.outbox = outbox
         self.rules = rules
         self.devices = devices
@@ -44,7 +46,7 @@ class Pipeline:
         self._readings: deque[Reading] = deque()
         self._wakeup = asyncio.Event()
         self.counters = {"events": 0, "readings": 0, "readings_dropped": 0, "unknown_device": 0}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.live = LiveState(devices)
         self.walk: ItemScreen | None = None  # set by the control API's walk_start, cleared by walk_stop
 

@@ -7,53 +7,21 @@ The only place that catches Exception. Cancellation is the stop signal.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway.clock import Clock
+from structlog.typing import FilteringBoundLogger
 
+from gateway.clock import Backoff, Clock
 
-class Backoff:
-    """min(base * 2**tries, cap) with equal jitter (half fixed, half random): one policy for every
-    retry loop (supervised tasks, the MQTT and GB/T 26875 uplinks).
-
-    Jitter spreads a fleet of gateways reconnecting after a broker restart (reliability §7 R19);
-    paho's own backoff doubles 1 -> 120 s without any (reliability §0.6).
-    """
-
-    def __init__(self, base_s: float = 1.0, cap_s: float = 60.0, rng: random.Random | None = None) -> None:
-        self.base_s = base_s
-        self.cap_s = cap_s
-        self.tries = 0
-        self._rng = rng or random.Random()
-
-    def ceiling(self) -> float:
-        return min(self.cap_s, self.base_s * (2 ** min(self.tries, 30)))
-
-    def next_delay(self) -> float:
-        """The wait before the next attempt; each call counts one more failed attempt."""
-        top = self.ceiling()
-        self.tries += 1
-        return top / 2 + self._rng.uniform(0, top / 2)
-
-    def to_cap(self) -> None:
-        """Auth errors: retrying sooner cannot help (aioesphomeapi reconnect_logic: straight to the cap)."""
-        while self.base_s * (2 ** self.tries) < self.cap_s and self.tries < 30:
-            self.tries += 1
-
-    def reset(self) -> None:
-        self.tries = 0
-
-    def first_jitter(self) -> float:
-        """Small random wait before the first attempt after the peer is seen back (fleet spread)."""
-        return self._rng.uniform(0, min(0.5, self.base_s / 2))
+__all__ = ["Backoff", "Supervised", "Supervisor"]  # Backoff: re-exported, it lives in gateway.clock
 
 
 class Supervised:
     """One supervised coroutine factory and its restart history."""
 
-    def __init__(self, name: str, factory: Callable[[], Awaitable[Any]], log: Any, clock: Clock, base_s: float, cap_s: float, healthy_after_s: float) -> None:
+    def __init__(self, name: str, factory: Callable[[], Awaitable[Any]], log: FilteringBoundLogger, clock: Clock,
+                 base_s: float, cap_s: float, healthy_after_s: float) -> None:
         self.name = name
         self.factory = factory
         self.log = log.bind(task=name)
@@ -62,7 +30,7 @@ class Supervised:
         self.healthy_after_s = healthy_after_s
         self.restarts = 0
         self.last_error = ""
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
         self._crashed_at: float | None = None
         self._started_at = 0.0
 
@@ -96,7 +64,7 @@ class Supervised:
 class Supervisor:
     """Owns every long-running task of the daemon; keeps a reference to each."""
 
-    def __init__(self, log: Any, clock: Clock, base_s: float = 1.0, cap_s: float = 60.0, healthy_after_s: float = 60.0) -> None:
+    def __init__(self, log: FilteringBoundLogger, clock: Clock, base_s: float = 1.0, cap_s: float = 60.0, healthy_after_s: float = 60.0) -> None:
         self.log = log
         self.clock = clock
         self.base_s = base_s

@@ -25,7 +25,8 @@ import msgspec  # noqa: E402
 import structlog  # noqa: E402
 
 from drivers.base import DriverContext  # noqa: E402
-from drivers.lorawan import SPEC, gwmp  # noqa: E402
+from drivers.lorawan import gwmp  # noqa: E402
+from drivers.lorawan.spec import SPEC_LORAWAN as SPEC  # noqa: E402
 from drivers.lorawan.config import LorawanPort, LorawanProfile  # noqa: E402
 from drivers.lorawan.simdevices import SimDevice  # noqa: E402
 from gateway.clock import Clock  # noqa: E402

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from drivers.base import DriverContext  # noqa: E402
-from drivers.modbus import SPEC_RTU, SPEC_TCP  # noqa: E402
+from drivers.modbus.spec import SPEC_RTU, SPEC_TCP  # noqa: E402
 from drivers.modbus.config import RtuPort, TcpPort  # noqa: E402
 from drivers.modbus.simbank import load_profile  # noqa: E402
 from gateway.clock import Clock  # noqa: E402

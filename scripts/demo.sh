@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib-venv.sh
-ensure_venv
+ensure_venv sim  # the simulators' pymodbus is the [sim] extra
 
 RUN=$(mktemp -d /tmp/courtyard-demo.XXXXXX)
 export COURTYARD_SIM_SOCKET="$RUN/sim.sock"

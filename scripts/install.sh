@@ -126,6 +126,8 @@ if [ ! -f "$VENV/.complete" ]; then
     mkdir -p "$ROOT$OPT/venvs"
     "$PYTHON" -m venv "$VENV"
     pip_args=(-q --disable-pip-version-check)
+    # The versions the release was tested with (constraints.txt, scripts/constraints.py): reproducible.
+    [ -f "$SRC/constraints.txt" ] && pip_args+=(-c "$SRC/constraints.txt")
     if [ -d "$SRC/wheels" ]; then
         # Release with a wheelhouse (built for the Pi's architecture): no network, no compiler on site.
         target=("courtyard-gateway==$VERSION")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Literal
 
 from gateway.errors import GatewayError, ModemError, ModemUnavailable
 
@@ -93,7 +94,7 @@ def fields(line: str, prefix: str = "") -> list[str]:
 @dataclass
 class AtParser:
     max_line: int = MAX_LINE_CHARS
-    counters: Counter = field(default_factory=Counter)
+    counters: Counter[str] = field(default_factory=Counter)
     _buf: bytearray = field(default_factory=bytearray)
     _cmd: AtCommand | None = None
     _lines: list[str] = field(default_factory=list)
@@ -210,7 +211,7 @@ class AtParser:
             return
         self.counters["unexpected_lines"] += 1
 
-    def _final(self, line: str, cmd: AtCommand | None) -> GatewayError | bool | None:
+    def _final(self, line: str, cmd: AtCommand | None) -> GatewayError | Literal[False] | None:
         """False for OK, the error for ERROR / +CME ERROR / +CMS ERROR, None for any other line."""
         text = cmd.text if cmd else "(none)"
         if line == "OK":

@@ -125,6 +125,7 @@ class AtChannel(asyncio.Protocol):
                 if self._prompt is not None:
                     await self._wait(self._prompt, cmd.text, timeout_s)
                     if not self._done.done():  # prompted; a refused command gets no payload
+                        assert payload is not None  # a prompting command (AT+CMGS) is always sent with its payload
                         self._write(payload + CTRL_Z)
                 done: Done = await self._wait(self._done, cmd.text, timeout_s)
             finally:

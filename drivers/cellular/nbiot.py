@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections import Counter
 
 from drivers.base import DriverHealth, DriverState, Emit
@@ -20,6 +19,7 @@ from drivers.cellular.channel import AtChannel, at_counters
 from drivers.cellular.ingest import Ingest
 from drivers.cellular.relay import RelayIngest
 from drivers.counters import CounterStore
+from drivers.reopen import FIRST_DELAY_S, Reopen
 from gateway.errors import CodecError, DeviceTimeout, FrameError, GatewayError, ModemError, ModemUnavailable
 
 VIA = "nbiot-modem"
@@ -50,8 +50,7 @@ class NbiotDriver:
         self._reinit_reason = ""
         self._pending: list[int] = []  # sockets with data announced by +NSONMI mode 1
         self._inline: list[tuple[int, info.Datagram]] = []  # mode 2: data inside the URC
-        self._failing = False
-        self._up_once = False
+        self._reopen = Reopen(self.log, self.cfg.reopen_cap_s)  # modem reopen backoff and its warn-once report
         self._serving = False  # registration changes move the state only after bring-up
         self._channel: AtChannel | None = None
         self._at_totals: Counter = Counter()  # AT counters of closed channels (they survive a reopen)
@@ -72,24 +71,22 @@ class NbiotDriver:
         if self.cfg.mode == "relay":
             self.state = DriverState.OK
             await asyncio.Event().wait()  # relayed reports arrive through submit_relay
-        tries = 0
         while True:
             ch = AtChannel(self.log, self.cfg.timeouts, self._on_urc, self._on_reboot, self._on_lost)
             self._channel = ch
+            delay_s = FIRST_DELAY_S
             try:
                 await ch.open(self.cfg.path, self.cfg.baud)
                 await self._session(ch)
             except (GatewayError, OSError) as exc:
-                tries = 1 if self._up_once else tries + 1
-                self._up_once = False
                 self.state = DriverState.DOWN
-                self._fail("modem_unavailable", exc)
+                delay_s = self._fail("modem_unavailable", exc)
             finally:
                 ch.close()
                 self.socket = None
                 self._at_totals.update(at_counters(ch))
-            # Backoff min(base * 2**tries, cap) with jitter (STYLE "Reconnect").
-            await asyncio.sleep(min(2 ** min(tries, 10) * 0.25, self.cfg.reopen_cap_s) * random.uniform(0.8, 1.2))
+            # Backoff min(base * 2**tries, cap) with jitter (STYLE "Reconnect"), afresh once the modem was up.
+            await asyncio.sleep(delay_s)
 
     def health(self) -> DriverHealth:
         at = self._at_totals + (at_counters(self._channel) if self._channel is not None else Counter())
@@ -153,12 +150,8 @@ class NbiotDriver:
         await self._refresh(ch)
         self.state = DriverState.OK
         self.last_ok = self.clock.now()
-        self._up_once = True
         self._serving = True
-        if self._failing:
-            self._failing = False
-            self.log.info("modem_recovered", ip=self.modem.ip, socket=self.socket)
-        else:
+        if not self._reopen.opened("modem_recovered", ip=self.modem.ip, socket=self.socket):
             self.log.info("modem_ready", ip=self.modem.ip, socket=self.socket, imei=self.modem.imei)
 
     async def _open_socket(self, ch: AtChannel) -> tuple[str, ...]:
@@ -357,7 +350,6 @@ class NbiotDriver:
         level = "warning" if self.counters[counter] == 1 else "debug"
         getattr(self.log, level)(counter, error=str(exc), **kv)
 
-    def _fail(self, event: str, exc: Exception) -> None:
-        level = "debug" if self._failing else "warning"
-        self._failing = True
-        getattr(self.log, level)(event, error=str(exc), path=self.cfg.path)
+    def _fail(self, event: str, exc: Exception) -> float:
+        """Report the modem failure (first WARNING, repeats DEBUG); return the seconds to wait before reopening."""
+        return self._reopen.failed(event, exc, path=self.cfg.path)

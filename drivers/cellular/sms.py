@@ -20,6 +20,7 @@ from drivers.base import CallOutcome, DriverHealth, DriverState, Emit
 from drivers.cellular import info, pdu, status, voice
 from drivers.cellular.at import Urc
 from drivers.cellular.channel import AtChannel, at_counters
+from drivers.reopen import FIRST_DELAY_S, Reopen
 from gateway.errors import CommandRejected, DeviceTimeout, FrameError, GatewayError, ModemError, ModemUnavailable
 
 
@@ -58,7 +59,7 @@ class SmsDriver:
         self._channel: AtChannel | None = None
         self._at_totals: Counter = Counter()  # AT counters of closed channels (they survive a reopen)
         self._unavailable = "modem not started yet"
-        self._failing = False
+        self._reopen = Reopen(self.log, self.cfg.reopen_cap_s)  # modem reopen backoff and its warn-once report
         self._session: voice.CallSession | None = None  # the call in progress, fed our URCs
 
     # ---- the action's API ----------------------------------------------------------------------
@@ -123,27 +124,23 @@ class SmsDriver:
 
     async def run(self, emit: Emit) -> None:
         self._queue = asyncio.Queue(self.cfg.queue_max)
-        tries = 0
         while True:
             ch = AtChannel(self.log, self.cfg.timeouts, self._on_urc, self._on_reboot, None)
             self._channel = ch
+            delay_s = FIRST_DELAY_S
             try:
                 await ch.open(self.cfg.path, self.cfg.baud)
                 await self._bring_up(ch)
-                tries = 0
                 await self._serve(ch)
             except (GatewayError, OSError) as exc:
-                tries += 1
                 self.state = DriverState.DOWN
                 self._unavailable = str(exc.reason if isinstance(exc, ModemUnavailable) else exc)
-                level = "debug" if self._failing else "warning"
-                self._failing = True
-                getattr(self.log, level)("sms_modem_unavailable", error=str(exc), path=self.cfg.path)
+                delay_s = self._reopen.failed("sms_modem_unavailable", exc, path=self.cfg.path)
             finally:
                 ch.close()
                 self._at_totals.update(at_counters(ch))
                 self._fail_queued(ModemUnavailable(self._unavailable or "modem closed"))
-            await asyncio.sleep(min(2 ** min(tries, 10) * 0.25, self.cfg.reopen_cap_s) * random.uniform(0.8, 1.2))
+            await asyncio.sleep(delay_s)
 
     def health(self) -> DriverHealth:
         at = self._at_totals + (at_counters(self._channel) if self._channel is not None else Counter())
@@ -168,9 +165,7 @@ class SmsDriver:
         await ch.command("AT+CEREG=1")  # +CEREG: <stat> URCs: know at once when SMS cannot go out
         await self._refresh(ch)
         self.state = DriverState.OK if self.modem.registered else DriverState.DEGRADED
-        if self._failing:
-            self._failing = False
-            self.log.info("sms_modem_recovered")
+        self._reopen.opened("sms_modem_recovered")
 
     async def _refresh(self, ch: AtChannel) -> None:
         try:

@@ -9,6 +9,7 @@ from typing import Any
 from drivers.cellular import info
 from drivers.cellular.at import fields
 from drivers.cellular.channel import AtChannel
+from gateway.clock import Clock
 from gateway.errors import FrameError, ModemError, ModemUnavailable
 
 
@@ -41,7 +42,7 @@ async def read_sim(ch: AtChannel, st: ModemStatus) -> None:
     try:
         lines = await ch.command("AT+CPIN?")
     except ModemError as exc:
-        st.sim = {10: "absent", 13: "failure"}.get(exc.code, "failure")
+        st.sim = {10: "absent", 13: "failure"}.get(exc.code or -1, "failure")
         raise ModemUnavailable(f"SIM {st.sim}: {exc}") from None
     value = fields(lines[0], "+CPIN")[0] if lines else ""
     st.sim = "ready" if value == "READY" else "locked"
@@ -106,7 +107,7 @@ async def read_radio(ch: AtChannel, st: ModemStatus, nuestats: bool = True) -> N
             pass  # older firmware: CSQ is enough
 
 
-async def read_network_time(ch: AtChannel, st: ModemStatus, clock) -> float | None:
+async def read_network_time(ch: AtChannel, st: ModemStatus, clock: Clock) -> float | None:
     """AT+CCLK? (NITZ): offered to the clock as a secondary source. None until the network sent it."""
     try:
         lines = await ch.command("AT+CCLK?")

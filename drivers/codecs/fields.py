@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from typing import Any
 
 from drivers.codecs import CodecMeta
 from gateway.errors import CodecError
 from gateway.model import Event, EventKind, Reading, Value
 
 
-def unpack(codec: str, fmt: str, payload: bytes) -> tuple:
+def unpack(codec: str, fmt: str, payload: bytes) -> tuple[Any, ...]:
     """struct.unpack with the sensor's length rule: the payload is at least the known layout; extra
     trailing bytes are allowed (a later firmware may append fields), fewer are an error."""
     size = struct.calcsize(fmt)

@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 from drivers.codecs import CodecMeta
 from gateway.errors import CodecError
-from gateway.model import Event, EventKind, Item, Reading
+from gateway.model import Event, EventKind, Item, Reading, Value
 
 NAME = "nbiot_smoke_v1"
 START, VERSION, ACK_TYPE = 0xA5, 0x01, 0x80
@@ -113,7 +113,7 @@ def decode(payload: bytes, meta: CodecMeta) -> list[Item]:
         if fault_code == 0:
             raise CodecError(NAME, f"{kind} message without a fault code")
         code = FAULT_CODES[fault_code]
-    detail = {"seq": h.seq, "imei": h.imei}
+    detail: dict[str, Value] = {"seq": h.seq, "imei": h.imei}
     return [
         Reading(meta.device_id, meta.stamp, values, via=meta.via),
         Event(meta.device_id, kind, meta.stamp, code=code, detail=detail, via=meta.via),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import random
 from typing import Any
 
 from drivers.base import Command, DriverContext, DriverHealth, DriverState, Emit
@@ -16,6 +15,7 @@ from drivers.lora import crypto, e22
 from drivers.lora.frame import COMMANDS, KEYLESS, Deframer, Frame, FrameType, encode
 from drivers.lora.health import DeviceRadio, bump
 from drivers.lora.pins import Pins
+from drivers.reopen import Reopen
 from drivers.sequence import SequenceGuard, Verdict, is_alarm, screen, security_event
 from gateway.errors import CodecError, CommandRejected, ConfigError, FrameError, GatewayError, TransientError
 from gateway.model import Device, Event, EventKind, Stamp
@@ -117,20 +117,17 @@ class LoraDriver:
         flusher = asyncio.get_running_loop().create_task(self.store.run(), name=f"lora:{self.ctx.port_name}:counters")
         try:
             await self._verify()
-            tries = 0
+            reopen = Reopen(self.log, self.cfg.reopen_cap_s)
             loop = asyncio.get_running_loop()
             while True:
                 try:
                     transport, proto = await serial_asyncio_fast.create_serial_connection(
                         loop, lambda: _Proto(self), self.cfg.path, baudrate=self.cfg.baud)
                 except (OSError, ValueError) as exc:  # SerialException is an OSError
-                    tries += 1
-                    self._port_down(exc, tries)
-                    await asyncio.sleep(min(0.25 * 2 ** min(tries, 10), self.cfg.reopen_cap_s) * random.uniform(0.8, 1.2))
+                    await asyncio.sleep(self._port_down(reopen, exc))
                     continue
-                if tries:
-                    self.log.info("port_reopened", after_tries=tries)
-                tries, self._port_error, self._transport = 0, "", transport
+                reopen.opened()
+                self._port_error, self._transport = "", transport
                 self.counters["port_opens"] += 1
                 self.deframer.clear()
                 try:
@@ -140,9 +137,7 @@ class LoraDriver:
                 finally:
                     self._transport = None
                     transport.close()
-                tries = 1
-                self._port_down(proto.lost.result() or OSError("port closed"), tries)
-                await asyncio.sleep(0.5 * random.uniform(0.8, 1.2))
+                await asyncio.sleep(self._port_down(reopen, proto.lost.result() or OSError("port closed")))
         finally:
             self._emit = None
             flusher.cancel()
@@ -247,9 +242,9 @@ class LoraDriver:
         if self._emit is not None:
             self._emit(item)
 
-    def _port_down(self, exc: BaseException, tries: int) -> None:
-        (self.log.warning if tries == 1 else self.log.debug)("port_lost", error=str(exc), tries=tries)
+    def _port_down(self, reopen: Reopen, exc: BaseException) -> float:
         self._port_error = str(exc)
+        return reopen.failed("port_lost", exc)
 
     # -- downlink -------------------------------------------------------------------------------
 

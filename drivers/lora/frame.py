@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from drivers.lora import crypto
-from drivers.modbus.framing import crc16  # CRC-16/MODBUS, the check protocols.md §2.1 names for keyless devices
+from drivers.checksum import crc16  # CRC-16/MODBUS, the check protocols.md §2.1 names for keyless devices
 from gateway.errors import FrameError
 
 SYNC = 0xA5
@@ -68,7 +68,7 @@ def encode(device_id: int, fcnt: int, ftype: FrameType, payload: bytes, key: byt
     if key is None and encrypt:
         raise ValueError("a keyless frame cannot be encrypted")
     flags = VERSION | (FLAG_KEYLESS if key is None else 0) | (FLAG_ENCRYPTED if encrypt else 0)
-    body = payload if not encrypt else crypto.payload_cipher(key, device_id, fcnt, ftype.direction, payload)
+    body = payload if key is None or not encrypt else crypto.payload_cipher(key, device_id, fcnt, ftype.direction, payload)
     head = bytes([SYNC, flags, len(body)]) + device_id.to_bytes(4, "little") + (fcnt & 0xFFFF).to_bytes(2, "little") + bytes([ftype])
     if key is None:
         return head + body + crc16(head + body).to_bytes(2, "little")

@@ -44,13 +44,15 @@ class Pins:
         return node / "value"
 
     def set_mode(self, mode: Mode) -> None:
-        if not self.mode_wired:
+        if self.m0 is None or self.m1 is None:
             raise RuntimeError("M0/M1 are not wired")
         self._value(self.m0, "out").write_text(f"{mode & 1}\n")
         self._value(self.m1, "out").write_text(f"{mode >> 1 & 1}\n")
 
     def read_mode(self) -> Mode:
         """What the pins say now (the simulator reads this to act as the module)."""
+        if self.m0 is None or self.m1 is None:
+            raise RuntimeError("M0/M1 are not wired")
         m0 = self._value(self.m0, "out").read_text().strip() == "1"
         m1 = self._value(self.m1, "out").read_text().strip() == "1"
         return Mode(m1 << 1 | m0)

@@ -10,7 +10,6 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
 
 from drivers.base import DriverContext, DriverHealth, DriverState, Emit
 from drivers.codecs import CodecMeta
@@ -188,7 +187,7 @@ class LorawanDriver:
             self.log.error("datagram_failed", error=repr(exc), data=data[:64].hex())
 
     def _packet(self, pkt: gwmp.Packet, addr: tuple[str, int]) -> None:
-        I = gwmp.Ident
+        I = gwmp.Ident  # noqa: E741 - short alias for the GWMP identifiers compared below
         if pkt.ident in (I.PUSH_DATA, I.PULL_DATA):
             fwd = self.forwarders.admit(pkt.eui)
             if fwd is None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +13,7 @@ from drivers.modbus.framing import Request
 from drivers.modbus.link import PortLost, RtuLink, TcpLink
 from drivers.modbus.mapping import DeviceMap
 from drivers.modbus.poller import COUNTERS, Schedule, SlaveState
+from drivers.reopen import Reopen
 from gateway.errors import CommandRejected, DeviceTimeout, FrameError, ModbusDeviceError, TransientError
 from gateway.model import Event, EventKind, Item, Stamp
 
@@ -83,27 +83,22 @@ class ModbusDriver:
         return DriverHealth(state, self._last_ok, totals, detail)
 
     async def run(self, emit: Emit) -> None:
-        """Own the bus until cancelled; reopen a vanished port with jittered capped backoff."""
+        """Own the bus until cancelled; reopen a vanished port with jittered capped backoff (drivers.reopen)."""
         self._emit = emit
-        tries = 0
+        reopen = Reopen(self.log, self.cfg.reopen_cap_s)
         try:
             while True:
                 try:
                     await self.link.open()
                 except PortLost as exc:
-                    tries += 1
-                    self._port_down(exc, tries)
-                    await self._sleep_down(min(0.25 * 2 ** min(tries, 10), self.cfg.reopen_cap_s) * random.uniform(0.8, 1.2))
+                    await self._sleep_down(self._port_down(reopen, exc))
                     continue
-                if tries:
-                    self.log.info("port_reopened", after_tries=tries)
-                tries, self._port_error = 0, ""
+                reopen.opened()
+                self._port_error = ""
                 try:
                     await self._serve()
                 except PortLost as exc:
-                    tries = 1
-                    self._port_down(exc, tries)
-                    await self._sleep_down(0.5 * random.uniform(0.8, 1.2))
+                    await self._sleep_down(self._port_down(reopen, exc))
         finally:
             self.link.close()
             self._emit = None
@@ -246,14 +241,16 @@ class ModbusDriver:
         level = self.log.warning if s.failures == 0 and s.online is not False else self.log.debug
         level(event, device_id=self.maps[s.unit].device_id, unit=s.unit, error=error)
 
-    def _port_down(self, exc: Exception, tries: int) -> None:
-        (self.log.warning if tries == 1 else self.log.debug)("port_lost", error=str(exc), tries=tries)
+    def _port_down(self, reopen: Reopen, exc: Exception) -> float:
+        """Report the lost port, fail what waits on it; return the seconds to wait before reopening."""
+        delay_s = reopen.failed("port_lost", exc)
         self._port_error = str(exc)
         for job in (*self._writes, *self._polls):  # an actuator must learn now, not after the reopen
             if not job.fut.done():
                 job.fut.set_exception(PortLost(str(exc)))
         self._writes.clear()
         self._polls.clear()
+        return delay_s
 
     async def _sleep_down(self, delay_s: float) -> None:
         """While the port is down, due polls count as failures so devices go offline on time."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from drivers.checksum import crc16
 from gateway.errors import FrameError, ModbusDeviceError
 
 READ_BITS_MAX = 2000  # MAP §6.1/6.2: quantity of coils / discrete inputs 1..2000
@@ -18,27 +19,6 @@ WRITE_COILS_MAX = 1968  # MAP §6.11
 WRITE_REGS_MAX = 123  # MAP §6.12
 RTU_MAX_BYTES = 256  # MSL §2.5.1.1: an RTU ADU is at most 256 bytes
 BIT_FUNCTIONS = (1, 2, 5, 15)
-
-
-def _crc_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-        table.append(crc)
-    return table
-
-
-_CRC_TABLE = _crc_table()
-
-
-def crc16(data: bytes) -> int:
-    """Modbus CRC-16 (poly 0xA001 reflected, init 0xFFFF; MSL §6.2.2). Sent low byte first."""
-    crc = 0xFFFF
-    for b in data:
-        crc = (crc >> 8) ^ _CRC_TABLE[(crc ^ b) & 0xFF]
-    return crc
 
 
 def rtu_adu(unit: int, pdu: bytes) -> bytes:

@@ -28,7 +28,7 @@ class DeviceMap:
     def requests(self) -> list[Request]:
         return [Request(self.unit, b.function, b.address, b.count) for b in self.blocks]
 
-    def items(self, block: Block, values: list, stamp: Stamp) -> tuple[list[Item], list[str]]:
+    def items(self, block: Block, values: list[int] | list[bool], stamp: Stamp) -> tuple[list[Item], list[str]]:
         """The Reading of one block reply and Events for flags that changed in it."""
         fields, problems = decode_block(block, values, self.profile)
         out: list[Item] = []
@@ -55,7 +55,7 @@ class DeviceMap:
             raise CommandRejected("unknown_output", f"{self.device_id} has no output {target!r} (outputs: {known})")
         return spec
 
-    def write_requests(self, target: str, value: Any) -> tuple[Request, Request | None, list]:
+    def write_requests(self, target: str, value: Any) -> tuple[Request, Request | None, list[int] | list[bool]]:
         """The write request, the read-back request (or None) and the values expected back."""
         spec = self.output(target)
         if spec.function in (5, 15):

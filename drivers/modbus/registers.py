@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from drivers.modbus.config import WIDTH, ModbusProfile, RegisterSpec
 from drivers.modbus.framing import READ_BITS_MAX, READ_REGS_MAX
 from gateway.errors import CodecError
+from gateway.model import Value
 
 _FMT = {"int16": ">h", "uint16": ">H", "bits": ">H", "int32": ">i", "uint32": ">I", "float32": ">f"}
 
@@ -33,7 +34,7 @@ def decode(spec: RegisterSpec, regs: list[int], profile: ModbusProfile) -> float
     if spec.type == "bool":
         return bool(regs[0])
     raw_bytes = _to_bytes(regs, spec.byte_order or profile.byte_order, spec.word_order or profile.word_order)
-    (raw,) = struct.unpack(_FMT[spec.type], raw_bytes)
+    raw: float | int = struct.unpack(_FMT[spec.type], raw_bytes)[0]
     if spec.type == "bits":
         return raw
     if spec.invalid and int.from_bytes(raw_bytes, "big") in spec.invalid:
@@ -99,9 +100,9 @@ def _block(fc: int, start: int, end: int, specs: list[RegisterSpec]) -> Block:
     return Block(fc, start, end - start, tuple((s, s.address - start) for s in specs))
 
 
-def decode_block(block: Block, values: list[int] | list[bool], profile: ModbusProfile) -> tuple[dict, list[str]]:
+def decode_block(block: Block, values: list[int] | list[bool], profile: ModbusProfile) -> tuple[dict[str, Value], list[str]]:
     """Field values of one block reply, and a problem string per field that could not be decoded."""
-    out: dict[str, float | int | bool] = {}
+    out: dict[str, Value] = {}
     problems: list[str] = []
     for spec, off in block.fields:
         try:

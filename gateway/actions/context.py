@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from drivers.base import Command
+from gateway.model import Command
 
 
 @runtime_checkable

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from structlog.typing import FilteringBoundLogger
+
 from gateway.actions.context import ActionContext
 from gateway.actions.schema import Notify
 from gateway.actions.sms import RateLimiter, policy_allows, recipients, render
@@ -24,7 +26,7 @@ SaveNotice = Callable[[NoticeKey, str], Awaitable[None]]
 class Escalation:
     def __init__(
         self, notify: Notify, contacts: list[Any], devices: dict[str, Device], identity: Any,
-        ctx: ActionContext, tasks: ActionTasks, log: Any, save_notice: SaveNotice,
+        ctx: ActionContext, tasks: ActionTasks, log: FilteringBoundLogger, save_notice: SaveNotice,
     ) -> None:
         self.notify = notify
         self.contacts = list(contacts)

@@ -18,10 +18,10 @@ TierAction = Literal["sms", "call"]
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    pass
+    """Subclasses say `frozen=True` again: msgspec inherits it, type checkers do not (msgspec#657)."""
 
 
-class Sounder(_Section):
+class Sounder(_Section, frozen=True):
     """Relay-box coils. The sounder pulses on_s/off_s for at most max_duration_s (neighbours sleep too;
     the guard has been woken by then); the strobe stays on until acknowledged: the fire standards ask
     for a visible indicator until the alarm is acknowledged (protocols.md §4)."""
@@ -35,7 +35,7 @@ class Sounder(_Section):
     retry_s: Annotated[float, Meta(gt=0, le=300)] = 5.0  # relay box unreachable: write again this often
 
 
-class Sms(_Section):
+class Sms(_Section, frozen=True):
     # Per severity: "always", "uplink_down" (only when the uplink has been down > uplink_down_after_s:
     # the platform notifies people itself while it is reachable), or "never".
     critical: SmsPolicy = "always"
@@ -49,7 +49,7 @@ class Sms(_Section):
     retry_s: Annotated[float, Meta(gt=0, le=3600)] = 30.0  # modem unavailable: try again this often
 
 
-class Templates(_Section):
+class Templates(_Section, frozen=True):
     # Placeholders: {community} {courtyard} {place} (2栋1单元401) {room} (2栋1单元401室) {title} {date} (12月1日)
     # {time} (HH:MM local) {resident} (（独居老人）/（残疾人）/empty) {advice} (what to do, per device type)
     # {device} {severity} {tier}. Unknown placeholders are a config error (rules/check.py, actions/sms.py).
@@ -57,7 +57,7 @@ class Templates(_Section):
     escalated: str = "【社区消防】{date}{time} {community}{courtyard}{room}{resident} {title}，{tier}级上报，尚无人确认，{advice}"
 
 
-class Tier(_Section):
+class Tier(_Section, frozen=True):
     """Contacts told `after_s` after the alarm was raised, unless it has been acknowledged by then."""
 
     after_s: Seconds
@@ -75,7 +75,7 @@ DEFAULT_TIERS = (
 )
 
 
-class Trouble(_Section):
+class Trouble(_Section, frozen=True):
     """The local trouble (fault) indication, distinct from fire: a relay-box output on while any fault
     lasts (GB 4717 / EN 54-2 and GB 26875.1 §4.1: every fault signalled locally within 100 s). The
     deadlines below count from the fault's start; checks run every check_period_s, so the worst case is
@@ -91,7 +91,7 @@ class Trouble(_Section):
     bus_after_s: Annotated[float, Meta(ge=0, le=90)] = 30.0
 
 
-class Call(_Section):
+class Call(_Section, frozen=True):
     """Phone calls of tiers with `actions` including "call" (issue 22; docs/rules.md "Call flow").
 
     The callee hears `message` twice, then `prompt`, and acknowledges the alarm with key 1. Busy, no
@@ -115,7 +115,7 @@ class Call(_Section):
     prompt: str = "确认请按1。"
 
 
-class Notify(_Section):
+class Notify(_Section, frozen=True):
     timezone: str = "Asia/Shanghai"  # for {time} in SMS text
     sounder: Sounder = Sounder()
     trouble: Trouble = Trouble()

@@ -7,16 +7,16 @@ moment an alarm is raised, beside (not after) its durable commit (reliability.md
 
 from __future__ import annotations
 
-from typing import Any
+from structlog.typing import FilteringBoundLogger
 
-from drivers.base import Command
 from gateway.actions.context import ActionContext
 from gateway.actions.schema import Sounder
 from gateway.actions.tasks import ActionTasks
+from gateway.model import Command
 
 
 class SounderControl:
-    def __init__(self, cfg: Sounder, ctx: ActionContext, tasks: ActionTasks, log: Any) -> None:
+    def __init__(self, cfg: Sounder, ctx: ActionContext, tasks: ActionTasks, log: FilteringBoundLogger) -> None:
         self.cfg = cfg
         self.ctx = ctx
         self.tasks = tasks

@@ -7,17 +7,19 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from structlog.typing import FilteringBoundLogger
+
 FaultSink = Callable[[str, str, BaseException], Awaitable[None] | None]
 
 
 class ActionTasks:
-    def __init__(self, log: Any, on_fault: FaultSink) -> None:
+    def __init__(self, log: FilteringBoundLogger, on_fault: FaultSink) -> None:
         self.log = log
         self._on_fault = on_fault
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.counters = {"started": 0, "failed": 0}
 
-    def spawn(self, action: str, device_id: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
+    def spawn(self, action: str, device_id: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(self._guard(action, device_id, coro), name=f"action:{action}:{device_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

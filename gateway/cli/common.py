@@ -59,8 +59,9 @@ def locate(config_path: str, socket_override: str | None = None) -> Target:
         note = f"{config_path}: permission denied: using default paths"
     except tomllib.TOMLDecodeError as exc:
         note = f"{config_path} is not valid TOML ({exc}): using default paths"
-    control = raw.get("control") if isinstance(raw.get("control"), dict) else {}
-    store = raw.get("store") if isinstance(raw.get("store"), dict) else {}
+    control, store = raw.get("control"), raw.get("store")
+    control = control if isinstance(control, dict) else {}
+    store = store if isinstance(store, dict) else {}
     sock = socket_override or str(control.get("socket") or Control().socket)
     store_path = str(store.get("path") or Store().path)
     return Target(config_path, sock, store_path, note)

@@ -3,6 +3,7 @@ each device's profile fits its port's driver and its address is valid on that bu
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -11,7 +12,8 @@ from gateway.config import schema as s
 
 
 def cross_check(
-    cfg: s.Config, file: str, devices: list[Any], errors: list[str], broken_ports: set[str] = frozenset(), broken_contacts: set[str] = frozenset()
+    cfg: s.Config, file: str, devices: list[Any], errors: list[str],
+    broken_ports: AbstractSet[str] = frozenset(), broken_contacts: AbstractSet[str] = frozenset(),
 ) -> dict[str, Any]:
     """Append every cross-section problem to `errors`; return the profiles' driver-typed sections.
 
@@ -52,19 +54,19 @@ def cross_check(
         if d.id in seen_ids:
             errors.append(f"{where}.id: {d.id!r} duplicates devices[{seen_ids[d.id]}]")
         seen_ids.setdefault(d.id, i)
-        prof = cfg.profiles.get(d.profile)
-        if prof is None:
+        dev_prof = cfg.profiles.get(d.profile)
+        if dev_prof is None:
             known = ", ".join(sorted(cfg.profiles)) or "none found"
             errors.append(f"{where}.profile: {d.profile!r} is not a known profile (known: {known})")
         port = cfg.ports.get(d.port)
         if port is None and d.port not in broken_ports:
             known = ", ".join(sorted(cfg.ports)) or "none configured"
             errors.append(f"{where}.port: {d.port!r} is not a configured port (configured: {known})")
-        if prof is not None and port is not None:
+        if dev_prof is not None and port is not None:
             spec = DRIVERS[port[0]]
-            if spec.protocol != prof.protocol:
+            if spec.protocol != dev_prof.protocol:
                 errors.append(
-                    f"{where}.profile: {d.profile!r} is a {prof.protocol} device but port {d.port!r} "
+                    f"{where}.profile: {d.profile!r} is a {dev_prof.protocol} device but port {d.port!r} "
                     f"runs the {port[0]} driver ({spec.protocol})"
                 )
         if port is not None:

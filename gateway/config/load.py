@@ -1,22 +1,20 @@
-"""Read a gateway TOML file into a Config, converting section by section so every error is reported.
-
-Messages name the file, the key path, the value and what is allowed:
-    gateway.toml: devices[3].address: 300 is not a Modbus slave id (1..247)
-"""
+"""Read a gateway TOML file into a Config, converting section by section so every error is reported
+(messages: gateway/config/messages.py)."""
 
 from __future__ import annotations
 
 import os
-import re
 import stat
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from gateway.actions.schema import Notify
 from gateway.config import schema as s
+from gateway.config.messages import format_validation
 from gateway.errors import ConfigError
 from gateway.panel.config import PanelSection
 from gateway.rules.schema import Rule
@@ -24,12 +22,12 @@ from gateway.power.config import PowerSection
 from gateway.selfcheck.config import SelfCheckSection
 from gateway.uplink.gb26875.config import GB26875Section
 
-# Sections owned by later stages register their schema here (explicit, no scanning).
-# name -> (schema type, is_list)
+if TYPE_CHECKING:
+    from drivers.base import DriverSpec
+
+# Sections a later stage adds without a typed Config field yet land in Config.extra, typed by the schema
+# registered here (explicit, no scanning): name -> (schema type, is_list). Prefer a typed field on Config.
 EXTRA_SECTIONS: dict[str, tuple[type, bool]] = {}
-EXTRA_SECTIONS["rules"] = (Rule, True)  # gateway/rules/schema.py, issue 7
-EXTRA_SECTIONS["notify"] = (Notify, False)  # gateway/actions/schema.py: sounder, SMS, escalation
-EXTRA_SECTIONS["gb26875"] = (GB26875Section, False)  # gateway/uplink/gb26875/config.py, issue 11
 EXTRA_SECTIONS["power"] = (PowerSection, False)  # gateway/power/config.py, issue 23
 EXTRA_SECTIONS["selfcheck"] = (SelfCheckSection, False)  # gateway/selfcheck/config.py, issue 23
 EXTRA_SECTIONS["panel"] = (PanelSection, False)  # gateway/panel/config.py, issue 24: the local web panel
@@ -42,104 +40,7 @@ _CORE = {
     "store": s.Store,
     "control": s.Control,
 }
-_TOP_KEYS = {*_CORE, "ports", "devices", "contacts", "rules", "profiles_dir"}
-
-_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
-_UNKNOWN = re.compile(r"Object contains unknown field `(?P<key>[^`]+)`")
-_MISSING = re.compile(r"Object missing required field `(?P<key>[^`]+)`")
-_BOUND = re.compile(r"Expected `(?P<type>\w+)` (?P<op>>=|<=|>|<) (?P<bound>\S+)")
-
-
-def _lookup(raw: Any, path: str) -> Any:
-    cur = raw
-    for part in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path):
-        key, idx = part
-        try:
-            cur = cur[int(idx)] if idx else cur[key]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return cur
-
-
-def _field_type(schema: Any, path: str) -> Any:
-    """The annotated type at `path` inside `schema` (struct fields, list items, dict values)."""
-    import typing
-
-    cur = schema
-    for key, idx in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path):
-        while typing.get_origin(cur) is typing.Annotated:
-            cur = typing.get_args(cur)[0]
-        if typing.get_origin(cur) in (typing.Union, __import__("types").UnionType):
-            args = [a for a in typing.get_args(cur) if a is not type(None)]
-            cur = args[0] if len(args) == 1 else cur
-        if idx:
-            args = typing.get_args(cur)
-            cur = args[0] if args else None
-        elif hasattr(cur, "__struct_fields__"):
-            cur = typing.get_type_hints(cur, include_extras=True).get(key)
-        elif typing.get_origin(cur) is dict:
-            cur = typing.get_args(cur)[1]
-        else:
-            return None
-    while typing.get_origin(cur) is typing.Annotated:
-        cur = typing.get_args(cur)[0]
-    return cur
-
-
-def _choices(schema: Any, path: str) -> str:
-    import enum
-    import typing
-
-    t = _field_type(schema, path)
-    if typing.get_origin(t) in (typing.Union, __import__("types").UnionType):
-        t = next((a for a in typing.get_args(t) if a is not type(None)), None)
-    if typing.get_origin(t) is typing.Literal:
-        return ", ".join(repr(a) for a in typing.get_args(t))
-    if isinstance(t, type) and issubclass(t, enum.Enum):
-        return ", ".join(repr(m.value) for m in t)
-    return ""
-
-
-_EXPECTED = re.compile(r"Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`")
-
-
-def _allowed(schema: type | None, path: str) -> str:
-    """The allowed keys of the struct at `path`, for 'unknown key' messages."""
-    if schema is None or not hasattr(schema, "__struct_fields__"):
-        return ""
-    return ", ".join(schema.__struct_fields__)
-
-
-def format_validation(
-    file: str, prefix: str, exc: msgspec.ValidationError, raw: Any, schema: type | None, redact: bool = False
-) -> str:
-    """Turn a msgspec ValidationError into `file: path: value is wrong (what is allowed)`.
-
-    With `redact` (the credentials file) the offending value is never echoed.
-    """
-    m = _AT.match(str(exc))
-    msg, path = (m.group("msg"), m.group("path") or "") if m else (str(exc), "")
-    where = (prefix + path).lstrip(".") if prefix else path.lstrip(".")
-    if u := _UNKNOWN.match(msg):
-        key = f"{where}.{u.group('key')}" if where else u.group("key")
-        target = schema if not path else None
-        allowed = _allowed(target, path)
-        return f"{file}: {key}: unknown key" + (f" (allowed: {allowed})" if allowed else "")
-    if u := _MISSING.match(msg):
-        key = f"{where}.{u.group('key')}" if where else u.group("key")
-        return f"{file}: {key}: required key is missing"
-    value = "<redacted>" if redact else _lookup(raw, path)
-    if b := _BOUND.match(msg):
-        return f"{file}: {where}: {value!r} is out of range (must be {b.group('op')} {b.group('bound')})"
-    if msg.startswith("Invalid enum value"):
-        choices = _choices(schema, path)
-        return f"{file}: {where}: {value!r} is not allowed" + (f" (one of: {choices})" if choices else "")
-    if e := _EXPECTED.match(msg):
-        return f"{file}: {where}: {value!r} is a {e.group('got')}, expected {e.group('want')}"
-    if msg.startswith("Expected `str` matching regex"):
-        return f"{file}: {where}: {value!r} has the wrong format (must match {msg.split('regex ', 1)[1]})"
-    return f"{file}: {where}: {value!r}: {msg}"
-
+_TOP_KEYS = {*_CORE, "ports", "devices", "contacts", "profiles_dir", "rules", "notify", "gb26875"}
 
 def convert(file: str, prefix: str, raw: Any, schema: type, errors: list[str], redact: bool = False) -> Any | None:
     """Convert one section; on failure append a formatted message and return None."""
@@ -179,92 +80,114 @@ def load_profiles(directory: Path, errors: list[str]) -> dict[str, s.Profile]:
     return profiles
 
 
+class _Reader:
+    """One config file being read: its raw TOML, its name for messages and the problems found so far.
+    Each section has its own method; a section that fails reports and yields None (or is left out)."""
+
+    def __init__(self, file: str, raw: dict[str, Any], errors: list[str]) -> None:
+        self.file, self.raw, self.errors = file, raw, errors
+
+    def unknown_sections(self) -> None:
+        for key in self.raw:
+            if key not in _TOP_KEYS and key not in EXTRA_SECTIONS:
+                allowed = ", ".join(sorted(_TOP_KEYS | set(EXTRA_SECTIONS)))
+                self.errors.append(f"{self.file}: {key}: unknown section (allowed: {allowed})")
+
+    def core(self) -> dict[str, Any]:
+        """The fixed sections; one that failed is replaced by a placeholder so the cross-checks still run and
+        report everything else in the same pass (the errors list guarantees the placeholder is never used)."""
+        placeholders = {"identity": {"gateway_id": "invalid"}, "uplink": {"broker_url": "mqtt://invalid"}}
+        core: dict[str, Any] = {}
+        for name, schema in _CORE.items():
+            section = self.raw.get(name, {})
+            if not isinstance(section, dict):
+                self.errors.append(f"{self.file}: {name}: must be a table ([{name}])")
+                value = None
+            else:
+                value = self.section(name, section, schema)
+            core[name] = value if value is not None else msgspec.convert(placeholders.get(name, {}), schema)
+        return core
+
+    def section(self, where: str, raw: Any, schema: type) -> Any | None:
+        return convert(self.file, where, raw, schema, self.errors)
+
+    def ports(self, drivers: Mapping[str, DriverSpec]) -> tuple[dict[str, tuple[str, Any]], set[str]]:
+        """[ports.<name>] converted by their driver's schema; and the names present but invalid (already
+        reported, so references to them are not)."""
+        ports: dict[str, tuple[str, Any]] = {}
+        broken: set[str] = set()
+        raw_ports = self.raw.get("ports", {})
+        if not isinstance(raw_ports, dict):
+            self.errors.append(f"{self.file}: ports: must be a table of [ports.<name>] sections")
+            raw_ports = {}
+        known = ", ".join(sorted(drivers))
+        for pname, praw in raw_ports.items():
+            where = f"ports.{pname}"
+            if not isinstance(praw, dict):
+                self.errors.append(f"{self.file}: {where}: must be a table")
+                continue
+            broken.add(pname)
+            praw = dict(praw)
+            driver = praw.pop("driver", None)
+            if driver is None:
+                self.errors.append(f"{self.file}: {where}.driver: required key is missing (one of: {known})")
+                continue
+            spec = drivers.get(driver)
+            if spec is None:
+                self.errors.append(f"{self.file}: {where}.driver: {driver!r} is not a known driver (one of: {known})")
+                continue
+            port = self.section(where, praw, spec.port_schema)
+            if port is not None:
+                ports[pname] = (driver, port)
+                broken.discard(pname)
+        return ports, broken
+
+    def array(self, name: str, schema: Any) -> list[Any]:
+        """An array of tables; an entry that failed is None (so indexes still line up with the file)."""
+        items = self.raw.get(name, [])
+        if not isinstance(items, list):
+            self.errors.append(f"{self.file}: {name}: must be an array of tables ([[{name}]])")
+            return []
+        return [self.section(f"{name}[{i}]", item, schema) for i, item in enumerate(items)]
+
+    def optional(self, name: str, schema: type) -> Any | None:
+        return self.section(name, self.raw[name], schema) if name in self.raw else None
+
+    def extra(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, (schema, is_list) in EXTRA_SECTIONS.items():
+            if name in self.raw:
+                out[name] = tuple(self.array(name, schema)) if is_list else self.optional(name, schema)
+        return out
+
+    def profiles(self, config_dir: Path) -> dict[str, s.Profile]:
+        pdir = self.raw.get("profiles_dir", "profiles")
+        if not isinstance(pdir, str):
+            self.errors.append(f"{self.file}: profiles_dir: {pdir!r} must be a path string")
+            pdir = "profiles"
+        return load_profiles((config_dir / pdir).resolve(), self.errors)
+
+
 def load_config(path: str | os.PathLike[str]) -> s.Config:
     """Load and fully validate a gateway config; raise ConfigError listing every problem."""
-    from drivers.registry import DRIVERS  # the registry imports driver modules: keep it off import time
+    from drivers.registry import DRIVERS  # the registry imports every driver: keep it off import time
     from gateway.config.check import cross_check
 
     path = Path(path)
     file = path.name
     raw = _read_toml(path)
     errors: list[str] = []
-
-    for key in raw:
-        if key not in _TOP_KEYS and key not in EXTRA_SECTIONS:
-            allowed = ", ".join(sorted(_TOP_KEYS | set(EXTRA_SECTIONS)))
-            errors.append(f"{file}: {key}: unknown section (allowed: {allowed})")
-
-    core: dict[str, Any] = {}
-    for name, schema in _CORE.items():
-        section = raw.get(name, {})
-        if not isinstance(section, dict):
-            errors.append(f"{file}: {name}: must be a table ([{name}])")
-            continue
-        core[name] = convert(file, name, section, schema, errors)
-
-    ports: dict[str, tuple[str, Any]] = {}
-    broken_ports: set[str] = set()  # present but invalid: already reported, so references to them are not
-    raw_ports = raw.get("ports", {})
-    if not isinstance(raw_ports, dict):
-        errors.append(f"{file}: ports: must be a table of [ports.<name>] sections")
-        raw_ports = {}
-    for pname, praw in raw_ports.items():
-        where = f"ports.{pname}"
-        if not isinstance(praw, dict):
-            errors.append(f"{file}: {where}: must be a table")
-            continue
-        broken_ports.add(pname)
-        praw = dict(praw)
-        driver = praw.pop("driver", None)
-        if driver is None:
-            errors.append(f"{file}: {where}.driver: required key is missing (one of: {', '.join(sorted(DRIVERS))})")
-            continue
-        spec = DRIVERS.get(driver)
-        if spec is None:
-            errors.append(f"{file}: {where}.driver: {driver!r} is not a known driver (one of: {', '.join(sorted(DRIVERS))})")
-            continue
-        port = convert(file, where, praw, spec.port_schema, errors)
-        if port is not None:
-            ports[pname] = (driver, port)
-            broken_ports.discard(pname)
-
-    def _list(name: str, schema: type) -> list[Any]:
-        items = raw.get(name, [])
-        if not isinstance(items, list):
-            errors.append(f"{file}: {name}: must be an array of tables ([[{name}]])")
-            return []
-        out = []
-        for i, item in enumerate(items):
-            obj = convert(file, f"{name}[{i}]", item, schema, errors)
-            out.append(obj)
-        return out
-
-    devices = _list("devices", s.DeviceEntry)
-    contacts = _list("contacts", s.Contact)
-
-    extra: dict[str, Any] = {}
-    for name, (schema, is_list) in EXTRA_SECTIONS.items():
-        if name in raw:
-            extra[name] = tuple(_list(name, schema)) if is_list else convert(file, name, raw[name], schema, errors)
-    rules_raw = raw.get("rules", [])
-    rules: tuple[Any, ...] = ()
-    if "rules" in EXTRA_SECTIONS:
-        rules = extra.pop("rules", ())
-    elif rules_raw:
-        errors.append(f"{file}: rules: this gateway version has no rule engine")
-
-    pdir = raw.get("profiles_dir", "profiles")
-    if not isinstance(pdir, str):
-        errors.append(f"{file}: profiles_dir: {pdir!r} must be a path string")
-        pdir = "profiles"
-    profiles = load_profiles((path.parent / pdir).resolve(), errors)
-
-    # A section that failed is replaced by a placeholder so the cross-checks still run and report
-    # everything else in the same pass; the errors list guarantees the placeholder is never used.
-    placeholders = {"identity": {"gateway_id": "invalid"}, "uplink": {"broker_url": "mqtt://invalid"}}
-    for name, value in core.items():
-        if value is None:
-            core[name] = msgspec.convert(placeholders.get(name, {}), _CORE[name])
+    read = _Reader(file, raw, errors)
+    read.unknown_sections()
+    core = read.core()
+    ports, broken_ports = read.ports(DRIVERS)
+    devices = read.array("devices", s.DeviceEntry)
+    contacts = read.array("contacts", s.Contact)
+    rules = read.array("rules", Rule)
+    notify, gb26875 = read.optional("notify", Notify), read.optional("gb26875", GB26875Section)
+    # Deprecated aliases for code written before the typed fields (cfg.extra["notify"]): additive change.
+    extra = {**{k: v for k, v in (("notify", notify), ("gb26875", gb26875)) if v is not None}, **read.extra()}
+    profiles = read.profiles(path.parent)
     cfg = s.Config(
         source=str(path),
         identity=core["identity"],
@@ -279,9 +202,11 @@ def load_config(path: str | os.PathLike[str]) -> s.Config:
         profiles=profiles,
         profile_specs={},
         rules=tuple(r for r in rules if r is not None),
+        notify=notify,
+        gb26875=gb26875,
         extra=extra,
     )
-    broken_contacts = {c.get("id") for c, ok in zip(raw.get("contacts", []) or [], contacts) if ok is None and isinstance(c, dict)}
+    broken_contacts = {str(c.get("id")) for c, ok in zip(raw.get("contacts", []) or [], contacts) if ok is None and isinstance(c, dict)}
     profile_specs = cross_check(cfg, file, devices, errors, broken_ports, broken_contacts)
     if errors:
         raise ConfigError(errors)
@@ -304,7 +229,7 @@ def load_credentials(path: str | os.PathLike[str]) -> s.Credentials:
         )
     raw = _read_toml(path)
     errors: list[str] = []
-    creds = convert(path.name, "", raw, s.Credentials, errors, redact=True)
-    if errors:
+    creds: s.Credentials | None = convert(path.name, "", raw, s.Credentials, errors, redact=True)
+    if errors or creds is None:
         raise ConfigError(errors)
     return creds

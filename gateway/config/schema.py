@@ -11,7 +11,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from gateway.actions.schema import Notify
 from gateway.model import ContactRole, DeviceType, Location, ResidentCategory
+from gateway.rules.schema import Rule
+from gateway.uplink.gb26875.config import GB26875Section
 
 Positive = Annotated[float, Meta(gt=0)]
 NonNegative = Annotated[float, Meta(ge=0)]
@@ -22,28 +25,30 @@ MiB = 1024 * 1024
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    pass
+    """Subclasses say `frozen=True` again: msgspec inherits it, type checkers do not (msgspec#657)."""
 
 
-class Identity(_Section):
+class Identity(_Section, frozen=True):
     # gateway_id is used in MQTT topics and as the certificate CN: keep it topic-safe.
     gateway_id: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]{2,47}$")]
     community: Text = ""
     courtyard: Text = ""
 
 
-class ClockSection(_Section):
+class ClockSection(_Section, frozen=True):
     # "kernel": trust the wall clock once adjtimex reports it synchronised (timesyncd/chrony).
     # "assume_synced": bench machines and tests without a time daemon.
     sync: Literal["kernel", "assume_synced"] = "kernel"
 
 
-class LogSection(_Section):
+class LogSection(_Section, frozen=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
+    # Repeated identical warnings/errors: one line per damp_s seconds with `repeated=<count>` (gateway.log.Damper).
+    damp_s: Annotated[float, Meta(ge=0, le=3600)] = 0.0
 
 
-class Uplink(_Section):
+class Uplink(_Section, frozen=True):
     broker_url: str  # mqtt://host:1883 or mqtts://host:8883
     client_id: str = ""  # default: the gateway id
     ca_file: str = ""
@@ -75,7 +80,7 @@ class Uplink(_Section):
     command_queue_max: Annotated[int, Meta(ge=1, le=1000)] = 32
 
 
-class Store(_Section):
+class Store(_Section, frozen=True):
     path: str = "/var/lib/courtyard-gateway/outbox.db"
     # Cap on database + WAL together (reliability §0.11: the WAL grew to 4 MB beside a 4 kB file).
     max_bytes: Annotated[int, Meta(ge=1 * MiB)] = 512 * MiB
@@ -88,19 +93,19 @@ class Store(_Section):
     ballast_bytes: Annotated[int, Meta(ge=0, le=256 * MiB)] = 4 * MiB
 
 
-class Control(_Section):
+class Control(_Section, frozen=True):
     socket: str = "/run/courtyard-gateway/control.sock"
     group: str = ""  # group owning the socket (mode 0660); default: the daemon's own group
 
 
-class Contact(_Section):
+class Contact(_Section, frozen=True):
     id: Ident
     name: Text
     role: ContactRole
     phone: Annotated[str, Meta(pattern=r"^\+?[0-9]{3,20}$")]
 
 
-class DeviceEntry(_Section):
+class DeviceEntry(_Section, frozen=True):
     id: Ident
     profile: str
     port: str
@@ -117,14 +122,14 @@ class DeviceEntry(_Section):
         return Location(self.building, self.unit, self.room)
 
 
-class ProfileField(_Section):
+class ProfileField(_Section, frozen=True):
     unit: str = ""
     description: str = ""
     min: float | None = None
     max: float | None = None
 
 
-class Profile(_Section):
+class Profile(_Section, frozen=True):
     """A device profile file (config/profiles/<name>.toml). The [<protocol>] table is the driver's."""
 
     type: DeviceType
@@ -142,7 +147,7 @@ class Profile(_Section):
     lorawan: dict[str, Any] | None = None
 
 
-class Credentials(_Section):
+class Credentials(_Section, frozen=True):
     """The secrets file (mode 0600, never in the main config, never logged)."""
 
     mqtt_username: str = ""
@@ -177,5 +182,9 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
     contacts: tuple[Contact, ...]
     profiles: dict[str, Profile]
     profile_specs: dict[str, Any]  # profile name -> its driver-typed [<protocol>] section
-    rules: tuple[Any, ...] = ()
-    extra: dict[str, Any] = {}  # sections owned by later stages (sms, gb26875), already typed
+    rules: tuple[Rule, ...] = ()  # gateway/rules/schema.py, issue 7
+    notify: Notify | None = None  # [notify]: sounder, SMS, escalation (gateway/actions/schema.py)
+    gb26875: GB26875Section | None = None  # [gb26875]: the fire centre uplink, issue 11
+    # Sections registered in gateway.config.load.EXTRA_SECTIONS, already typed; also holds `notify` and
+    # `gb26875` as deprecated aliases of the typed fields above (read those).
+    extra: dict[str, Any] = {}

@@ -213,7 +213,7 @@ class ControlApi:
         return {"level": level}
 
     async def actuate(self, args: Args) -> dict[str, Any]:
-        from drivers.base import Command
+        from gateway.model import Command
 
         cmd = Command(_str_arg(args, "device_id"), _str_arg(args, "target"), args.get("value"), reason="cli")
         await self.d.actuate(cmd)

@@ -10,9 +10,9 @@ import tomllib
 from typing import Any
 
 import msgspec
+from tomli_w import dumps
 
 from gateway.errors import CommandRejected
-from gateway.simulate.tomlw import dumps
 
 VERSION_MAX_CHARS = 64
 DEFAULT_DEADLINE_S = 60.0

@@ -59,7 +59,7 @@ def _check_condition(c: Condition, where: str, cfg: Any, errors: list[str]) -> N
 
 def check_rules(cfg: Any, file: str, errors: list[str]) -> None:
     """Append every rule/notify problem to `errors` (cfg: gateway.config.schema.Config)."""
-    notify: Notify = cfg.extra.get("notify") or Notify()
+    notify: Notify = cfg.notify or Notify()
     seen: dict[str, int] = {}
     for i, rule in enumerate(cfg.rules):
         where = f"{file}: rules[{i}]"

@@ -9,9 +9,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from gateway.errors import StoreError
-from gateway.rules import store
-from gateway.rules.store import Pending
+from structlog.typing import FilteringBoundLogger
+
+from gateway.clock import Clock
+from gateway.errors import FailureLog, StoreError
+from gateway.rules import alarm_sql
+from gateway.rules.alarm_sql import Pending
 
 RETRY_S = 1.0  # the store could not commit (I/O error, full beyond the ballast): try again this often
 # While the store is down this queue is the alarms' journal. Transitions other than repeats are bounded by
@@ -20,7 +23,7 @@ REPEATS_COALESCE_AT = 1000
 
 
 class Committer:
-    def __init__(self, outbox: Any, ctx: Any, clock: Any, log: Any) -> None:
+    def __init__(self, outbox: Any, ctx: Any, clock: Clock, log: FilteringBoundLogger) -> None:
         self.outbox = outbox
         self.ctx = ctx
         self.clock = clock
@@ -29,7 +32,7 @@ class Committer:
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._failing = False
+        self._failures = FailureLog(log)  # first commit failure WARNING, repeats DEBUG, recovery INFO
         # Called with (pending, seq, committed monotonic ns) after each commit: latency bench, tests.
         self.listeners: list[Callable[[Pending, int, int], None]] = []
         self.counters = {"commits": 0, "transitions": 0, "commit_failures": 0}
@@ -68,19 +71,15 @@ class Committer:
                 except StoreError as exc:
                     self._queue = batch + self._queue  # never drop a transition: keep order, retry
                     self.counters["commit_failures"] += 1
-                    level = self.log.debug if self._failing else self.log.warning
-                    self._failing = True
-                    level("alarm_commit_failed", error=str(exc), queued=len(self._queue))
+                    self._failures.failed("alarm_commit_failed", error=str(exc), queued=len(self._queue))
                     await asyncio.sleep(RETRY_S)
                     continue
-                if self._failing:
-                    self._failing = False
-                    self.log.info("alarm_commit_recovered")
+                self._failures.recovered("alarm_commit_recovered")
             self._idle.set()
 
     async def _commit(self, batch: list[Pending]) -> None:
         try:
-            seqs = await self.outbox.transact(lambda conn: store.write(conn, self.outbox, batch), durable=True)
+            seqs = await self.outbox.transact(lambda conn: alarm_sql.write(conn, self.outbox, batch), durable=True)
         except StoreError:
             raise
         except Exception as exc:  # noqa: BLE001 - a bug in one transition must not stall every later alarm

@@ -8,7 +8,7 @@ A turning false (flow stopped, the event's clearing event) is the auto-clear.
 
 from __future__ import annotations
 
-from gateway.model import Device, Event, Item, Reading
+from gateway.model import Device, Event, Item, Reading, Stamp
 from gateway.rules.match import COMPARE, Signal, number, selects
 from gateway.rules.schema import CLEARED_BY, Condition, CorrelateRule
 
@@ -83,7 +83,7 @@ class CorrelateEvaluator:
             self._pending.pop(device_id, None)  # a_without_b: there is a fire alarm, not misuse
         return out
 
-    def _raise(self, device_id: str, scope: str, stamp=None) -> Signal:
+    def _raise(self, device_id: str, scope: str, stamp: Stamp | None = None) -> Signal:
         self._active.add(device_id)
         return Signal(True, device_id, {"scope": scope, "within_s": self.rule.within_s, "mode": self.rule.mode}, stamp)
 

@@ -18,11 +18,11 @@ from gateway.actions.sounder import SounderControl
 from gateway.actions.tasks import ActionTasks
 from gateway.errors import StoreError
 from gateway.model import Alarm, AlarmState, Device, Event, EventKind, Item, RecordClass
-from gateway.rules import kinds, store
+from gateway.rules import alarm_sql, kinds
 from gateway.rules.commit import Committer
 from gateway.rules.lifecycle import Active, AlarmBook, Transition
 from gateway.rules.match import BadValue, Signal
-from gateway.rules.store import Pending
+from gateway.rules.alarm_sql import Pending
 
 TICK_S = 0.25  # sounder pattern resolution and timer granularity; far below any rule duration
 HISTORY_MAX = 1000  # cleared alarms kept in memory for `gateway alarms --since`
@@ -84,10 +84,10 @@ class RuleEngine:
         store was down (same rule and device, new id) supersedes the stored one: the stored one is closed
         first (its clear committed ahead of the new raise, so the one-active-per-(rule, device) index holds)."""
         now = self.clock.monotonic()
-        active = await self.outbox.transact(store.load_active, durable=False)
+        active = await self.outbox.transact(alarm_sql.load_active, durable=False)
         since = self.clock.wall() - RESTORE_HISTORY_S
-        recent = await self.outbox.transact(lambda c: store.load_recent(c, since, HISTORY_MAX), durable=False)
-        notices = await self.outbox.transact(store.load_notices, durable=False)
+        recent = await self.outbox.transact(lambda c: alarm_sql.load_recent(c, since, HISTORY_MAX), durable=False)
+        notices = await self.outbox.transact(alarm_sql.load_notices, durable=False)
         merged = [*recent, *self._recent]  # stored history first; a full deque drops its oldest
         self._recent.clear()
         self._recent.extend(merged)
@@ -268,7 +268,7 @@ class RuleEngine:
 
     async def _save_notice(self, key: NoticeKey, outcome: str) -> None:
         wall = self.clock.wall()
-        await self.outbox.transact(lambda c: store.record_notice(c, *key, outcome, wall), durable=True)
+        await self.outbox.transact(lambda c: alarm_sql.record_notice(c, *key, outcome, wall), durable=True)
 
     # ---- commands (platform, CLI, button) and views --------------------------------------------------
     async def ack(self, alarm_id: str, by: str) -> str:

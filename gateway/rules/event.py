@@ -13,12 +13,12 @@ class EventEvaluator:
         self._kinds = frozenset(rule.events)
         self._clearing = {CLEARED_BY[k] for k in rule.events if k in CLEARED_BY}
         self._codes = frozenset(rule.codes)
-        self._present: dict[str, dict[str, str]] = {}  # device -> detail of its raising event not yet cleared
+        self._present: dict[str, dict[str, str | bool]] = {}  # device -> detail of its raising event not yet cleared
 
     def on_item(self, item: Item, device: Device, now: float) -> list[Signal]:
         if not isinstance(item, Event):
             return []
-        detail = {"kind": str(item.kind), "code": item.code}
+        detail: dict[str, str | bool] = {"kind": str(item.kind), "code": item.code}
         if item.detail.get("replay_suspect"):
             detail["replay_suspect"] = True  # the alarm record says the frame failed the replay check
         if item.detail.get("test") is True:
@@ -32,7 +32,7 @@ class EventEvaluator:
             return [Signal(False, item.device_id, detail, item.stamp)]
         return []
 
-    def present(self, device_id: str) -> dict[str, str] | None:
+    def present(self, device_id: str) -> dict[str, str | bool] | None:
         """The raising event's detail if the condition has not been cleared by its device since."""
         return self._present.get(device_id)
 

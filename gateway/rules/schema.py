@@ -44,7 +44,7 @@ class Match(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     profiles: list[str] = []
 
 
-class _Rule(Match, tag_field="kind", kw_only=True):
+class _Rule(Match, tag_field="kind", kw_only=True, frozen=True):
     id: Ident
     severity: SeverityName
     title: Text = ""  # what the SMS and the platform print, e.g. "烟感报警"; default: the rule id
@@ -65,14 +65,14 @@ class _Rule(Match, tag_field="kind", kw_only=True):
         return self.title or self.id
 
 
-class EventRule(_Rule, tag="event", kw_only=True):
+class EventRule(_Rule, tag="event", kw_only=True, frozen=True):
     """A device event kind (optionally narrowed by code) raises the alarm; its clearing event clears it."""
 
     events: Annotated[list[EventKind], Meta(min_length=1)]
     codes: list[str] = []  # empty: any code
 
 
-class ThresholdRule(_Rule, tag="threshold", kw_only=True):
+class ThresholdRule(_Rule, tag="threshold", kw_only=True, frozen=True):
     """`field op limit` for at least for_s raises; on the far side of `clear` for clear_for_s clears."""
 
     field: FieldName
@@ -83,7 +83,7 @@ class ThresholdRule(_Rule, tag="threshold", kw_only=True):
     clear_for_s: Seconds = 0.0
 
 
-class RateRule(_Rule, tag="rate", kw_only=True):
+class RateRule(_Rule, tag="rate", kw_only=True, frozen=True):
     """`field` moves by more than `delta` (in `direction`) within window_s."""
 
     field: FieldName
@@ -93,7 +93,7 @@ class RateRule(_Rule, tag="rate", kw_only=True):
     clear_for_s: Seconds | None = None  # quiet time before auto clear; default window_s
 
 
-class OfflineRule(_Rule, tag="offline", kw_only=True):
+class OfflineRule(_Rule, tag="offline", kw_only=True, frozen=True):
     """No frame of any kind for heartbeat_factor x heartbeat + grace_s (protocols.md §4: k = 2)."""
 
     heartbeat_factor: Annotated[float, Meta(ge=1, le=100)] = 2.0
@@ -103,7 +103,7 @@ class OfflineRule(_Rule, tag="offline", kw_only=True):
     timeout_s: Seconds = 0.0
 
 
-class Condition(Match, kw_only=True):
+class Condition(Match, kw_only=True, frozen=True):
     """One side of a correlation: an event (kind, optional code) or a field test on readings."""
 
     event: EventKind | None = None
@@ -113,7 +113,7 @@ class Condition(Match, kw_only=True):
     value: float = 0.0
 
 
-class CorrelateRule(_Rule, tag="correlate", kw_only=True):
+class CorrelateRule(_Rule, tag="correlate", kw_only=True, frozen=True):
     """`a` and `b` within within_s in the same scope ("both"), or `a` with no `b` ("a_without_b").
 
     The alarm is raised on a's device: one active per (rule, a-device).
@@ -126,7 +126,7 @@ class CorrelateRule(_Rule, tag="correlate", kw_only=True):
     scope: Literal["building", "courtyard"] = "building"
 
 
-class Source(Match, kw_only=True):
+class Source(Match, kw_only=True, frozen=True):
     """One activity source of an `inactivity` rule (issue 22): which devices, and what counts as activity.
 
     frame: any frame except heartbeat/online/offline; change: `field` changes value (door contact,
@@ -143,7 +143,7 @@ class Source(Match, kw_only=True):
     volume_window_h: Annotated[float, Meta(gt=0, le=168)] | None = None  # default: the rule's window_h
 
 
-class InactivityRule(_Rule, tag="inactivity", kw_only=True):
+class InactivityRule(_Rule, tag="inactivity", kw_only=True, frozen=True):
     """Per flat (devices grouped by building/unit/room): no activity from any source for window_h hours of
     active hours raises a welfare alarm on the flat's first source device (gateway/rules/inactivity.py)."""
 

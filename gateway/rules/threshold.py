@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.model import Device, Item
+from gateway.model import Device, Item, Stamp
 from gateway.rules.match import COMPARE, Signal, reading_value
 from gateway.rules.schema import ThresholdRule
 
@@ -49,7 +49,7 @@ class ThresholdEvaluator:
             st.since = now
         return self._due(item.device_id, st, now, item.stamp)
 
-    def _due(self, device_id: str, st: _State, now: float, stamp=None) -> list[Signal]:
+    def _due(self, device_id: str, st: _State, now: float, stamp: Stamp | None = None) -> list[Signal]:
         wait = self.rule.clear_for_s if st.active else self.rule.for_s
         if st.since is None or now - st.since < wait:
             return []

@@ -18,6 +18,15 @@ def default_trigger_socket() -> str:
     return os.environ.get("COURTYARD_SIM_SOCKET", f"/tmp/courtyard-sim-{os.getuid()}.sock")
 
 
+def _need_sim_extra() -> None:
+    """The simulators' libraries are the [sim] extra (pyproject.toml): a Pi in service does not carry them."""
+    import importlib.util
+
+    missing = [m for m in ("pymodbus",) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise click.ClickException(f"the simulators need {', '.join(missing)}: pip install 'courtyard-gateway[sim]'")
+
+
 class _Group(click.Group):
     """Subcommands are the per-protocol simulators, imported only when used."""
 
@@ -38,6 +47,7 @@ class _Group(click.Group):
             import importlib
 
             module, attr = self.LAZY[name]
+            _need_sim_extra()
             return getattr(importlib.import_module(module), attr)
         return super().get_command(ctx, name)
 
@@ -55,6 +65,7 @@ def simulate(ctx: click.Context, courtyard: str | None, out: str | None, broker:
         return
     if not courtyard or not out:
         raise click.UsageError("give --courtyard FILE and --gateway-config OUT.toml, or a simulator command")
+    _need_sim_extra()
     from gateway.simulate.courtyard import Courtyard, load
 
     cy = Courtyard(load(Path(courtyard)), Path(courtyard), Path(out), broker, time_scale)

@@ -19,10 +19,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
+from tomli_w import dumps
 
 from gateway.config.schema import Contact
 from gateway.simulate.proxy import FaultProxy, Mode
-from gateway.simulate.tomlw import dumps
 
 
 class SimDevice(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from typing import Any
 
 
 class Mode(enum.StrEnum):
@@ -24,7 +25,7 @@ class FaultProxy:
         self.up_bytes = 0  # gateway -> broker bytes passed: the bench's "bytes on the wire"
         self._server: asyncio.AbstractServer | None = None
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
     def port(self) -> int:
@@ -72,7 +73,8 @@ class FaultProxy:
             self._tasks.add(t)
             t.add_done_callback(self._tasks.discard)
 
-    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, pair, up: bool) -> None:
+    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter,
+                    pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter], up: bool) -> None:
         try:
             while data := await src.read(65536):
                 if self.mode == Mode.PASS or (self.mode == Mode.MUTE_DOWN and up):

@@ -33,7 +33,7 @@ def used_page_bytes(conn: sqlite3.Connection) -> int:
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-    return (pages - free) * page_size
+    return int((pages - free) * page_size)
 
 
 def evict_oldest(conn: sqlite3.Connection, n: int) -> int:

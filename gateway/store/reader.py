@@ -10,8 +10,8 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable
-from typing import Any
 
+from gateway.clock import Clock
 from gateway.model import RecordClass, Stamp
 from gateway.store.record import Record
 from gateway.store.codec import Names, decode_body, decode_stamp, decode_tele, tele_fields
@@ -26,7 +26,7 @@ def connect_ro(path: str) -> sqlite3.Connection:
     return conn
 
 
-def stamp_age_s(stamp: Stamp, clock: Any) -> float:
+def stamp_age_s(stamp: Stamp, clock: Clock) -> float:
     """Age of a stamp: monotonic within this boot (immune to clock steps), wall time across boots."""
     if stamp.boot_id == clock.boot_id:
         return max(0.0, (clock.monotonic_ns() - stamp.mono_ns) / 1e9)
@@ -37,7 +37,7 @@ def file_bytes(path: str) -> int:
     return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
 
 
-def read_depth_and_age(conn: sqlite3.Connection, names: Names, clock: Any) -> tuple[dict[str, int], dict[str, float]]:
+def read_depth_and_age(conn: sqlite3.Connection, names: Names, clock: Clock) -> tuple[dict[str, int], dict[str, float]]:
     """Rows waiting per class and the age of each class's oldest row (telemetry count from meta)."""
     depth = {c.name.lower(): 0 for c in RecordClass}
     oldest: dict[str, float] = {}
@@ -57,7 +57,7 @@ def read_depth_and_age(conn: sqlite3.Connection, names: Names, clock: Any) -> tu
 
 
 class Reader:
-    def __init__(self, path: str, clock: Any) -> None:
+    def __init__(self, path: str, clock: Clock) -> None:
         self.conn = connect_ro(path)
         self.clock = clock
         self.names = Names()

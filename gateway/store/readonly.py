@@ -7,7 +7,6 @@ gateway is still refused (its tables may mean something else).
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
 
 from gateway.clock import Clock
 from gateway.errors import StoreError
@@ -17,7 +16,7 @@ from gateway.store.reader import connect_ro, file_bytes, read_depth_and_age
 from gateway.store.record import OutboxStats
 
 
-def open_readonly(path: str, clock: Any = None) -> OutboxStats:
+def open_readonly(path: str, clock: Clock | None = None) -> OutboxStats:
     """OutboxStats of the store at `path` (dropped, bytes_written and fault are the daemon's: 0 / "")."""
     clock = clock or Clock()
     try:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import sqlite3
 
+from gateway.clock import Clock
 from gateway.store.codec import BOOT, Names, decode_stamp, decode_tele, encode_json, encode_tele
 
 CHUNK_ROWS = 2000  # rows per writer transaction: alarms never wait behind a long rewrite
 
 
-def rebase_records(conn: sqlite3.Connection, clock, first_seq: int) -> int:
+def rebase_records(conn: sqlite3.Connection, clock: Clock, first_seq: int) -> int:
     """Alarm/event/status rows of this boot (seq >= first_seq) stamped unsynced. Few rows: one pass."""
     updates = []
     for seq, text in conn.execute("SELECT seq, stamp FROM record WHERE seq >= ?", (first_seq,)).fetchall():
@@ -25,7 +26,7 @@ def rebase_records(conn: sqlite3.Connection, clock, first_seq: int) -> int:
     return len(updates)
 
 
-def rebase_telemetry_chunk(conn: sqlite3.Connection, names: Names, clock, start_seq: int, end_seq: int) -> tuple[int, int | None]:
+def rebase_telemetry_chunk(conn: sqlite3.Connection, names: Names, clock: Clock, start_seq: int, end_seq: int) -> tuple[int, int | None]:
     """Re-base one chunk of telemetry in [start_seq, end_seq]; return (rows re-based, next start or None)."""
     boot_ix = names.by_text.get((BOOT, clock.boot_id))
     rows = conn.execute(

@@ -83,7 +83,7 @@ class Writer:
     def _main(self) -> None:
         try:
             self._open()
-        except BaseException as exc:  # reported to open(); the thread ends
+        except BaseException as exc:  # noqa: BLE001 - reported to open() through the future; the thread ends
             self._finish()
             self.ready.set_exception(exc)
             return

@@ -33,7 +33,7 @@ from gateway.uplink.session import ConnectRefused, Session, TlsRefused, broker_a
 from gateway.uplink.wire import Envelope
 
 CONNECT_TIMEOUT_S = 10.0
-STOP_TIMEOUT_S = 1.0
+STOP_TIMEOUT_S = 1.0  # offline status PUBACK + DISCONNECT on shutdown (daemon stop budget is 4 s)
 
 
 class Uplink:

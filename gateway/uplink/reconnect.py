@@ -10,7 +10,7 @@ import asyncio
 import bisect
 import socket
 
-from gateway.supervise import Backoff  # noqa: F401 - re-exported: one backoff policy for every retry loop
+from gateway.clock import Backoff as Backoff  # re-exported: one backoff policy for every retry loop
 
 
 class Histogram:

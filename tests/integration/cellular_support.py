@@ -52,7 +52,7 @@ class NbiotRig:
 
 @contextlib.asynccontextmanager
 async def nbiot_rig(tmp_path, n_sensors: int = 2, sim_kw: dict | None = None, state_dir=None, **port_kw):
-    from drivers.cellular import SPEC_NBIOT
+    from drivers.cellular.spec import SPEC_NBIOT
     from drivers.cellular.simnbiot import NbiotModemSim, SmokeSensorSim
     from tests.support.wait import async_wait_for
 

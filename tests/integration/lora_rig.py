@@ -12,7 +12,7 @@ import structlog
 from drivers.base import DriverContext
 from drivers.codecs import gas, manhole, smoke, water_flow
 from drivers.codecs.registry import CODECS
-from drivers.lora import SPEC
+from drivers.lora.spec import SPEC_LORA as SPEC
 from drivers.lora.config import LoraPort, LoraProfile
 from drivers.lora.simulator import LoraSimulator
 from drivers.lora.simsensors import SimSensor

@@ -11,7 +11,7 @@ import msgspec
 import structlog
 
 from drivers.base import DriverContext
-from drivers.lorawan import SPEC
+from drivers.lorawan.spec import SPEC_LORAWAN as SPEC
 from drivers.lorawan.config import LorawanPort, LorawanProfile
 from drivers.lorawan.simdevices import SimDevice
 from drivers.lorawan.simulator import LorawanSimulator

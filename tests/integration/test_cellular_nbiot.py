@@ -130,7 +130,7 @@ async def test_reboot_mid_command_triggers_full_reinit(tmp_path):
 
 
 async def test_sim_missing_is_down_with_a_clear_reason_then_recovers(tmp_path):
-    from drivers.cellular import SPEC_NBIOT
+    from drivers.cellular.spec import SPEC_NBIOT
     from drivers.cellular.simnbiot import NbiotModemSim
     from tests.integration.cellular_support import nbiot_context, smoke_devices
 

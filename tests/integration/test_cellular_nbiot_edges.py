@@ -10,10 +10,10 @@ import contextlib
 import structlog
 
 from drivers.base import DriverContext, DriverState
-from drivers.cellular import SPEC_NBIOT
 from drivers.cellular.config import NbiotPort, NbiotProfile
 from drivers.cellular.nbiot import MAX_READS_PER_DRAIN, SEND_BUSY_RETRIES
 from drivers.cellular.simnbiot import NbiotModemSim, SmokeSensorSim
+from drivers.cellular.spec import SPEC_NBIOT
 from drivers.codecs import nbiot_smoke
 from gateway.clock import Clock
 from gateway.model import EventKind

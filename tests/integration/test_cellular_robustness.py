@@ -46,7 +46,7 @@ async def test_silent_modem_times_out_goes_down_and_comes_back(tmp_path):
 
 
 async def test_unplugged_modem_goes_down_and_returns(tmp_path, pty_link):
-    from drivers.cellular import SPEC_NBIOT
+    from drivers.cellular.spec import SPEC_NBIOT
     from tests.integration.cellular_support import nbiot_context, smoke_devices
 
     link = pty_link("nb")

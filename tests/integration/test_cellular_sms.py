@@ -10,7 +10,7 @@ import pytest
 import structlog
 
 from drivers.base import DriverContext, DriverState
-from drivers.cellular import SPEC_SMS
+from drivers.cellular.spec import SPEC_SMS
 from drivers.cellular.config import SmsPort
 from drivers.cellular.simsms import SmsModemSim
 from gateway.clock import Clock

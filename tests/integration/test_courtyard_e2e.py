@@ -22,7 +22,7 @@ from gateway.control.client import call
 from gateway.simulate.courtyard import Courtyard, load
 from gateway.simulate.platform import PlatformView
 from gateway.simulate.proxy import Mode
-from gateway.uplink import sign_command
+from gateway.uplink.commands import sign_command
 from tests.support.wait import async_wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

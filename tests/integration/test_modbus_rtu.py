@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from drivers.base import Command, DriverContext, DriverState
-from drivers.modbus import SPEC_RTU
+from drivers.modbus.spec import SPEC_RTU
 from drivers.modbus.config import ModbusProfile, RtuPort
 from drivers.modbus.simbank import SlaveSim, load_profile
 from drivers.modbus.simulator import ModbusSimulator

@@ -10,7 +10,8 @@ import msgspec
 import structlog
 
 from drivers.base import DriverContext
-from drivers.modbus import SPEC_TCP, probe
+from drivers.modbus import probe
+from drivers.modbus.spec import SPEC_TCP
 from drivers.modbus.config import TcpPort
 from drivers.modbus.simbank import SlaveSim, load_profile
 from drivers.modbus.simulator import ModbusSimulator

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 from selenium.webdriver.common.by import By
+from tomli_w import dumps
 
 from gateway.control.protocol import decode_request, encode
 from gateway.panel.security import hash_pin, walk_code
-from gateway.simulate.tomlw import dumps
 from tests.reliability.panel_rig import CODE_KEY, browser, free_port, request, until
 
 pytestmark = pytest.mark.slow

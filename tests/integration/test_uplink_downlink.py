@@ -10,7 +10,8 @@ from gateway import log as logsetup
 from gateway.clock import Clock
 from gateway.config.schema import Credentials, Identity
 from gateway.config.schema import Uplink as UplinkCfg
-from gateway.uplink import Uplink, sign_command
+from gateway.uplink.client import Uplink
+from gateway.uplink.commands import sign_command
 from tests.integration.uplink_support import GW, Platform, open_outbox
 from tests.support.wait import async_wait_for
 from tests.unit.uplink_schema import check_message

@@ -15,9 +15,9 @@ from gateway.clock import Clock
 from gateway.config.schema import Credentials, Identity, Store
 from gateway.config.schema import Uplink as UplinkCfg
 from gateway.model import Reading, RecordClass
-from gateway.uplink import Uplink
 from gateway.platform.consumer import PlatformConsumer
 from gateway.platform.decode import records_of
+from gateway.uplink.client import Uplink
 from tests.support.wait import wait_for
 
 GW = "gw-001"

@@ -21,7 +21,7 @@ from gateway import log as logsetup
 from gateway.clock import Clock
 from gateway.config.schema import Credentials, Identity
 from gateway.config.schema import Uplink as UplinkCfg
-from gateway.uplink import Uplink
+from gateway.uplink.client import Uplink
 from tests.integration.uplink_support import open_outbox
 from tests.support.broker import Broker
 from tests.support.wait import async_wait_for

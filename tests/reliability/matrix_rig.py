@@ -20,10 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tomli_w import dumps
+
 from gateway.control.client import DaemonUnavailable, call
 from gateway.simulate.courtyard import Courtyard, load
 from gateway.simulate.platform import PlatformView
-from gateway.simulate.tomlw import dumps
 from tests.support.wait import async_wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +49,7 @@ class Rig:
         spec = courtyard_file(tmp_path)
         self.config = tmp_path / "gateway.toml"
         self.cy = Courtyard(load(spec), spec, self.config, broker.url, time_scale=1.0)
-        self.view = PlatformView(broker.url, "gw-xinhong-03", out=open(os.devnull, "w"))
+        self.view = PlatformView(broker.url, "gw-xinhong-03", out=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the rig
         self.daemons: list[subprocess.Popen[bytes]] = []
         self.refused: list[subprocess.Popen[bytes]] = []  # started to be refused (a second daemon)
         self.log = tmp_path / "daemon.log"

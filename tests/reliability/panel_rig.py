@@ -18,9 +18,9 @@ from typing import Any
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from tomli_w import dumps
 
 from gateway.panel.security import hash_pin
-from gateway.simulate.tomlw import dumps
 from tests.reliability.matrix_rig import ROOT, Rig
 
 PIN = "4711"

@@ -195,7 +195,7 @@ async def test_gateway_fleet_apply_and_status_over_the_broker(frig: FleetRig, tm
     r = frig
     key_id, key = r.key
     (tmp_path / "key.hex").write_text(key)
-    from gateway.simulate.tomlw import dumps
+    from tomli_w import dumps
 
     (tmp_path / "patch.toml").write_text(dumps(_contacts_patch(r, "+8613900000055")))
     common = ["--broker", r.broker.url, "--key-id", key_id, "--key-file", str(tmp_path / "key.hex"), "--gateway", "gw-xinhong-03"]

@@ -15,7 +15,6 @@ import time
 
 import pytest
 
-from drivers.codecs import nbiot_smoke as codec
 from drivers.modbus.framing import rtu_adu
 from gateway.model import EventKind, Reading
 from tests.integration.cellular_support import nbiot_rig

@@ -54,7 +54,7 @@ class NutServer:
         return time.monotonic()
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        log = open(self.dir / f"{name}.log", "ab")
+        log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - the child process writes it for its whole life
         self.procs[name] = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
     def start_driver(self) -> None:

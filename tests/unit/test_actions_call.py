@@ -14,8 +14,8 @@ from gateway.model import AlarmState, ContactRole, EventKind
 from tests.unit.rules_support import CONTACTS, FakeContext
 
 CONTACTS_BY_ID = {c.id: c for c in CONTACTS}
-from tests.unit.test_rules_engine import SMOKE as SMOKE_SMS_ONLY
-from tests.unit.test_rules_engine import Rig
+from tests.unit.test_rules_engine import SMOKE as SMOKE_SMS_ONLY  # noqa: E402
+from tests.unit.test_rules_engine import Rig  # noqa: E402
 
 SMOKE = {**SMOKE_SMS_ONLY, "actions": ["sounder", "sms", "call"]}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-import drivers.cellular as cellular
+import drivers.cellular.spec as cellular
 from drivers.cellular.config import NbiotPort, SmsPort, check_imei, luhn_digit
 from drivers.cellular.simnbiot import make_imei
 

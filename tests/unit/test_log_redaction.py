@@ -50,3 +50,43 @@ def test_level_filters_and_can_change_at_run_time():
     logsetup.set_level("debug")
     logsetup.get().debug("shown")
     assert "hidden" not in buf.getvalue() and "shown" in buf.getvalue()
+
+
+def test_library_records_share_the_stream_json_gateway_id_and_redaction():
+    import logging
+
+    canary = "canary-Lib-7e21d0"
+    logsetup.REDACTOR.set_secrets([canary])
+    buf = _capture()
+    logging.getLogger("pymodbus.logging").warning("connect to %s failed: pw=%s", "rtu", canary)
+    logging.getLogger("asyncio").error("Task exception was never retrieved", exc_info=RuntimeError(f"said {canary}"))
+    logging.getLogger("paho.mqtt.client").info("below WARNING: a library's chatter stays out")
+    lines = [json.loads(line) for line in buf.getvalue().splitlines()]
+    logsetup.REDACTOR.set_secrets([])
+    assert [(x["logger"], x["level"]) for x in lines] == [("pymodbus.logging", "warning"), ("asyncio", "error")]
+    assert all(x["gateway_id"] == "gw-test-01" and "timestamp" in x for x in lines)
+    assert lines[0]["event"] == f"connect to rtu failed: pw={logsetup.REDACTED}"
+    assert "RuntimeError" in lines[1]["exception"] and canary not in buf.getvalue()
+
+
+def test_damper_makes_one_line_per_window_with_a_count():
+    now = [100.0]
+    saved, logsetup.DAMPER = logsetup.DAMPER, logsetup.Damper(monotonic=lambda: now[0])
+    try:
+        buf = io.StringIO()
+        logsetup.setup("debug", "json", gateway_id="gw-test-01", stream=buf, damp_s=60.0)
+        lg = logsetup.get(port="/dev/ttyUSB0")
+        for _ in range(70):  # one identical warning a second for 70 s
+            lg.warning("port_lost", error="gone")
+            lg.info("poll_ok")  # info is never damped
+            now[0] += 1.0
+        lg.warning("port_lost", error="other")  # other values: another line
+        pending = logsetup.DAMPER.suppressed()
+        lines = [json.loads(line) for line in buf.getvalue().splitlines()]
+    finally:
+        logsetup.DAMPER = saved
+        logsetup.setup("debug", "json", stream=io.StringIO())
+    lost = [(x["error"], x.get("repeated")) for x in lines if x["event"] == "port_lost"]
+    assert lost == [("gone", None), ("gone", 59), ("other", None)]
+    assert pending == 9  # t=161..169, reported with the next such line
+    assert sum(1 for x in lines if x["event"] == "poll_ok") == 70

@@ -7,7 +7,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from drivers.modbus import SPEC_RTU, SPEC_TCP
+from drivers.modbus.spec import SPEC_RTU, SPEC_TCP
 from drivers.modbus.config import ModbusProfile, RtuPort
 from drivers.modbus.registers import plan
 from gateway.config.load import load_profiles

@@ -50,7 +50,7 @@ def test_documented_example_loads_with_every_kind_and_passes_the_cross_checks(tm
     cfg = load_config(write(tmp_path, EXAMPLE_BLOCK))
     kinds = {type(r) for r in cfg.rules}
     assert kinds == {EventRule, ThresholdRule, RateRule, OfflineRule, CorrelateRule}
-    notify = cfg.extra["notify"]
+    notify = cfg.notify
     assert notify.sounder.device == "guard-relay" and [t.after_s for t in notify.tiers] == [0, 300, 600]
     errors: list[str] = []
     check_rules(cfg, "gateway.toml", errors)

@@ -85,7 +85,6 @@ async def test_a_first_release_database_with_a_backlog_is_upgraded_in_place_and_
     import shutil
 
     from gateway.model import RecordClass
-    from gateway.store.outbox import Outbox
     from gateway.clock import ManualClock
     from tests.unit.store_support import drain, put_readings
 

@@ -15,7 +15,7 @@ import enum
 from collections import Counter
 from typing import Any
 
-from gateway.errors import FrameError, UplinkError
+from gateway.errors import FailureLog, FrameError, UplinkError
 from gateway.model import EventKind, RecordClass
 from gateway.uplink.gb26875.frame import Command, Frame, SerialCounter, local_time, utc_seconds
 from gateway.uplink.gb26875.link import Denied, Link
@@ -65,7 +65,7 @@ class GB26875Client:
         self._wake = asyncio.Event()
         self._alarm_kick = asyncio.Event()
         self._link: Link | None = None
-        self._failing = False
+        self._failures = FailureLog(self.log)  # first failure WARNING, repeats DEBUG, recovery INFO
         if hasattr(outbox, "on_commit"):
             outbox.on_commit(self._on_commit)
 
@@ -113,9 +113,7 @@ class GB26875Client:
     def _failed(self, event: str, exc: BaseException) -> None:
         self.last_error = f"{event}: {exc}"
         self.counters[event] += 1
-        # First failure WARNING, repeats DEBUG, recovery INFO (house style).
-        (self.log.debug if self._failing else self.log.warning)(event, error=str(exc) or type(exc).__name__)
-        self._failing = True
+        self._failures.failed(event, error=str(exc) or type(exc).__name__)
 
     def _now_local(self) -> dt.datetime:
         return local_time(self.clock.wall(), self.tz)
@@ -146,9 +144,7 @@ class GB26875Client:
         await self._heartbeat(link)
         self.state = ConnState.CONNECTED
         self.backoff.reset()
-        if self._failing:
-            self.log.info("centre_connected")
-        self._failing = False
+        self._failures.recovered("centre_connected")
         next_heartbeat = self.clock.monotonic() + self.cfg.heartbeat_period_s
         while True:
             self.checks.expire()

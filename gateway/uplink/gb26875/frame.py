@@ -206,7 +206,7 @@ class Deframer:
             self._drop(len(self._buf), out, "buffer_overflow")
         return out
 
-    def _drop(self, n: int, out: list | None, reason: str) -> None:
+    def _drop(self, n: int, out: list[Frame | FrameError] | None, reason: str) -> None:
         if n <= 0:
             return
         if out is not None:

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from structlog.typing import FilteringBoundLogger
+
+from gateway.clock import Clock
 from gateway.errors import CommandRejected
 
 
@@ -23,7 +26,7 @@ class PendingCheck:
 class OperatorChecks:
     """At most one check pending (a new request replaces the old one: the centre counts the latest)."""
 
-    def __init__(self, clock: Any, log: Any, counters: dict[str, int]) -> None:
+    def __init__(self, clock: Clock, log: FilteringBoundLogger, counters: dict[str, int]) -> None:
         self.clock = clock
         self.log = log
         self.counters = counters

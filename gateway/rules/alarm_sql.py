@@ -69,7 +69,7 @@ def record_notice(conn: sqlite3.Connection, alarm_id: str, tier: int, contact_id
 _COLS = "id, rule, device_id, severity, state, title, raised, updated, acknowledged_by, cleared_by, repeats, silenced, tier, detail"
 
 
-def _row(r: tuple) -> tuple[Alarm, bool, int, dict[str, Any]]:
+def _row(r: tuple[Any, ...]) -> tuple[Alarm, bool, int, dict[str, Any]]:
     alarm = Alarm(
         id=r[0], rule=r[1], device_id=r[2], severity=Severity(r[3]), state=AlarmState(r[4]), title=r[5],
         raised=_stamp.decode(r[6]), updated=_stamp.decode(r[7]), acknowledged_by=r[8], cleared_by=r[9], repeats=r[10],
