@@ -356,7 +356,7 @@ class Daemon:
             self.supervisor.start("gb26875", self._run_gb26875)
 
     async def _run_uplink(self) -> None:
-        from gateway.uplink import Uplink
+        from gateway.uplink.client import Uplink
 
         self.uplink = Uplink(
             self.cfg.uplink, self.credentials, self.cfg.identity, self.outbox, self.clock, logsetup.get(stage="uplink"),
@@ -595,7 +595,7 @@ def run(config_path: str, state_dir: str | None = None, runtime_dir: str | None 
         cfg = msgspec.structs.replace(cfg, control=msgspec.structs.replace(cfg.control, socket=os.path.join(runtime_dir, Path(cfg.control.socket).name)))
     creds, creds_error = _credentials(cfg)
     logsetup.REDACTOR.set_secrets(creds.secret_values())
-    logsetup.setup(cfg.log.level, cfg.log.format, cfg.identity.gateway_id)
+    logsetup.setup(cfg.log.level, cfg.log.format, cfg.identity.gateway_id, damp_s=cfg.log.damp_s)
     log = logsetup.get(component="daemon")
     if creds_error:
         log.error("credentials_unusable", error=creds_error)

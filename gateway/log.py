@@ -145,10 +145,13 @@ def setup(level: str = "info", fmt: str = "auto", gateway_id: str = "", stream: 
         DAMPER,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    from gateway.control.logring import RING  # the last lines in memory for `gateway logs` (no SD writes)
+
     final: list[Processor] = [
         # Tracebacks are rendered before redaction so a secret inside an exception message is scrubbed too.
         structlog.processors.format_exc_info,
         REDACTOR,
+        RING,  # after redaction: the ring holds exactly what is printed, and every logger feeds it from the start
         renderer,
     ]
     handler = logging.StreamHandler(stream)

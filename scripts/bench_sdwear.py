@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import io
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -197,7 +196,8 @@ def run(args: argparse.Namespace) -> None:
     label = f"{UNITS} units x {args.period_ms:g} ms ({code_root.name}{linger})"
     print(f"{label}: uplink up {args.steady_s:g} s: {up['polls_per_s']:.0f} polls/s, {up['bytes_per_poll']:.1f} B written/poll "
           f"({up['bytes_per_s'] / 1024:.1f} KiB/s), {up['writes_per_s']:.1f} write syscalls/s, telemetry age p50 {pct(age, 50):.0f} ms "
-          f"p99 {pct(age, 99):.0f} ms (n={len(age)}), {up['wire_per_reading']:.1f} B on the wire/reading, CPU {up['cpu_pct']:.1f} %, RSS {up['rss_mib']:.1f} MiB")
+          f"p99 {pct(age, 99):.0f} ms (n={len(age)}), {up['wire_per_reading']:.1f} B on the wire/reading, "
+          f"CPU {up['cpu_pct']:.1f} %, RSS {up['rss_mib']:.1f} MiB")
     print(f"{label}: outage {args.outage_s:g} s: {down['bytes_per_poll']:.1f} B written/poll ({down['bytes_per_s'] / 1024:.1f} KiB/s), "
           f"{down['writes_per_s']:.1f} write syscalls/s; drained {drained_s:.1f} s after; platform: {total} seqs, "
           f"holes {holes} (lost), keyed duplicates {dups}")

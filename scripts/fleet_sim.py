@@ -42,7 +42,7 @@ async def worker(args: argparse.Namespace) -> None:
     from gateway.config.schema import Uplink as UplinkCfg
     from gateway.model import Reading, RecordClass
     from gateway.store.outbox import Outbox
-    from gateway.uplink import Uplink
+    from gateway.uplink.client import Uplink
 
     logsetup.setup("error")
     clock = Clock("assume_synced")

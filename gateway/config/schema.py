@@ -45,7 +45,7 @@ class LogSection(_Section, frozen=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
     # Repeated identical warnings/errors: one line per damp_s seconds with `repeated=<count>` (gateway.log.Damper).
-    damp_s: Annotated[float, Meta(ge=0, le=3600)] = 0.0
+    damp_s: Annotated[float, Meta(ge=0, le=3600)] = 10.0  # 0 = every line (a bench or a debugging session)
 
 
 class Uplink(_Section, frozen=True):

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.uplink import sign_command
+from gateway.platform.signing import sign_command
 
 
 class MqttTransport:

@@ -23,7 +23,7 @@ from gateway.clock import Clock
 from gateway.config.schema import Credentials, Identity
 from gateway.config.schema import Uplink as UplinkCfg
 from gateway.model import RecordClass
-from gateway.uplink import Uplink
+from gateway.uplink.client import Uplink
 from tests.integration.test_uplink_tls import _cert, _write
 from tests.integration.uplink_support import open_outbox
 from tests.support.broker import Broker

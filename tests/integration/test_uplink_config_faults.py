@@ -122,7 +122,7 @@ def test_credentials_file_that_cannot_be_loaded_is_a_down_reason_until_it_is_fix
     from gateway.config.load import load_credentials
     from gateway.config.schema import Credentials, Identity
     from gateway.config.schema import Uplink as UplinkCfg
-    from gateway.uplink import Uplink
+    from gateway.uplink.client import Uplink
 
     path = tmp_path / "credentials.toml"
 

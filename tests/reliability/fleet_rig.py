@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.fleet import RESTART_EXIT
-from gateway.uplink import sign_command
+from gateway.platform.signing import sign_command
 from tests.integration.uplink_support import Platform
 from tests.reliability.matrix_rig import Rig
 from tests.support.wait import async_wait_for

@@ -144,7 +144,7 @@ async def test_the_retained_status_carries_the_config_state_and_stays_valid(tmp_
     from gateway.clock import Clock
     from gateway.config.schema import Credentials, Identity
     from gateway.config.schema import Uplink as UplinkCfg
-    from gateway.uplink import Uplink
+    from gateway.uplink.client import Uplink
     from tests.integration.uplink_support import open_outbox
     from tests.unit.uplink_schema import check_message
 
