@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -18,7 +19,7 @@ class LogRing:
         self.lines: deque[tuple[int, dict[str, Any]]] = deque(maxlen=maxlen)
         self._seq = itertools.count(1)
 
-    def __call__(self, logger: Any, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         self.lines.append((next(self._seq), dict(event_dict)))
         return event_dict
 
