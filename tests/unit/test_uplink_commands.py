@@ -193,3 +193,16 @@ def test_a_verifier_bug_still_gets_a_failed_reply_not_silence():
     h.d.verifier.verify = broken
     reply = h.handle(h.sign(cmd_id="c-bug"))
     assert (reply.id, reply.status, reply.reason) == ("c-bug", "failed", "internal_error")
+
+
+def test_the_documented_signature_vector():
+    """docs/uplink.md's test vector, the expected `sig` included (computed independently with openssl)."""
+    import hashlib
+    import hmac
+
+    from gateway.platform.signing import canonical
+
+    raw = canonical("c-1", "gw-001", "silence", {"alarm_id": "a-1", "by": "张三"}, 1790000000, "n-1", "ops-1")
+    assert raw == '["cg-cmd-v1","c-1","gw-001","silence",{"alarm_id":"a-1","by":"张三"},1790000000,"n-1","ops-1"]'.encode()
+    sig = hmac.new(bytes.fromhex(KEY), raw, hashlib.sha256).hexdigest()
+    assert sig == "508e8bae1b9c15837261aa4eb06796900711996eec0f21a2ab547bf2a211f820"
