@@ -189,6 +189,8 @@ put "$SRC/systemd/courtyard-gateway-firstboot.service" "$ROOT/etc/systemd/system
 # The web panel: installed, never enabled here. It needs [panel] and a guard PIN first (docs/panel.md):
 #   systemctl enable --now courtyard-panel
 put "$SRC/systemd/courtyard-panel.service" "$ROOT/etc/systemd/system/courtyard-panel.service" 0644 && CHANGED_UNITS=1
+# Low UPS battery: the service user may power the Pi off cleanly (gateway/power/shutdown.py), nothing else.
+put "$SRC/systemd/50-courtyard-gateway-poweroff.rules" "$ROOT/etc/polkit-1/rules.d/50-courtyard-gateway-poweroff.rules" 0644 || true
 # The rules file is edited on site (uncomment the adapter's line): keep it, ship updates as .dist.
 [ -e "$ROOT/etc/udev/rules.d/99-courtyard-gateway.rules" ] || CHANGED_UDEV=1
 keep "$SRC/systemd/99-courtyard-gateway.rules" "$ROOT/etc/udev/rules.d/99-courtyard-gateway.rules" 0644 0 0

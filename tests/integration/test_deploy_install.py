@@ -136,6 +136,8 @@ def test_install_lays_out_units_rules_and_dropins_with_their_modes(staged):
     expected = {
         "etc/systemd/system/courtyard-gateway.service": "systemd/courtyard-gateway.service",
         "etc/systemd/system/courtyard-gateway-firstboot.service": "systemd/courtyard-gateway-firstboot.service",
+        "etc/systemd/system/courtyard-panel.service": "systemd/courtyard-panel.service",
+        "etc/polkit-1/rules.d/50-courtyard-gateway-poweroff.rules": "systemd/50-courtyard-gateway-poweroff.rules",
         "etc/udev/rules.d/99-courtyard-gateway.rules": "systemd/99-courtyard-gateway.rules",
         "etc/systemd/journald.conf.d/courtyard.conf": "systemd/journald-courtyard.conf",
         "opt/courtyard-gateway/scripts/firstboot.sh": "scripts/firstboot.sh",
@@ -151,6 +153,7 @@ def test_install_lays_out_units_rules_and_dropins_with_their_modes(staged):
     assert "RuntimeWatchdogSec=10s" in (root / "etc/systemd/system.conf.d/courtyard-watchdog.conf").read_text()
     wants = root / "etc/systemd/system/multi-user.target.wants"
     assert (wants / "courtyard-gateway.service").is_symlink() and (wants / "courtyard-gateway-firstboot.service").is_symlink()
+    assert not (wants / "courtyard-panel.service").exists()  # enabled by hand once [panel] and a PIN are set
 
 
 def test_install_creates_config_dir_readable_by_the_service_and_a_0600_credentials_file(staged):
