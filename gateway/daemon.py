@@ -143,6 +143,7 @@ class Daemon:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.livestate: SnapshotKeeper | None = None
         self.inspection: Any = None  # gateway.selfcheck.stages.InspectionStages: power, self-check, tests (issue 23)
+        self.inspection_error = ""
         # One control API for both doors (socket and platform commands); the walk session lives in it.
         self.api = ControlApi(self)
 
@@ -342,18 +343,29 @@ class Daemon:
         self.supervisor.start("rules", self.rules.run)
         self.supervisor.start("pipeline", self.pipeline.run)
         # ---- subsystems: each may be down, none is a precondition of the core ------------------
-        from gateway.selfcheck import stages as inspection
-
-        self.inspection = inspection.build(self.cfg, self.clock, self.outbox, pipeline.emit, self.devices, self.status,
-                                           self._announce_offline, self._consumers(), logsetup.get)
-        self.supervisor.start("power", self.inspection.power.run)  # returns at once without a UPS
-        self.supervisor.start("selfcheck", self.inspection.selfcheck.run)
+        self._start_inspection()
         self._start_trouble()
         self.supervisor.start("control", self._run_control)
         if self.cfg.uplink.broker_url:
             self.supervisor.start("uplink", self._run_uplink)
         if "gb26875" in self._consumers():
             self.supervisor.start("gb26875", self._run_gb26875)
+
+    def _start_inspection(self) -> None:
+        """Power supervision, the daily self-check and inspection tests (issue 23): wanted, never a
+        precondition. A failure to build them is a fault the trouble monitor reports, not a stop."""
+        from gateway.selfcheck import stages as inspection
+
+        assert self.pipeline is not None
+        try:
+            self.inspection = inspection.build(self.cfg, self.clock, self.outbox, self.pipeline.emit, self.devices,
+                                               self.status, self._announce_offline, self._consumers(), logsetup.get)
+        except Exception as exc:  # noqa: BLE001 - the alarm core already runs; this must not stop it
+            self.inspection_error = f"{type(exc).__name__}: {exc}"[:300]
+            self.log.error("inspection_stages_not_started", error=self.inspection_error)
+            return
+        self.supervisor.start("power", self.inspection.power.run)  # returns at once without a UPS
+        self.supervisor.start("selfcheck", self.inspection.selfcheck.run)
 
     async def _run_uplink(self) -> None:
         from gateway.uplink.client import Uplink
@@ -410,6 +422,8 @@ class Daemon:
         checks["control"] = lambda: "" if self._task_running("control") else (self._task_error("control") or "not running")
         if self.inspection is not None:
             checks.update(self.inspection.trouble_checks())  # power, a failed or missed self-check, an alarm past 10 s
+        elif self.inspection_error:
+            checks["inspection"] = lambda: f"power supervision and self-check not running: {self.inspection_error}"
         return checks
 
     def _task_running(self, name: str) -> bool:
