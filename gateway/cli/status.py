@@ -164,6 +164,8 @@ def _store_line(store: dict[str, Any]) -> str:
     line = f"{render.size(store.get('db_bytes'))} on disk"
     if "bytes_written" in store:
         line += f", {render.size(store['bytes_written'])} written since daemon start"
+    if store.get("bytes_written_per_day"):  # projected from the last hour: SD-card wear at a glance (issue 17)
+        line += f" (~{render.size(store['bytes_written_per_day'])}/day)"
     line += f", fault: {store.get('fault') or 'none'}"
     return line
 
