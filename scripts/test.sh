@@ -37,4 +37,11 @@ fi
 . scripts/lib-venv.sh
 ensure_venv dev
 
+# One process by default. PYTEST_WORKERS=N runs N pytest-xdist workers (the tests mostly wait, so it
+# would pay), but not yet in CI: with 4 workers on 2 cores, pty-based tests of different workers were seen
+# talking to each other's simulators (cellular AT answers from the wrong modem, a Modbus port locked) —
+# an open question, see the closing note of turn 2.
+if [ "${PYTEST_WORKERS:-0}" != 0 ]; then
+    set -- -n "$PYTEST_WORKERS" "$@"
+fi
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -115,6 +115,9 @@ class RtuLink(_Link):
     async def open(self) -> None:
         import serial  # pyserial: configures termios; we read the fd ourselves
 
+        # Never two opens of one port: a second Serial would fail on our own exclusive lock, and the first
+        # (dropped, still locked, its reader still registered) would keep the port locked for ever.
+        self.close()
         try:
             self._ser = serial.Serial(
                 self.cfg.path, baudrate=self.cfg.baud, bytesize=self.cfg.bytesize, parity=self.cfg.parity,
