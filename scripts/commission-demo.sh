@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib-venv.sh
-ensure_venv
+ensure_venv sim  # it runs the simulated courtyard: the [sim] extra (pymodbus)
 GW=.venv/bin/gateway
 PY=.venv/bin/python
 
