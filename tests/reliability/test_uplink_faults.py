@@ -145,7 +145,7 @@ def test_r4_broker_sigkill_gateway_deletes_only_pubacked_rows_and_broker_loss_is
             last = await rig.stop_producing()
             await rig.drained()
             await rig.outbox.flush()
-            _store, _last, remaining = committed(tmp_path / "state" / "outbox.db")  # rows still in the store
+            _store, remaining = committed(tmp_path / "state" / "outbox.db")  # rows still in the store
             await async_wait_for(lambda: last in seen([view], rig.outbox.store_id), timeout_s=30, what="last seq at the platform")
             return last, remaining, rig.outbox.store_id, rig.up.health()
 
