@@ -35,18 +35,11 @@ async def at(port: str, command: str, baud: int = 9600, timeout_s: float = 5.0) 
         ch.close()
 
 
-async def info(port: str, baud: int = 9600) -> dict[str, Any]:
-    """Read-only queries; each one that fails shows its error instead of hiding the others."""
-    ch = await _open(port, baud, 2.0)
-    st = status.ModemStatus()
+async def _facts(ch: Any, st: status.ModemStatus, steps: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    """Run each read-only query; one that fails shows its error instead of hiding the others."""
     problems: dict[str, str] = {}
     try:
-        # Numbered errors first (27.007 +CMEE=1): a missing SIM then reads "absent" (CME 10), not "failure".
-        with contextlib.suppress(GatewayError):
-            await ch.command("AT+CMEE=1")
-        for name, step in (("sim", status.read_sim(ch, st)), ("identity", status.read_identity(ch, st)),
-                           ("registration", status.read_registration(ch, st)), ("attach", status.read_attach(ch, st)),
-                           ("address", status.read_address(ch, st)), ("radio", status.read_radio(ch, st))):
+        for name, step in steps:
             try:
                 await step
             except GatewayError as exc:
@@ -54,3 +47,30 @@ async def info(port: str, baud: int = 9600) -> dict[str, Any]:
     finally:
         ch.close()
     return {**st.as_dict(), **{f"error_{k}": v for k, v in problems.items()}}
+
+
+async def info(port: str, baud: int = 9600) -> dict[str, Any]:
+    """The NB-IoT modem's facts (BC95 dialect)."""
+    ch = await _open(port, baud, 2.0)
+    st = status.ModemStatus()
+    try:
+        # Numbered errors first (27.007 +CMEE=1): a missing SIM then reads "absent" (CME 10), not "failure".
+        with contextlib.suppress(GatewayError):
+            await ch.command("AT+CMEE=1")
+    except BaseException:
+        ch.close()
+        raise
+    return await _facts(ch, st, (
+        ("sim", status.read_sim(ch, st)), ("identity", status.read_identity(ch, st)),
+        ("registration", status.read_registration(ch, st)), ("attach", status.read_attach(ch, st)),
+        ("address", status.read_address(ch, st)), ("radio", status.read_radio(ch, st))))
+
+
+async def ec200_info(port: str, baud: int) -> dict[str, Any]:
+    """The Cat-1 SMS modem's facts with its own commands (AT+CGSN, AT+QCCID), never BC95's (AT+NCCID, AT+NUESTATS)."""
+    ch = await _open(port, baud, 2.0)
+    st = status.ModemStatus()
+    return await _facts(ch, st, (
+        ("sim", status.read_sim(ch, st)),
+        ("identity", status.read_identity(ch, st, imei_cmd="AT+CGSN", iccid_cmd="AT+QCCID")),
+        ("registration", status.read_registration(ch, st)), ("radio", status.read_radio(ch, st, nuestats=False))))

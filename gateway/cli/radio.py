@@ -205,25 +205,9 @@ def modem_type(target: Target, port: str, given: str) -> str:
 
 
 async def ec200_info(port: str, baud: int) -> dict[str, Any]:
-    """The Cat-1 SMS modem's facts with its own commands (AT+CGSN, AT+QCCID), never BC95's (AT+NCCID, AT+NUESTATS)."""
-    from drivers.cellular import status
-    from drivers.cellular.probe import _open
-    from gateway.errors import GatewayError
+    from drivers.cellular.probe import ec200_info as read
 
-    ch = await _open(port, baud, 2.0)
-    st = status.ModemStatus()
-    problems: dict[str, str] = {}
-    try:
-        for name, step in (("sim", status.read_sim(ch, st)),
-                           ("identity", status.read_identity(ch, st, imei_cmd="AT+CGSN", iccid_cmd="AT+QCCID")),
-                           ("registration", status.read_registration(ch, st)), ("radio", status.read_radio(ch, st, nuestats=False))):
-            try:
-                await step
-            except GatewayError as exc:
-                problems[name] = str(exc)
-    finally:
-        ch.close()
-    return {**st.as_dict(), **{f"error_{k}": v for k, v in problems.items()}}
+    return await read(port, baud)
 
 
 @modem.command()
