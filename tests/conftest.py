@@ -1,11 +1,30 @@
-"""Shared fixtures: real mosquitto, pty pairs. All traffic stays on 127.0.0.1."""
+"""Shared fixtures: real mosquitto, pty pairs. All traffic stays on 127.0.0.1. Whatever a test starts
+dies with the run (tests/support/reaper.py)."""
 
 from __future__ import annotations
+
+import sys
 
 import pytest
 
 from tests.support.broker import Broker
 from tests.support.pty import PtyLink
+from tests.support.reaper import Reaper
+
+REAPER = pytest.StashKey[Reaper]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[REAPER] = Reaper()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    reaper = config.stash.get(REAPER, None)
+    if reaper is None:
+        return
+    left = reaper.finish()
+    if left:  # a fixture that does not stop what it started: fix it there
+        print(f"\nreaper: killed {len(left)} process(es) the tests left running:", *left, sep="\n  ", file=sys.stderr)
 
 
 @pytest.fixture
