@@ -37,6 +37,12 @@ class SimPort:
         return self.fd
 
     def close(self) -> None:
+        # The link goes first: once our fds close, the kernel hands the /dev/pts number to the next
+        # openpty (another test, another xdist worker), and a gateway reopening a still-present link
+        # would talk to that stranger's simulator.
+        if self.create_pty:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
         for fd in (self.fd, self._keep):
             if fd is not None:
                 with contextlib.suppress(OSError, ValueError, RuntimeError):
@@ -44,9 +50,6 @@ class SimPort:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self.fd = self._keep = None
-        if self.create_pty:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
 
     def read(self) -> bytes | None:
         """What the gateway sent: bytes, b"" when the far end is gone (EOF / EIO), None if nothing yet."""

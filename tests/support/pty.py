@@ -36,12 +36,14 @@ class PtyLink:
         return self
 
     def unplug(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(5)
-        self.proc = None
+        # Links first, socat second: once socat closes the ptys their /dev/pts numbers go to the next
+        # openpty (another xdist worker's), and a gateway reopening a link still present would reach it.
         for p in (self.a, self.b):
             try:
                 os.unlink(p)
             except FileNotFoundError:
                 pass
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+        self.proc = None
