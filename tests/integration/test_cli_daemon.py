@@ -9,6 +9,8 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -147,16 +149,24 @@ def test_a_process_without_the_group_is_refused(gw):
     no write permission, and connecting to a unix socket needs write permission on the socket file."""
     assert os.geteuid() == 0, "this test needs root to drop to another uid (CI runs as root)"
     assert shutil.which("setpriv"), "setpriv (util-linux) is required"
-    for p in (gw.tmp, gw.tmp.parent, gw.tmp.parent.parent):  # click checks --config with access(2): real uid, no caps
-        os.chmod(p, os.stat(p).st_mode | stat.S_IXOTH | stat.S_IROTH)
     os.chmod(gw.tmp / "run", 0o755)
-    os.chmod(gw.config, 0o644)
-    proc = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-         "--inh-caps=-all,+dac_read_search", "--ambient-caps=+dac_read_search", "--bounding-set=-all,+dac_read_search",
-         sys.executable, "-c", "from gateway.cli.main import cli; cli()", "status", "--config", str(gw.config)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60,
-    )
+    # click checks --config with access(2): real uid, no capabilities, so every directory above the file
+    # must let others through. pytest's own tree does not (/tmp/pytest-of-root is 0700, and under xdist it
+    # sits one level further up), so the client gets a copy of the config, same socket, in a dir of its own.
+    with tempfile.TemporaryDirectory(prefix="cli-nobody-") as d:
+        here = Path(d)
+        here.chmod(0o755)
+        assert all(os.stat(p).st_mode & stat.S_IXOTH for p in here.parents), f"{here.parent} is closed to others"
+        config = here / gw.config.name
+        shutil.copy(gw.config, config)
+        shutil.copytree(gw.tmp / "profiles", here / "profiles")
+        config.chmod(0o644)
+        proc = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             "--inh-caps=-all,+dac_read_search", "--ambient-caps=+dac_read_search", "--bounding-set=-all,+dac_read_search",
+             sys.executable, "-c", "from gateway.cli.main import cli; cli()", "status", "--config", str(config)],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60,
+        )
     assert proc.returncode == 3, proc.stderr
     assert "permission denied" in proc.stderr and "no access to the daemon's socket" in proc.stderr
     # The daemon runs: advise joining the group, never "start it" (issue 18).
