@@ -96,15 +96,16 @@ async def test_a_process_without_the_group_is_refused(tmp_path):
     assert os.geteuid() == 0, "this test needs root to drop to another uid (CI runs as root)"
     assert shutil.which("setpriv"), "setpriv (util-linux) is required"
     srv, task, path, _ = await _start(tmp_path)
-    os.chmod(tmp_path, 0o755)
-    os.chmod(path.parent, 0o755)
+    # CAP_DAC_READ_SEARCH lets it through every directory (pytest's 0700 tree would refuse it on the way,
+    # proving nothing about the socket) but grants no write: only the socket's own mode can refuse it.
     code = (
         "import socket,sys\n"
         "s=socket.socket(socket.AF_UNIX)\n"
         f"try:\n s.connect({str(path)!r})\nexcept PermissionError:\n sys.exit(13)\nsys.exit(0)\n"
     )
     proc = await asyncio.create_subprocess_exec(
-        "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code
+        "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all,+dac_read_search",
+        "--ambient-caps=+dac_read_search", "--bounding-set=-all,+dac_read_search", sys.executable, "-c", code
     )
     assert await proc.wait() == 13
     task.cancel()
