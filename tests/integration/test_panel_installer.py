@@ -23,7 +23,7 @@ from tomli_w import dumps
 
 from gateway.control.protocol import decode_request, encode
 from gateway.panel.security import hash_pin, walk_code
-from tests.reliability.panel_rig import CODE_KEY, browser, free_port, request, until
+from tests.reliability.panel_rig import CODE_KEY, browser, free_port, request, settled, until
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,7 +113,7 @@ async def test_installer_view_opens_with_the_one_time_code(tmp_path: Path) -> No
         await until(lambda: rows().get("smoke-1-1-202") == "done", 2, "tick shown live")
         tick_s = time.monotonic() - t0
         assert "已测 1 / 共 2" in drv.find_element(By.ID, "walk-summary").text
-        assert "RSSI -97" in drv.find_element(By.CSS_SELECTOR, "tr[data-device-id='smoke-1-1-202']").text
+        assert "RSSI -97" in settled(lambda: drv.find_element(By.CSS_SELECTOR, "tr[data-device-id='smoke-1-1-202']").text)
         await asyncio.to_thread(drv.save_screenshot, str(shots / "panel-installer.png"))
 
         # The code is spent: a second phone cannot open the view with it.

@@ -14,9 +14,10 @@ import sys
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from tomli_w import dumps
 
@@ -26,6 +27,7 @@ from tests.reliability.matrix_rig import ROOT, Rig
 PIN = "4711"
 CODE_KEY = "5a" * 32
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -104,12 +106,28 @@ def browser(shots: Path) -> webdriver.Chrome:
     return webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
 
 
+def settled(read: Callable[[], T], attempts: int = 20) -> T:
+    """`read()` again when the page re-rendered under it: every state update rebuilds the alarm cards and
+    checklist rows, so an element found a moment ago can be stale by the time it is read or clicked."""
+    for left in range(attempts - 1, -1, -1):
+        try:
+            return read()
+        except StaleElementReferenceException:
+            if not left:
+                raise
+    raise AssertionError("unreachable")
+
+
 async def until(cond: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.05) -> object:
-    """Wait for a blocking condition (a browser query) without blocking the courtyard's loop."""
+    """Wait for a blocking condition (a browser query) without blocking the courtyard's loop; an element
+    gone stale under the query means "not yet", like a false answer."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:
-        value = await asyncio.to_thread(cond)
+        try:
+            value = await asyncio.to_thread(cond)
+        except StaleElementReferenceException:
+            value = None
         if value:
             return value
         if loop.time() > deadline:

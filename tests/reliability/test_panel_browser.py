@@ -13,7 +13,7 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from tests.reliability.matrix_rig import Rig
-from tests.reliability.panel_rig import PIN, Panel, add_panel, browser, free_port, request, until
+from tests.reliability.panel_rig import PIN, Panel, add_panel, browser, free_port, request, settled, until
 
 pytestmark = pytest.mark.slow
 
@@ -25,6 +25,15 @@ def card_text(drv, place: str) -> str:
         if place in card.text:
             return card.text
     return ""
+
+
+def click_in_card(drv, place: str, button: str) -> None:
+    """Click a button on the alarm card of `place` (found afresh if an update rebuilt the cards meanwhile)."""
+    def click() -> None:
+        card = next(c for c in drv.find_elements(By.CSS_SELECTOR, "article.alarm") if place in c.text)
+        card.find_element(By.CSS_SELECTOR, button).click()
+
+    settled(click)
 
 
 async def test_guard_view_alarm_ack_and_panel_restart(rig: Rig, tmp_path: Path) -> None:
@@ -63,8 +72,7 @@ async def _run(rig: Rig, panel: Panel, drv, shots: Path) -> None:
 
     # A wrong PIN from the guard's browser: refused, the alarm stays raised, the sounder sounds on.
     def try_pin(pin: str) -> None:
-        card = next(c for c in drv.find_elements(By.CSS_SELECTOR, "article.alarm") if place in c.text)
-        card.find_element(By.CSS_SELECTOR, "button.ack").click()
+        click_in_card(drv, place, "button.ack")
         drv.find_element(By.ID, "pin").send_keys(pin)
         drv.find_element(By.ID, "pin-ok").click()
 
@@ -114,8 +122,7 @@ async def _run(rig: Rig, panel: Panel, drv, shots: Path) -> None:
 
     # Silence (消音) with the PIN: the sounder stops, the alarm stays raised and unacknowledged.
     def silence() -> None:
-        card = next(c for c in drv.find_elements(By.CSS_SELECTOR, "article.alarm") if place2 in c.text)
-        card.find_element(By.CSS_SELECTOR, "button.silence").click()
+        click_in_card(drv, place2, "button.silence")
         drv.find_element(By.ID, "pin").send_keys(PIN)
         drv.find_element(By.ID, "pin-ok").click()
 
