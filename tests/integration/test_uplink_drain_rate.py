@@ -35,9 +35,8 @@ class Arrivals:
         with self._lock:
             self.times.append((time.monotonic(), len(json.loads(msg.payload)["r"])))
 
-    def within(self, seconds: float) -> int:
+    def within(self, seconds: float, t0: float) -> int:
         with self._lock:
-            t0 = self.times[0][0]
             return sum(n for t, n in self.times if t - t0 <= seconds)
 
     def total(self) -> int:
@@ -57,7 +56,9 @@ def test_backlog_drain_holds_the_configured_rate_from_the_first_second(broker, t
             if i % 2000 == 1999:
                 await asyncio.sleep(0.06)  # let the group commit keep up
         await async_wait_for(lambda: sum(outbox.stats().depth.values()) >= BACKLOG, timeout_s=20, what="backlog committed")
-        up = make_uplink(broker.url, outbox, clock, drain_readings_per_s=RATE)
+        # No fleet-spreading jitter before the first connect: the uplink starts and connects at once.
+        up = make_uplink(broker.url, outbox, clock, drain_readings_per_s=RATE, connect_jitter_s=0.0)
+        started.append(time.monotonic())
         task = asyncio.create_task(up.run())
         try:
             await async_wait_for(lambda: watch.total() >= BACKLOG, timeout_s=30, what="backlog drained")
@@ -71,18 +72,23 @@ def test_backlog_drain_holds_the_configured_rate_from_the_first_second(broker, t
                 raise
             await asyncio.wait_for(outbox.close(), 15)
 
+    started: list[float] = []
     try:
         asyncio.run(main())
     finally:
         watch.c.loop_stop()
         watch.c.disconnect()
-    first_half, first_s, first_2s = watch.within(0.5), watch.within(1.0), watch.within(2.0)
-    span = watch.times[-1][0] - watch.times[0][0]
-    print(f"\ndrain at {RATE:g}/s: {first_half} readings in the first 0.5 s, {first_s} in the first 1 s, "
-          f"{first_2s} in 2 s; {BACKLOG} in {span:.2f} s = {BACKLOG / span:.0f}/s overall")
-    # From the first arrival: at most rate x T plus the batch (<= 0.1 s of rate) that opened the window, and
-    # one more for arrival jitter on a loaded box (the subscriber's thread can receive two batches bunched).
-    # The old bucket gave 7,184-7,557 in the first 0.5 s: far above 3,500.
+    # Windows open when the uplink starts (the broker is reachable, no jitter), never later than its first
+    # batch leaves: a late arrival can only fall out of a window, never into it. Counted from the first
+    # arrival instead, a subscriber thread starved on a loaded box (it shares the GIL with the uplink) got the
+    # first batch late and the next ones bunched behind it, and the window overflowed with a correct bucket.
+    t0 = started[0]
+    first_half, first_s, first_2s = watch.within(0.5, t0), watch.within(1.0, t0), watch.within(2.0, t0)
+    span = watch.times[-1][0] - t0
+    print(f"\ndrain at {RATE:g}/s: first batch {watch.times[0][0] - t0:.3f} s after the start; {first_half} readings in "
+          f"the first 0.5 s, {first_s} in the first 1 s, {first_2s} in 2 s; {BACKLOG} in {span:.2f} s = {BACKLOG / span:.0f}/s overall")
+    # At most rate x T plus the batch (<= 0.1 s of rate) that opened the window, and one more for arrival
+    # jitter. The old bucket gave 7,184-7,557 in the first 0.5 s: far above 3,500.
     slack = 2 * RATE / 10
     assert first_half <= RATE * 0.5 + slack and first_s <= RATE * 1.0 + slack and first_2s <= RATE * 2 + slack
     assert BACKLOG / span <= RATE * 1.05
