@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from pathlib import Path
 
 import msgspec
@@ -17,6 +16,7 @@ from drivers.lorawan.simdevices import SimDevice
 from drivers.lorawan.simulator import LorawanSimulator
 from gateway.clock import Clock
 from gateway.model import Device, DeviceType, Event, EventKind, Reading
+from tests.support.ports import free_port
 
 # ABP smoke detector (the keys of the public lora-packet example), an OTAA gas detector, an ABP leak sensor.
 NWK_SKEY = "44024241ed4ce9a68c6a8bc055233fd3"
@@ -32,9 +32,7 @@ class StatefulContext(DriverContext, frozen=True):
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port(udp=True)
 
 
 def standard() -> tuple[list[Device], dict, dict]:

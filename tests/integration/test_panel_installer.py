@@ -23,7 +23,8 @@ from tomli_w import dumps
 
 from gateway.control.protocol import decode_request, encode
 from gateway.panel.security import hash_pin, walk_code
-from tests.reliability.panel_rig import CODE_KEY, browser, free_port, request, settled, until
+from tests.reliability.panel_rig import CODE_KEY, browser, request, settled, until
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

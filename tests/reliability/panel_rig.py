@@ -8,7 +8,6 @@ import asyncio
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import tomllib
@@ -28,12 +27,6 @@ PIN = "4711"
 CODE_KEY = "5a" * 32
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def add_panel(doc: dict[str, Any], port: int) -> None:

@@ -13,7 +13,8 @@ import pytest
 from selenium.webdriver.common.by import By
 
 from tests.reliability.matrix_rig import Rig
-from tests.reliability.panel_rig import PIN, Panel, add_panel, browser, free_port, request, settled, until
+from tests.reliability.panel_rig import PIN, Panel, add_panel, browser, request, settled, until
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
 

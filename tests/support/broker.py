@@ -10,11 +10,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.support.ports import free_port
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["Broker", "free_port", "wait_port"]
 
 
 def wait_port(port: int, timeout_s: float = 10.0, up: bool = True) -> None:
