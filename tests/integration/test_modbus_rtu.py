@@ -42,11 +42,15 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def rig(port_path: str, sim_path: str | None, units: dict[int, str], baud: int = 0, **port_kw):
-    """units: unit id -> profile name (a shipped profile file, or an in-test ModbusProfile under EXTRA)."""
+async def rig(port_path: str, sim_path: str | None, units: dict[int, str], baud: int = 0,
+              profile_poll_s: float | None = None, **port_kw):
+    """units: unit id -> profile name (a shipped profile file, or an in-test ModbusProfile under EXTRA).
+    profile_poll_s replaces a profile's own poll period (which overrides the port's poll_period_s)."""
     profiles, slaves, devices = {}, [], []
     for unit, name in units.items():
         kind, prof = EXTRA[name] if name in EXTRA else load_profile(PROFILES / f"{name}.toml")
+        if profile_poll_s is not None and prof.poll_period_s is not None:
+            prof = msgspec.structs.replace(prof, poll_period_s=profile_poll_s)
         profiles[name] = prof
         slaves.append(SlaveSim(unit, kind, prof))
         devices.append(Device(f"d{unit}", name, TYPES.get(kind, DeviceType.HYDRANT), "bus", unit))

@@ -62,8 +62,10 @@ REJECTS = ("crc_errors", "garbage", "truncated", "unexpected_replies", "late_dis
 @pytest.mark.slow  # over 5 s (issue 16)
 async def test_modbus_rtu_100k_corrupt_frames_while_polling_no_value_accepted_and_polls_recover(tmp_path):
     frames = modbus_flood(random.Random(1129), FRAMES)
+    # Polled every 50 ms (the relay box profile's own 1 s too) and a short backoff cap: the test sees the
+    # slave polled and retried often, during the flood and in the recovery after it.
     async with modbus_rig(str(tmp_path / "ttyMB"), None, {RELAY: "guard_relay_box"}, poll_period_s=0.05,
-                          backoff_cap_s=0.5) as r:  # a short cap: the test sees the slave retried often
+                          profile_poll_s=0.05, backoff_cap_s=0.5) as r:
         await async_wait_for(lambda: r.driver.health().counters["ok"] >= 3, 15, what="first polls")
         before = r.driver.health().counters
         for at in range(0, len(frames), MODBUS_BURST):
@@ -104,8 +106,9 @@ def at_flood(rng: random.Random, n: int) -> list[bytes]:
 async def test_nbiot_100k_corrupt_at_lines_counted_and_a_real_datagram_still_decoded(tmp_path):
     lines = at_flood(random.Random(2911), FRAMES)
     # A mutated line can be a well-formed final ("+CME ERROR: 0" to AT+CPIN?): AT has no CRC, so the driver
-    # may rightly close the port and re-initialise; a short reopen cap keeps the flood flowing meanwhile.
-    async with nbiot_rig(tmp_path, reopen_cap_s=1.0) as rig:
+    # may rightly close the port and re-initialise; a short reopen cap keeps the flood flowing meanwhile
+    # (1 s made the flood wait out ~85 reopens of 0.5-1 s: 50 s of the test's 55; at 0.1 s it takes ~8 s).
+    async with nbiot_rig(tmp_path, reopen_cap_s=0.1) as rig:
         base = rig.driver.health().counters
         for at in range(0, len(lines), BATCH):
             await inject(lambda: rig.sim._fd, b"".join(lines[at : at + BATCH]))
