@@ -198,7 +198,9 @@ def test_reinstall_of_the_same_release_changes_nothing(staged):
     assert "installed" not in second.stdout and "building venv" not in second.stdout
 
 
-def test_upgrade_switches_venv_keeps_previous_and_never_touches_config_or_outbox(staged, tmp_path):
+def test_upgrade_switches_venv_keeps_previous_and_the_admins_files_and_never_touches_config_or_outbox(staged, tmp_path):
+    """One upgrade (each builds a venv, ~20 s) checks both halves: the release switch, and the files the
+    admin owns (an edited udev rule stays; a shipped profile changed by the release arrives as .dist)."""
     root0, release, _ = staged
     root = tmp_path / "root"
     shutil.copytree(root0, root, symlinks=True)
@@ -208,8 +210,15 @@ def test_upgrade_switches_venv_keeps_previous_and_never_touches_config_or_outbox
     outbox = root / "var/lib/courtyard-gateway/outbox.db"
     outbox.write_bytes(b"SQLite format 3\0" + os.urandom(4096))
     kept = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (cfg, outbox)}
+    rules = root / "etc/udev/rules.d/99-courtyard-gateway.rules"
+    rules.write_text(rules.read_text() + 'SUBSYSTEMS=="usb", ATTRS{serial}=="SITE1", SYMLINK+="courtyard-rs485"\n')
+    edited = rules.read_bytes()
 
     newer = make_release(tmp_path / "rel", version="0.1.1", patch="\n# 0.1.1\n")
+    top = tmp_path / "rel/courtyard-gateway-0.1.1"
+    (top / "config/profiles/pump_station.toml").write_text((top / "config/profiles/pump_station.toml").read_text() + "\n# new\n")
+    with tarfile.open(newer, "w:gz") as tar:
+        tar.add(top, arcname=top.name)
     r = install(root, newer)
     new_link = os.readlink(root / "opt/courtyard-gateway/venv")
     assert new_link.startswith("venvs/0.1.1-") and new_link != old_link
@@ -217,21 +226,6 @@ def test_upgrade_switches_venv_keeps_previous_and_never_touches_config_or_outbox
     assert "active release: 0.1.1" in r.stdout
     for p, (data, mtime) in kept.items():
         assert (p.read_bytes(), p.stat().st_mtime_ns) == (data, mtime), p
-
-
-def test_changed_shipped_files_the_admin_owns_arrive_as_dist_copies(staged, tmp_path):
-    root0, _, _ = staged
-    root = tmp_path / "root"
-    shutil.copytree(root0, root, symlinks=True)
-    rules = root / "etc/udev/rules.d/99-courtyard-gateway.rules"
-    rules.write_text(rules.read_text() + 'SUBSYSTEMS=="usb", ATTRS{serial}=="SITE1", SYMLINK+="courtyard-rs485"\n')
-    edited = rules.read_bytes()
-    newer = make_release(tmp_path / "rel", version="0.1.2")
-    top = tmp_path / "rel/courtyard-gateway-0.1.2"
-    (top / "config/profiles/pump_station.toml").write_text((top / "config/profiles/pump_station.toml").read_text() + "\n# new\n")
-    with tarfile.open(newer, "w:gz") as tar:
-        tar.add(top, arcname=top.name)
-    install(root, newer)
     assert rules.read_bytes() == edited
     profile = root / "etc/courtyard-gateway/profiles/pump_station.toml"
     assert profile.read_bytes() == (REPO / "config/profiles/pump_station.toml").read_bytes()
