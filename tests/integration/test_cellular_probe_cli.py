@@ -33,8 +33,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def simulator(tmp_path: Path, *args: str):
     """`python -m gateway simulate <args> --pty LINK` until its banner, stopped with SIGINT (Ctrl-C)."""
     link = str(tmp_path / "modem")
+    # Ctrl-C must reach it even when pytest itself ignores SIGINT (started with `&` from a script: POSIX
+    # shells without job control do that, and a child inherits an ignored signal): each stop waited 10 s.
     proc = subprocess.Popen([sys.executable, "-m", "gateway", "simulate", *args, "--pty", link], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout is not None
         banner = proc.stdout.readline()
