@@ -80,7 +80,8 @@ async def test_walk_ticks_every_device_and_keeps_presses_off_sms_and_platform(tm
 
 
 async def _every_json_parses(sock: str, config: str) -> None:
-    """Every read command's --json against this daemon: one JSON document on stdout, the documented exit code."""
+    """Every read command's --json against this daemon: one JSON document on stdout, the documented exit code.
+    The commands only read (or are refused), so they run side by side: each one is a Python start-up."""
     def gw(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "gateway", *args, "--config", config, "--socket", sock], cwd=ROOT,
                               capture_output=True, text=True, timeout=60)
@@ -88,30 +89,28 @@ async def _every_json_parses(sock: str, config: str) -> None:
     cases = [(("status",), 0), (("devices",), 0), (("devices", "smoke-1-1-202"), 0), (("devices", "--offline"), 0),
              (("alarms",), 0), (("alarms", "--since", "1h"), 0), (("queue",), 0), (("poll", "hydrant-1"), 0),
              (("commission", "walk", "--status"), 0), (("selftest",), 1)]  # selftest: the demo broker is not TLS
+    human = [("devices",), ("devices", "smoke-2-1-301"), ("commission", "walk", "--status")]
+    wide, prefix, ambiguous = ("devices", "--wide"), ("devices", "nbsmoke-2-2-6", "--json"), ("devices", "smoke-1")
+    unknown, no_alarm, usage = ("devices", "no-such-device"), ("alarms", "ack", "abcd"), ("devices", "--type", "toaster")
+    runs = [(*args, "--json") for args, _ in cases] + human + [wide, prefix, ambiguous, unknown, no_alarm, usage]
+    res = dict(zip(runs, await asyncio.gather(*(asyncio.to_thread(gw, *args) for args in runs)), strict=True))
     for args, code in cases:
-        res = await asyncio.to_thread(gw, *args, "--json")
-        assert res.returncode == code, (args, res.returncode, res.stderr)
-        doc = json.loads(res.stdout)
+        out = res[(*args, "--json")]
+        assert out.returncode == code, (args, out.returncode, out.stderr)
+        doc = json.loads(out.stdout)
         assert doc is not None, args
         if args == ("devices", "smoke-1-1-202"):
             assert doc["id"] == "smoke-1-1-202" and doc["recent"] and doc["signal_history"][0]["rssi_dbm"] < 0
-    assert {c["name"]: c["status"] for c in json.loads((await asyncio.to_thread(gw, "selftest", "--json")).stdout)["checks"]}[
+    assert {c["name"]: c["status"] for c in json.loads(res[("selftest", "--json")].stdout)["checks"]}[
         "device smoke-1-1-202"] == "pass"
     from gateway.cli.render import _width
 
-    for args in (("devices",), ("devices", "smoke-2-1-301"), ("commission", "walk", "--status")):
-        human = await asyncio.to_thread(gw, *args)
-        assert human.returncode == 0, (args, human.stderr)
-        assert max(_width(line) for line in human.stdout.splitlines()) <= 80, (args, human.stdout)
-    wide = await asyncio.to_thread(gw, "devices", "--wide")
-    assert "LOCATION" in wide.stdout and "2栋1单元301" in wide.stdout
-    prefix = await asyncio.to_thread(gw, "devices", "nbsmoke-2-2-6", "--json")
-    assert prefix.returncode == 0 and json.loads(prefix.stdout)["id"] == "nbsmoke-2-2-602"
-    ambiguous = await asyncio.to_thread(gw, "devices", "smoke-1")
-    assert ambiguous.returncode == 1 and "ambiguous_device" in ambiguous.stderr
-    unknown = await asyncio.to_thread(gw, "devices", "no-such-device")
-    assert unknown.returncode == 1 and "unknown_device" in unknown.stderr
-    no_alarm = await asyncio.to_thread(gw, "alarms", "ack", "abcd")
-    assert no_alarm.returncode == 1 and "unknown_alarm" in no_alarm.stderr
-    usage = await asyncio.to_thread(gw, "devices", "--type", "toaster")
-    assert usage.returncode == 2
+    for args in human:
+        assert res[args].returncode == 0, (args, res[args].stderr)
+        assert max(_width(line) for line in res[args].stdout.splitlines()) <= 80, (args, res[args].stdout)
+    assert "LOCATION" in res[wide].stdout and "2栋1单元301" in res[wide].stdout
+    assert res[prefix].returncode == 0 and json.loads(res[prefix].stdout)["id"] == "nbsmoke-2-2-602"
+    assert res[ambiguous].returncode == 1 and "ambiguous_device" in res[ambiguous].stderr
+    assert res[unknown].returncode == 1 and "unknown_device" in res[unknown].stderr
+    assert res[no_alarm].returncode == 1 and "unknown_alarm" in res[no_alarm].stderr
+    assert res[usage].returncode == 2
