@@ -14,7 +14,7 @@ from gateway.fleet.atomic import fsync_dir, write_atomic
 from gateway.fleet.bundle import Bundle, candidate, parse_bundle
 from gateway.fleet.commit import port_open
 from gateway.fleet.files import ConfigFiles, Pending, now_wall
-from gateway.fleet.runner import RUNTIME
+from gateway.fleet.runner import RUNTIME, FleetRuntime
 
 if TYPE_CHECKING:
     from gateway.daemon import Daemon
@@ -23,21 +23,22 @@ RESTART_DELAY_S = 1.0  # lets the uplink publish the reply before the daemon sto
 
 
 class FleetApi:
-    def __init__(self, d: Daemon) -> None:
+    def __init__(self, d: Daemon, runtime: FleetRuntime = RUNTIME) -> None:
         self.d = d
+        self.runtime = runtime  # the process's; a test stand-in passes its own (tests/reliability/fleet_standin.py)
         self._busy = asyncio.Lock()
 
     def _files(self) -> ConfigFiles:
-        if RUNTIME.files is None:
+        if self.runtime.files is None:
             raise CommandRejected("unsupported", "this daemon was not started by `gateway run --config`")
-        return RUNTIME.files
+        return self.runtime.files
 
     async def config_status(self, args: dict[str, Any]) -> dict[str, Any]:
         return self._files().status_fields()
 
     async def config_apply(self, args: dict[str, Any]) -> dict[str, Any]:
         files = self._files()
-        if self._busy.locked() or files.pending() is not None or RUNTIME.restart_requested.is_set():
+        if self._busy.locked() or files.pending() is not None or self.runtime.restart_requested.is_set():
             raise CommandRejected("apply_pending", "an apply is in progress; wait for its commit or rollback")
         async with self._busy:
             b = parse_bundle(args)
@@ -50,14 +51,14 @@ class FleetApi:
                 # Same content as the running config: nothing restarts; the version label is adopted.
                 st = files.update_state(config_version=b.version, last_apply_version=b.version, last_apply_error="")
                 return {"result": "unchanged", "version": b.version, "config_hash": files.config_hash(), "state": st.config_version}
-            if not RUNTIME.hold_lock():
+            if not self.runtime.hold_lock():
                 raise CommandRejected("apply_pending", "another process holds the config lock")
             await asyncio.to_thread(self._stage, files, b, new_text)
             pending = Pending(b.version, _sha(new_text), files.config_hash(), b.commit_deadline_s,
                               uplink_was_up=self._uplink_up(), applied_wall_s=now_wall(),
                               ports_closed_before=self._ports_closed())
             await asyncio.to_thread(self._swap, files, pending, current)
-        asyncio.get_running_loop().call_later(RESTART_DELAY_S, RUNTIME.request_restart)
+        asyncio.get_running_loop().call_later(RESTART_DELAY_S, self.runtime.request_restart)
         self.d.log.warning("config_apply_restarting", version=b.version, config_hash=pending.config_hash[:16],
                            deadline_s=b.commit_deadline_s)
         return {"result": "restarting", "version": b.version, "config_hash": pending.config_hash,
