@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drivers.base import Heard
-from drivers.lora.frame import CRC_BYTES, FLAG_KEYLESS, HEADER_BYTES, MIC_BYTES, Frame
+from drivers.lora.frame import CRC_BYTES, FLAG_KEYLESS, HEADER_BYTES, MIC_BYTES, SYNC, Frame
 
 
 @dataclass
@@ -49,9 +49,9 @@ def heard(port: str, item: Any, verdict: str, devices: dict[int, Any]) -> Heard:
         dev = devices.get(item.device_id)
         return Heard(port, f"{item.device_id:08x}", dev.id if dev else "", verdict, item.wire_bytes, item.type.name.lower(),
                      item.fcnt, item.rssi_dbm)
-    data: bytes = item.data
+    data: bytes = item.data if item.data[:1] == bytes([SYNC]) else b""  # an overflow's bytes are no header
     addr = int.from_bytes(data[3:7], "little") if len(data) >= 7 else None
     dev = devices.get(addr) if addr is not None else None
-    length = HEADER_BYTES + data[2] + (CRC_BYTES if data[1] & FLAG_KEYLESS else MIC_BYTES) if len(data) >= 3 else len(data)
+    length = HEADER_BYTES + data[2] + (CRC_BYTES if data[1] & FLAG_KEYLESS else MIC_BYTES) if len(data) >= 3 else len(item.data)
     fcnt = int.from_bytes(data[7:9], "little") if len(data) >= 9 else None
     return Heard(port, f"{addr:08x}" if addr is not None else "", dev.id if dev else "", verdict, length, "", fcnt)

@@ -115,3 +115,20 @@ async def test_the_tap_is_bounded_and_isolates_a_failing_observer():
     tap.notify(frame(2))
     assert [h.fcnt for h in seen] == [1, 2] and tap.errors == 1 and len(tap.observers) == 1
     remove()  # removing an already removed observer is harmless
+
+
+def test_sources_are_read_from_any_bytes_without_raising():
+    from drivers.lora.frame import FrameType, encode
+    from drivers.lora.health import heard
+    from drivers.lorawan.mac import source_of
+    from gateway.errors import FrameError
+
+    assert source_of(b"") == ("", "") and source_of(b"\x41") == ("", "")  # empty; Major != 0
+    assert source_of(b"\x40\x01") == ("unconfirmed_up", "")  # too short for a DevAddr
+    assert source_of(b"\x40\xda\x1b\x01\x26" + bytes(8)) == ("unconfirmed_up", "26011bda")
+    assert source_of(b"\xe0\x00") == ("proprietary", "")
+    raw = encode(0x1A2B3C4D, 9, FrameType.REPORT, b"\x01", None)
+    h = heard("lora", FrameError("bad_crc", raw[:10]), "bad_crc", {})
+    assert (h.source, h.device_id, h.length, h.fcnt, h.rssi_dbm) == ("1a2b3c4d", "", len(raw), 9, None)
+    assert heard("lora", FrameError("overflow", b"\x00\x01\x02\x03\x04\x05\x06\x07"), "overflow", {}).source == ""
+    assert heard("lora", FrameError("bad_version", b"\xa5\x09"), "bad_version", {}).length == 2
