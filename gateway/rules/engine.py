@@ -64,6 +64,12 @@ class RuleEngine:
         self.restore_pending = False  # the store was down at start: stored alarms not yet merged
         self.counters = {"items": 0, "unknown_device": 0, "bad_value": 0, "button_presses": 0}
 
+    def set_contacts(self, contacts: tuple[Any, ...]) -> None:
+        """A config_apply of [contacts] (issue 20): the next SMS or call of every tier, including those of
+        alarms already escalating, goes to the new numbers; notices already sent stay recorded."""
+        self.escalation.contacts = list(contacts)
+        self.calls.contacts = list(contacts)
+
     # ---- lifecycle of the engine ------------------------------------------------------------------
     async def start(self) -> None:
         """Restore active alarms (neither forgotten nor re-notified), start the committer, set the coils.

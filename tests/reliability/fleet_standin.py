@@ -115,6 +115,10 @@ class StandIn:
                 "drivers": {n: msgspec.to_builtins(d.health()) for n, d in self.drivers.items()},
                 "uplink": self.uplink.health() if self.uplink is not None else {}}
 
+    def reload(self, cfg: Any, sections: frozenset[str]) -> None:
+        """Daemon.reload for the sections FleetApi applies in place (contacts): the stand-in has no stage to tell."""
+        self.cfg = cfg
+
     async def _status(self, args: dict[str, Any]) -> dict[str, Any]:
         return self.status()
 
