@@ -153,8 +153,9 @@ class RuleEngine:
         """Commit what is queued, give actions a moment, then cancel them and the committer."""
         if self._committer_task is not None and not self._committer_task.done():
             try:
-                await asyncio.wait_for(self.committer.flush(), timeout_s)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout_s):  # not wait_for: gh-86296 on 3.11
+                    await self.committer.flush()
+            except TimeoutError:
                 self.log.error("alarm_commit_unfinished", queued=self.committer.depth())
             self._committer_task.cancel()
             await asyncio.gather(self._committer_task, return_exceptions=True)
