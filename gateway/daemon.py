@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -354,7 +355,7 @@ class Daemon:
         self.livestate.load()
         self.supervisor.start("livestate", self.livestate.run)  # saves a last time when cancelled at stop
         for port_name, drv in self.drivers.items():
-            self.supervisor.start(f"driver:{port_name}", lambda drv=drv: drv.run(pipeline.emit))
+            self.supervisor.start(f"driver:{port_name}", functools.partial(drv.run, pipeline.emit))
         await asyncio.sleep(0)  # let each driver task reach run() before the rules act through it
         await self.rules.start()  # restores active alarms, or defers that until the store is back
         away.restore(self.rules, Path(self.cfg.store.path).parent, self.clock.wall(), self.log)  # flats away (issue 22)

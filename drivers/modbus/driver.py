@@ -132,6 +132,7 @@ class ModbusDriver:
             return
         try:
             if job.kind == "write":
+                assert job.command is not None  # a write job always carries its command
                 await self._do_write(job.command)
                 result: Any = None
             else:
