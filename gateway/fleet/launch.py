@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 MAX_STARTS = 3  # as ConfigCommit: a release that cannot stay up three starts in a row is not going to
-DEADLINE_GRACE_S = 10.0  # the release's own watcher rolls back at the deadline; this launcher only after
+DEADLINE_GRACE_S = 5.0  # the release's own watcher rolls back at the deadline; this launcher only after
 STOP_GRACE_S = 25.0  # SIGTERM -> SIGKILL for a child that ignores the stop (unit's TimeoutStopSec is 30 s)
 RESTART_EXIT = 75  # gateway.fleet.RESTART_EXIT (EX_TEMPFAIL): systemd's Restart=always starts us again
 DEFAULT_PUB = "/etc/courtyard-gateway/release.pub"

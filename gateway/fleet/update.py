@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from gateway.daemon import Daemon
     from gateway.fleet.api import FleetApi
 
-DEADLINE_RANGE_S = (30.0, 900.0)
+DEADLINE_RANGE_S = (10.0, 900.0)
 DEFAULT_DEADLINE_S = 180.0  # a Pi 3 starts the daemon in 10-20 s; the uplink may take a reconnect backoff
 RATE_RANGE_BPS = (8_000.0, 10_000_000.0)
 DEFAULT_RATE_BPS = 256_000.0  # ~2 Mbit/s: an LTE modem shared with the alarm backlog
