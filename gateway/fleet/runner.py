@@ -106,6 +106,6 @@ def _watch_release(config_path: str, runtime_dir: str | None, stopping: threadin
     from gateway.fleet.update import watch_release
 
     try:
-        watch_release(config_path, _socket(load_config(config_path), runtime_dir), log, stopping)
+        watch_release(config_path, _socket(load_config(config_path), runtime_dir), stopping)
     except (ConfigError, OSError) as exc:
         log.error("release_commit_unavailable", error=str(exc)[:200])

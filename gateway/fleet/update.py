@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 import gateway
+from gateway import log as logsetup
 from gateway.control.client import DaemonUnavailable, call
 from gateway.errors import CommandRejected, GatewayError
 from gateway.fleet.commit import POLL_S, unhealthy
@@ -177,19 +178,19 @@ def selftest_subset(status: dict[str, Any], cfg: Any, config_path: str) -> list[
     return [f"selftest {c.name}: {c.reason}"[:120] for c in (*checks.check_daemon(env), *checks.check_disk(env)) if not c.ok]
 
 
-def watch_release(config_path: str, socket: str, log: Any, stopping: threading.Event) -> threading.Thread | None:
+def watch_release(config_path: str, socket: str, stopping: threading.Event) -> threading.Thread | None:
     """In the new release: commit once it is ready and healthy, else switch back and restart at the
     deadline (the launcher does the same, later, should this code be too broken to)."""
     sw = release_root()
     p = sw.pending() if sw is not None else None
     if sw is None or p is None or sw.current() != p.new:
         return None
-    t = threading.Thread(target=_watch, args=(sw, p, config_path, socket, log, stopping), name="release-commit", daemon=True)
+    t = threading.Thread(target=_watch, args=(sw, p, config_path, socket, stopping), name="release-commit", daemon=True)
     t.start()
     return t
 
 
-def _watch(sw: ReleaseSwitch, p: ReleasePending, config_path: str, socket: str, log: Any, stopping: threading.Event) -> None:
+def _watch(sw: ReleaseSwitch, p: ReleasePending, config_path: str, socket: str, stopping: threading.Event) -> None:
     from gateway.config import load_config
 
     launched = os.environ.get("CG_RELEASE_WATCHED") == "1"  # the launcher sees READY=1; otherwise status answering is it
@@ -210,10 +211,12 @@ def _watch(sw: ReleaseSwitch, p: ReleasePending, config_path: str, socket: str, 
             why = [f"control socket: {exc}"[:120]]
         if not why:
             sw.commit(cur, time.time())
+            log = logsetup.get(component="fleet")  # now: one bound before the daemon configured logging renders as console text
             log.info("release_committed", version=cur.version, release=cur.new, starts=cur.starts)
             return
         if sw.elapsed_s(cur) >= cur.deadline_s:
             sw.rollback(cur, f"not healthy within {cur.deadline_s:g} s: {'; '.join(why)}"[:400])
+            log = logsetup.get(component="fleet")
             log.error("release_rolled_back", version=cur.version, reason=sw.last_error, to=cur.previous)
             RUNTIME.request_restart()
             return

@@ -28,8 +28,6 @@ import pytest
 
 from gateway.fleet import launch
 from gateway.fleet.launch import ReleaseSwitch
-from gateway.fleet.tool import MqttTransport
-from gateway.fleet.waves import COMMITTED, WavePlan, roll_out, update_one
 from tests.reliability.fleet_rig import GW, FleetRig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,19 +131,21 @@ async def test_signed_release_is_refused_when_tampered_and_committed_when_good(u
     assert sw.current() == "venvs/0.1.0-old" and sw.pending() is None and sorted(os.listdir(rig.opt / "venvs")) == ["0.1.0-old"]
     assert rig.alarm_path_ready(), rig.why_not_ready
 
-    # The good bytes, sent by the platform tool's wave code: staged, switched, restarted, committed.
+    # The good bytes, sent by `gateway fleet update` (waves, signed command): staged, switched,
+    # restarted, committed; the tool prints the outcome.
     server.tamper = False
     key_id, key = rig.key
-    transport = MqttTransport(rig.broker.url, key_id, key, client_id="fleet-update-test")
+    (tmp_path / "ops.hex").write_text(key)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     t0 = time.monotonic()
-    try:
-        plan = WavePlan(wave_size=1, reply_timeout_s=15, settle_timeout_s=150, poll_s=0.5)
-        results = await asyncio.to_thread(
-            roll_out, transport, [GW], {**manifest, "commit_deadline_s": 60}, plan, lambda r: None, update_one)
-    finally:
-        transport.close()
+    tool = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "gateway", "fleet", "update", "--broker", rig.broker.url, "--key-id", key_id,
+                         "--key-file", str(tmp_path / "ops.hex"), "--gateway", GW, "--manifest", str(tmp_path / "manifest.json"),
+                         "--deadline-s", "60", "--settle-timeout-s", "150"], capture_output=True, text=True, timeout=200, cwd=ROOT)
     rig.figures["update_to_committed_s"] = round(time.monotonic() - t0, 1)
-    assert [r.outcome for r in results] == [COMMITTED], (results, rig.log.read_text()[-3000:])
+    assert tool.returncode == 0, (tool.stdout, tool.stderr, rig.log.read_text()[-3000:])
+    gw, outcome, release = tool.stdout.split()[:3]
+    assert (gw, outcome) == (GW, "committed") and release.startswith("0.1.1-"), tool.stdout
     assert sw.current().startswith("venvs/0.1.1-") and sw.pending() is None
     final = rig.status()
     assert final["version"] == "0.1.1"  # the new venv's own copy of the code runs now
@@ -153,7 +153,23 @@ async def test_signed_release_is_refused_when_tampered_and_committed_when_good(u
     assert len(rig.restarted) == 1  # one restart, by RESTART_EXIT
     await rig.wait_alarm_path()
     await rig.smoke()  # the alarm path on the new release: sounder and SMS
+    rig.figures.update(_phases(rig.log))
     print(f"FLEET update {rig.figures}")
+
+
+def _phases(log: Path) -> dict[str, float]:
+    """Seconds between the daemon's own events of the good update (docs/fleet.md "Measured")."""
+    from datetime import datetime
+
+    at: dict[str, float] = {}
+    for line in log.read_text().splitlines():
+        if line.startswith("{") and '"event"' in line:
+            doc = json.loads(line)
+            if doc["event"] in ("update_started", "update_restarting", "daemon_ready", "release_committed"):
+                at[doc["event"]] = datetime.fromisoformat(doc["timestamp"].replace("Z", "+00:00")).timestamp()
+    return {"download_install_s": round(at["update_restarting"] - at["update_started"], 1),
+            "restart_to_ready_s": round(at["daemon_ready"] - at["update_restarting"], 1),
+            "ready_to_committed_s": round(at["release_committed"] - at["daemon_ready"], 1)}
 
 
 async def _settled(rig: UpdateRig, done: Any, timeout_s: float = 60) -> dict[str, Any]:
