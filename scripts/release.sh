@@ -6,9 +6,9 @@
 #   scripts/release.sh build --key DIR/release.key --url-base https://platform.example/releases \
 #       [--out dist] [--version 0.2.0] [--platform manylinux2014_aarch64] [--no-deps]
 #
-# The bundle is courtyard-gateway-<version>.tar.gz holding courtyard-gateway-<version>/{pyproject.toml,
-# constraints.txt, wheels/}: our own wheel plus one wheel per runtime pin of constraints.txt, so the
-# gateway installs it with pip --no-index (no network, no compiler on site). Beside it,
+# The bundle is courtyard-gateway-<version>.tar.gz holding courtyard-gateway-<version>/: the source tree
+# install.sh takes (--from-release) and wheels/, our own wheel plus one wheel per runtime pin of
+# constraints.txt, so a gateway installs it with pip --no-index (no network, no compiler on site). Beside it,
 # <bundle>.manifest.json is the `update` command's args: version, sha256, size, url, sig (Ed25519 by
 # the release key over "cg-release-v1\n<version>\n<sha256>\n<size>", gateway.fleet.release).
 #
@@ -61,13 +61,15 @@ done
 VERSION=${VERSION:-$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' gateway/__init__.py)}
 TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
 TOP=$TMP/courtyard-gateway-$VERSION
-mkdir -p "$TOP/wheels" "$TMP/src" "$OUT"
-tar --exclude=__pycache__ --exclude='*.egg-info' -cf - pyproject.toml README.md gateway drivers | tar -C "$TMP/src" -xf -
-sed -i "s/^__version__ = \".*\"$/__version__ = \"$VERSION\"/" "$TMP/src/gateway/__init__.py"
-cp pyproject.toml constraints.txt "$TOP/"
+mkdir -p "$TOP/wheels" "$OUT"
+# The same tree scripts/install.sh --from-release takes on site (sources, units, scripts, docs) plus
+# wheels/: one bundle for a first install by hand and for `gateway fleet update`.
+tar --exclude=__pycache__ --exclude='*.egg-info' -cf - pyproject.toml README.md constraints.txt gateway drivers \
+    config systemd scripts docs | tar -C "$TOP" -xf -
+sed -i "s/^__version__ = \".*\"$/__version__ = \"$VERSION\"/" "$TOP/gateway/__init__.py"
 # Our own wheel (PEP 427, py3-none-any): the code is pure Python, so it is zipped here with its
 # metadata from pyproject.toml rather than through a build backend that would need the network.
-"$PY" - "$TMP/src" "$TOP/wheels" "$VERSION" <<'PY'
+"$PY" - "$TOP" "$TOP/wheels" "$VERSION" <<'PY'
 import base64, hashlib, sys, tomllib, zipfile
 from pathlib import Path
 src, out, version = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
