@@ -197,8 +197,14 @@ def _supervise(sw: ReleaseSwitch, p: ReleasePending, argv: list[str], env: dict[
             os.execve(argv[0], argv, env)
         finally:
             os._exit(127)
+    def forward(signum: int, frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass  # already gone: waitpid below reports it
+
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda s, f: os.kill(pid, s))
+        signal.signal(sig, forward)
     up = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) if upstream else None
     up_addr = "\0" + upstream[1:] if upstream.startswith("@") else upstream
     watching = True
