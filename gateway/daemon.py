@@ -264,6 +264,15 @@ class Daemon:
             raise CommandRejected("not_actuator", f"{command.device_id} cannot be written to")
         await drv.write(command)
 
+    def reload(self, cfg: Config, sections: frozenset[str]) -> None:
+        """Take changed config sections in place, without stopping a stage (config_apply, docs/fleet.md
+        "What restarts"); gateway.fleet.api.RELOADABLE lists the sections this can take."""
+        if "contacts" in sections:
+            if self.rules is not None:
+                self.rules.set_contacts(cfg.contacts)
+            self.cfg = msgspec.structs.replace(self.cfg, contacts=cfg.contacts)
+        self.log.info("config_reloaded", sections=sorted(sections))
+
     def healthy(self) -> bool:
         """What the watchdog vouches for: the event loop turns. A dead store writer is a store fault
         (signalled as trouble, retried), never a reason to have systemd kill the alarm path."""

@@ -76,8 +76,9 @@ class _Link:
         self._pending, self._reply = req, loop.create_future()
         try:
             self._send(req)
-            return await asyncio.wait_for(self._reply, timeout_s + self._wire_s(req))
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout_s + self._wire_s(req)):  # not wait_for: gh-86296 on 3.11
+                return await self._reply
+        except TimeoutError:
             self._after_timeout(req)
             raise DeviceTimeout(f"unit {req.unit}", timeout_s) from None
         finally:
@@ -231,10 +232,9 @@ class TcpLink(_Link):
 
     async def open(self) -> None:
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.cfg.host, self.cfg.port), self.cfg.connect_timeout_s
-            )
-        except (OSError, asyncio.TimeoutError) as exc:
+            async with asyncio.timeout(self.cfg.connect_timeout_s):
+                reader, writer = await asyncio.open_connection(self.cfg.host, self.cfg.port)
+        except (OSError, TimeoutError) as exc:
             raise PortLost(f"cannot connect to {self.cfg.host}:{self.cfg.port}: {exc or 'timeout'}") from None
         self._writer = writer
         self._reader_task = asyncio.create_task(self._read(reader), name=f"modbus-tcp-read-{self.cfg.host}")
