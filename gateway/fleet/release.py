@@ -16,12 +16,14 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from typing import TYPE_CHECKING
+
 import msgspec
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.errors import CommandRejected, GatewayError
+
+if TYPE_CHECKING:  # cryptography is imported when a release is checked, not by `gateway run` (issue 17 RSS)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 CHUNK = 64 * 1024
 MAX_RELEASE_BYTES = 512 * 1024 * 1024
@@ -51,6 +53,9 @@ def sign_release(private_key: Ed25519PrivateKey, version: str, sha256: str, size
 def load_release_key(path: Path) -> Ed25519PublicKey:
     """The release key's public half as scripts/release.sh writes it (PEM SubjectPublicKeyInfo), or
     64 hex digits of the raw key. Raises ValueError for anything else."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     data = path.read_bytes()
     if data.lstrip().startswith(b"-----BEGIN"):
         key = serialization.load_pem_public_key(data)
@@ -62,6 +67,8 @@ def load_release_key(path: Path) -> Ed25519PublicKey:
 
 def verify_manifest(m: ReleaseManifest, public_key: Ed25519PublicKey) -> None:
     """Raise CommandRejected unless the release key signed this version, hash and size."""
+    from cryptography.exceptions import InvalidSignature
+
     if not 0 < m.size <= MAX_RELEASE_BYTES or len(m.sha256) != 64:
         raise CommandRejected("bad_release", "size or sha256 out of range")
     url = urlsplit(m.url)
