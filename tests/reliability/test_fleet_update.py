@@ -165,9 +165,10 @@ def _phases(log: Path) -> dict[str, float]:
     for line in log.read_text().splitlines():
         if line.startswith("{") and '"event"' in line:
             doc = json.loads(line)
-            if doc["event"] in ("update_started", "update_restarting", "daemon_ready", "release_committed"):
-                at[doc["event"]] = datetime.fromisoformat(doc["timestamp"].replace("Z", "+00:00")).timestamp()
-    return {"download_install_s": round(at["update_restarting"] - at["update_started"], 1),
+            event = "update_accepted" if doc.get("command") == "update" else doc["event"]  # the last one: the good release
+            if event in ("update_accepted", "update_restarting", "daemon_ready", "release_committed"):
+                at[event] = datetime.fromisoformat(doc["timestamp"].replace("Z", "+00:00")).timestamp()
+    return {"download_install_s": round(at["update_restarting"] - at["update_accepted"], 1),
             "restart_to_ready_s": round(at["daemon_ready"] - at["update_restarting"], 1),
             "ready_to_committed_s": round(at["release_committed"] - at["daemon_ready"], 1)}
 
