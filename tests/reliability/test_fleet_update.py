@@ -151,6 +151,8 @@ async def test_signed_release_is_refused_when_tampered_and_committed_when_good(u
     assert final["version"] == "0.1.1"  # the new venv's own copy of the code runs now
     assert (rig.opt / sw.current() / ".complete").exists() and (rig.opt / "venvs/0.1.0-old").exists()  # previous kept
     assert len(rig.restarted) == 1  # one restart, by RESTART_EXIT
+    # The new venv has its own pip (from the bundle's wheel): the next update can be installed from it.
+    assert subprocess.run([str(rig.opt / sw.current() / "bin/python"), "-I", "-m", "pip", "--version"], capture_output=True, timeout=60).returncode == 0
     await rig.wait_alarm_path()
     await rig.smoke()  # the alarm path on the new release: sounder and SMS
     rig.figures.update(_phases(rig.log))
