@@ -24,6 +24,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import sys
 import time
 from pathlib import Path
@@ -188,6 +189,7 @@ def _supervise(sw: ReleaseSwitch, p: ReleasePending, argv: list[str], env: dict[
     upstream = os.environ.get("NOTIFY_SOCKET", "")
     relay = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
     relay.bind(f"\0courtyard-launch-{os.getpid()}")
+    relay.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # as NotifyAccess=main: only the child speaks
     env = {**env, "NOTIFY_SOCKET": f"@courtyard-launch-{os.getpid()}"}
     pid = os.fork()
     if pid == 0:  # the child: its sd_notify watchdog must think it is the watched process
@@ -213,8 +215,8 @@ def _supervise(sw: ReleaseSwitch, p: ReleasePending, argv: list[str], env: dict[
             readable, _, _ = select.select([relay], [], [], 0.5)
         except InterruptedError:
             readable = []
-        if readable:
-            msg = relay.recv(4096)
+        msg = _from(relay, pid) if readable else None
+        if msg is not None:
             if up is not None:
                 try:
                     up.sendto(msg, up_addr)  # from our PID: NotifyAccess=main accepts it
@@ -235,6 +237,17 @@ def _supervise(sw: ReleaseSwitch, p: ReleasePending, argv: list[str], env: dict[
             sw.rollback(p, f"not committed within {p.deadline_s:g} s ({'ready, not healthy' if p.ready else 'never sent READY'})")
             print(f"launch: {sw.last_error}; switched back to {p.previous}", file=sys.stderr, flush=True)
             return _stop(pid)
+
+
+def _from(relay: socket.socket, pid: int) -> bytes | None:
+    """One notify datagram, if the release's main process sent it (an abstract socket is reachable by
+    any local process: a forged READY=1 must not count)."""
+    msg, ancillary, _flags, _addr = relay.recvmsg(4096, socket.CMSG_SPACE(12))
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(data) >= 12:
+            if struct.unpack("3i", data[:12])[0] == pid:
+                return msg
+    return None
 
 
 def _stop(pid: int) -> int:

@@ -89,8 +89,13 @@ import os, socket, sys, time
 sys.path.insert(0, {str(LAUNCH.parent)!r})
 from launch import ReleaseSwitch
 addr = os.environ["NOTIFY_SOCKET"]
+target = "\\0" + addr[1:] if addr.startswith("@") else addr
+if os.fork() == 0:  # another process (not the release's main one) trying to forge READY
+    socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"READY=1\\nSTATUS=forged", target)
+    os._exit(0)
+os.wait()
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.sendto(b"READY=1\\nSTATUS=running", "\\0" + addr[1:] if addr.startswith("@") else addr)
+s.sendto(b"READY=1\\nSTATUS=running", target)
 sw = ReleaseSwitch(os.environ["CG_RELEASE_ROOT"])
 for _ in range(200):
     p = sw.pending()
@@ -107,6 +112,9 @@ sys.exit(9)
     up.settimeout(20)
     assert _systemd(opt, env={"NOTIFY_SOCKET": str(tmp_path / "notify")}) == [0]
     assert up.recv(4096) == b"READY=1\nSTATUS=running"
+    up.settimeout(0)
+    with pytest.raises(BlockingIOError):
+        up.recv(4096)  # the forged READY=1 from a grandchild was dropped, not relayed
     assert sw.current() == "venvs/good" and sw.pending() is None
     assert sw.state()["committed_version"] == "2.1.0" and sw.state()["last_update_error"] == ""
 
