@@ -103,9 +103,12 @@ def _watch_release(config_path: str, runtime_dir: str | None, stopping: threadin
     healthy, or switch back at its deadline (gateway/fleet/update.py). Never stops the daemon from
     starting: without a readable config or marker the launcher's deadline decides."""
     from gateway.config import load_config
-    from gateway.fleet.update import watch_release
+    from gateway.fleet.update import release_root, watch_release
 
     try:
+        sw = release_root()
+        if sw is None or sw.pending() is None:
+            return  # the usual start: no config load, no thread
         watch_release(config_path, _socket(load_config(config_path), runtime_dir), stopping)
     except (ConfigError, OSError) as exc:
         log.error("release_commit_unavailable", error=str(exc)[:200])
