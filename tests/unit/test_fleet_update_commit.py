@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from gateway.errors import CommandRejected
@@ -70,6 +71,10 @@ def test_a_healthy_release_commits_itself(rel: tuple[ReleaseSwitch, StatusServer
     assert sw.pending() is None and sw.current() == "venvs/new"
     st = update.status_fields()
     assert (st["committed_version"], st["last_update_error"], st["release"], st["phase"]) == ("2.0.0", "", "new", "idle")
+    # The same object goes into the retained status under `update`: it must pass its schema.
+    schema = json.loads((ROOT / "gateway/uplink/schemas/status.json").read_text())["properties"]["update"]
+    jsonschema.validate(st, schema)
+    assert set(st) <= set(schema["properties"])
 
 
 def test_an_uplink_not_acknowledged_by_the_deadline_switches_back(rel: tuple[ReleaseSwitch, StatusServer],
