@@ -207,6 +207,9 @@ class Daemon:
 
         if FLEET.files is not None:  # config_version, its hash, the last apply's outcome (docs/fleet.md)
             out["config"] = FLEET.files.status_fields()
+        from gateway.fleet.update import status_fields as update_status_fields
+
+        out["update"] = update_status_fields()  # software update progress and result (docs/fleet.md)
         return out
 
     def _store_status(self) -> dict[str, Any]:
