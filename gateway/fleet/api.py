@@ -46,6 +46,11 @@ class FleetApi:
         files = self._files()
         if self._busy.locked() or files.pending() is not None or self.runtime.restart_requested.is_set():
             raise CommandRejected("apply_pending", "an apply is in progress; wait for its commit or rollback")
+        from gateway.fleet.update import release_root
+
+        sw = release_root()
+        if sw is not None and sw.pending() is not None:
+            raise CommandRejected("apply_pending", "a software update is pending; wait for its commit or rollback")
         async with self._busy:
             b = parse_bundle(args)
             current = files.config.read_bytes().decode()
