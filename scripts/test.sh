@@ -38,10 +38,10 @@ fi
 ensure_venv dev
 
 # One process by default. PYTEST_WORKERS=N runs N pytest-xdist workers (the tests mostly wait, so it
-# would pay), but not yet in CI: with 4 workers on 2 cores, pty-based tests of different workers were seen
-# talking to each other's simulators (cellular AT answers from the wrong modem, a Modbus port locked) —
-# an open question, see the closing note of turn 2.
+# pays on 2 cores). Whole files go to one worker (--dist loadfile): a module-scoped fixture (a staged
+# install, a running daemon) is then set up once, not once per worker. Ports, pty links and processes are
+# per worker and per run (tests/support/ports.py, drivers/simport.py, tests/support/reaper.py).
 if [ "${PYTEST_WORKERS:-0}" != 0 ]; then
-    set -- -n "$PYTEST_WORKERS" "$@"
+    set -- -n "$PYTEST_WORKERS" --dist loadfile "$@"
 fi
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
