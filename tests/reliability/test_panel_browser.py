@@ -45,11 +45,13 @@ async def test_guard_view_alarm_ack_and_panel_restart(rig: Rig, tmp_path: Path) 
     await panel.start()
     shots = tmp_path / "shots"
     shots.mkdir()
-    drv = browser(shots)
-    try:
+    drv = None
+    try:  # the panel stops whatever happens, a browser that fails to start included
+        drv = browser(shots)
         await _run(rig, panel, drv, shots)
     finally:
-        drv.quit()
+        if drv is not None:
+            drv.quit()
         panel.stop()
     assert daemon.poll() is None
 
