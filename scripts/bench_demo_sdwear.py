@@ -76,11 +76,13 @@ def run(args: argparse.Namespace) -> None:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         tracer = None
         if args.strace:  # what writes: every write/fsync/rename of the daemon's threads during the run
-            tracer = subprocess.Popen(["strace", "-f", "-tt", "-y", "-e", "trace=write,pwrite64,fsync,fdatasync,rename,openat",
+            tracer = subprocess.Popen(["strace", "-f", "-tt", "-y", "-s", "256", "-e", "trace=write,pwrite64,fsync,fdatasync,rename,openat",
                                        "-o", args.strace, "-p", str(daemon.pid)], stderr=subprocess.DEVNULL)
         time.sleep(args.warmup_s)
         b0, t0 = write_bytes(daemon.pid), time.monotonic()
-        n0 = int(status(sock).get("pipeline", {}).get("readings", 0))
+        st0 = status(sock)
+        n0 = int(st0.get("pipeline", {}).get("readings", 0))
+        wb0 = int(st0.get("store", {}).get("telemetry_written_behind", 0))
         time.sleep(args.seconds)
         b1, t1 = write_bytes(daemon.pid), time.monotonic()
         st = status(sock)
@@ -101,9 +103,10 @@ def run(args: argparse.Namespace) -> None:
     per_s = (b1 - b0) / (t1 - t0)
     readings_per_s = (n1 - n0) / (t1 - t0)
     own = st.get("store", {}).get("bytes_written_per_day", 0)
+    behind = int(st.get("store", {}).get("telemetry_written_behind", 0)) - wb0
     print(f"demo courtyard ({code_root.name}): {readings_per_s:.2f} readings/s, {per_s:.0f} B/s written by the daemon "
           f"over {args.seconds:g} s after {args.warmup_s:g} s -> {per_s * DAY_S / 1e6:.1f} MB/day (target <= 50); "
-          f"the daemon's own bytes_written_per_day: {own / 1e6:.1f} MB")
+          f"the daemon's own bytes_written_per_day: {own / 1e6:.1f} MB; readings written (not acknowledged in time): {behind}")
     print("state dir: " + ", ".join(f"{name} {size} B" for name, size in files))
 
 

@@ -158,6 +158,10 @@ def run(args: argparse.Namespace) -> None:
     daemon = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(cfg)], cwd=code_root,
                               env={**os.environ, "PYTHONPATH": str(code_root)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sock = work / "run" / "control.sock"
+    tracer = None
+    if args.strace:  # what writes: every pwrite/fsync of the daemon's threads, with times (-tt) and paths (-y)
+        tracer = subprocess.Popen(["strace", "-f", "-tt", "-y", "-s", "256", "-e", "trace=write,pwrite64,fsync,fdatasync,rename",
+                                   "-o", args.strace, "-p", str(daemon.pid)], stderr=subprocess.DEVNULL)
     try:
         time.sleep(args.warmup_s)
         t_steady = time.monotonic()
@@ -168,6 +172,7 @@ def run(args: argparse.Namespace) -> None:
         up["wire_per_reading"] = (px.proxy.up_bytes - wire0) / up["polls"]
         age = ages_ms(view, t_steady, time.monotonic())
         px.mode(Mode.CUT)
+        print(f"outage from {time.strftime('%H:%M:%S')}", file=sys.stderr)
         outage = Phase(daemon.pid, sock)
         time.sleep(args.outage_s)
         down = outage.end()
@@ -183,10 +188,15 @@ def run(args: argparse.Namespace) -> None:
             if sum(st.get("depth", {}).values()) == 0 and keys:
                 break
         drained_s = time.monotonic() - t_back
+        # What the outage cost in all: its own commits plus the drain's deletions (and any checkpoint in it).
+        through_drain = (proc_io(daemon.pid)["write_bytes"] - outage.io0["write_bytes"]) / down["polls"]
         with view.lock:
             holes = sum(len(v) for k, v in view.ledger.holes().items() if k[0] == GW)
             dups, total = view.ledger.duplicates, sum(len(v) for k, v in view.ledger.seen.items() if k[0] == GW)
     finally:
+        if tracer is not None:
+            tracer.terminate()
+            tracer.wait(10)
         daemon.terminate()
         daemon.wait(20)
         view.stop()
@@ -199,7 +209,8 @@ def run(args: argparse.Namespace) -> None:
           f"p99 {pct(age, 99):.0f} ms (n={len(age)}), {up['wire_per_reading']:.1f} B on the wire/reading, "
           f"CPU {up['cpu_pct']:.1f} %, RSS {up['rss_mib']:.1f} MiB")
     print(f"{label}: outage {args.outage_s:g} s: {down['bytes_per_poll']:.1f} B written/poll ({down['bytes_per_s'] / 1024:.1f} KiB/s), "
-          f"{down['writes_per_s']:.1f} write syscalls/s; drained {drained_s:.1f} s after; platform: {total} seqs, "
+          f"{down['writes_per_s']:.1f} write syscalls/s; drained {drained_s:.1f} s after ({through_drain:.1f} B/outage poll "
+          f"from the outage's start to drained); platform: {total} seqs, "
           f"holes {holes} (lost), keyed duplicates {dups}")
 
 
@@ -210,5 +221,6 @@ if __name__ == "__main__":
     ap.add_argument("--steady-s", type=float, default=60.0)
     ap.add_argument("--outage-s", type=float, default=60.0)
     ap.add_argument("--linger-ms", type=float, default=None, help="uplink.batch_linger_ms (default: the gateway's own)")
+    ap.add_argument("--strace", metavar="FILE", help="also strace the daemon's writes into FILE (finding what writes)")
     ap.add_argument("--root", default=str(ROOT), help="checkout whose gateway runs (the script itself stays this one)")
     run(ap.parse_args())
