@@ -60,7 +60,6 @@ def rel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Relea
         (tmp_path / "venvs" / name / ".complete").touch()
     os.symlink("venvs/old", tmp_path / "venv")
     monkeypatch.setenv("CG_RELEASE_ROOT", str(tmp_path))
-    monkeypatch.delenv("CG_RELEASE_WATCHED", raising=False)
     server = StatusServer(tmp_path / "control.sock")
     yield ReleaseSwitch(tmp_path), server
     server.sock.close()
