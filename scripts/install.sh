@@ -199,7 +199,7 @@ if [ ! -e "$ROOT$ETC/credentials.toml" ]; then
     put "$TMP/credentials.toml" "$ROOT$ETC/credentials.toml" 0600 "$UID_N" "$GID_N" || true
 fi
 
-# The release key's public half: the daemon installs only bundles it signed (gateway fleet update).
+# The release key's public half (root's): the root updater installs only bundles it signed (gateway fleet update).
 if [ -n "$RELEASE_PUB" ]; then
     put "$RELEASE_PUB" "$ROOT$ETC/release.pub" 0644 0 0 || true
 elif [ ! -e "$ROOT$ETC/release.pub" ]; then

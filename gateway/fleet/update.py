@@ -63,8 +63,8 @@ PROGRESS = Progress()
 
 
 def release_root() -> ReleaseSwitch | None:
-    """The release root the launcher named (CG_RELEASE_ROOT), or the install.sh layout this venv sits
-    in (/opt/courtyard-gateway/venvs/<name>); None when run from a checkout."""
+    """CG_RELEASE_ROOT (tests, old units that started through the launcher), or the install.sh layout
+    this venv sits in (/opt/courtyard-gateway/venvs/<name>); None when run from a checkout."""
     root = os.environ.get("CG_RELEASE_ROOT")
     if not root and Path(sys.prefix).parent.name == "venvs":
         root = str(Path(sys.prefix).parent.parent)
@@ -135,8 +135,11 @@ class UpdateApi:
             raise CommandRejected("no_release_key", f"{key_path}: {exc}"[:200]) from None
         verify_manifest(m, key)
         files = RUNTIME.files
+        # A request the root updater has taken (gone from our directory) is being installed: wait for it.
+        # One still lying there may be replaced (e.g. the root units are missing and the operator retries).
+        in_root = status_fields()["phase"] == "installing" and not (release_dir(self.d.cfg.store.path) / REQUEST).exists()
         if (self._task is not None and not self._task.done()) or sw.pending() is not None or RUNTIME.restart_requested.is_set() \
-                or (files is not None and files.pending() is not None):
+                or in_root or (files is not None and files.pending() is not None):
             raise CommandRejected("update_pending", "an update or config apply is in progress; wait for its commit or rollback")
         if sw.current() == f"venvs/{release_name(m.version, m.sha256)}":
             return {"result": "unchanged", "version": m.version, "release": sw.current().removeprefix("venvs/")}
