@@ -175,6 +175,8 @@ def handle(request: Path, sw: ReleaseSwitch, pub: Path, hooks: Hooks, poll_s: fl
     if request.exists() or request.is_symlink():
         req = None
         try:
+            if request.parent.is_symlink():  # the daemon owns its parent: it must not point us elsewhere
+                raise OSError(f"{request.parent} is a symbolic link")
             req = take_request(request)
             p = install_request(req, request.parent, sw, pub)
         except (GatewayError, OSError, ValueError) as exc:
