@@ -61,7 +61,9 @@ def run(config_path: str, state_dir: str | None = None, runtime_dir: str | None 
 
     files = ConfigFiles(config_path)
     RUNTIME.files = files
-    log = logsetup.get(component="fleet")
+    # Lazy: bound at each use, so the decisions logged after daemon.run has set up logging (the commit,
+    # a rollback from the watch thread) come out in the configured format, not structlog's default.
+    log = logsetup.get_lazy(component="fleet")
     commit = ConfigCommit(files, log, RUNTIME.request_restart)
     try:
         if not files.pending_path.exists() or RUNTIME.hold_lock():
