@@ -5,8 +5,9 @@
 #   sudo scripts/install.sh                              # from this checkout / unpacked release
 #   sudo scripts/install.sh --from-release courtyard-gateway-0.2.0.tar.gz
 #   scripts/install.sh --root /tmp/stage                 # stage into DIR, touch nothing on this machine
+#   sudo scripts/install.sh --release-pub release.pub    # also trust this release key (remote updates)
 #
-# Layout: /opt/courtyard-gateway/{venvs/<version>-<hash>, venv -> venvs/..., scripts, docs}
+# Layout: /opt/courtyard-gateway/{venvs/<version>-<hash>, venv -> venvs/..., launch, scripts, docs}
 #         /etc/courtyard-gateway/{gateway.toml, credentials.toml (0600), profiles/, tls/}
 #         /var/lib/courtyard-gateway (outbox.db, never touched here), user `courtyard` in `dialout`.
 # A new release gets a new venv; the `venv` link is switched only once it is complete, so a failed
@@ -14,10 +15,11 @@
 # Offline installs: a release with a wheels/ directory is installed with pip --no-index from it.
 set -euo pipefail
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 ROOT=""
 RELEASE=""
+RELEASE_PUB=""
 START=1
 PYTHON=${PYTHON:-python3}
 while [ $# -gt 0 ]; do
@@ -25,6 +27,7 @@ while [ $# -gt 0 ]; do
         --root) ROOT=$(realpath -m "${2:?--root needs a directory}"); shift 2 ;;
         --from-release) RELEASE=$(realpath "${2:?--from-release needs a .tar.gz}"); shift 2 ;;
         --no-start) START=0; shift ;;
+        --release-pub) RELEASE_PUB=$(realpath "${2:?--release-pub needs a file}"); shift 2 ;;
         -h|--help) usage ;;
         *) echo "install: unknown option $1" >&2; usage ;;
     esac
@@ -108,10 +111,19 @@ dir() {  # dir PATH MODE UID GID
 }
 
 # ---- 3. Directories ----------------------------------------------------------------------------------
+# The code root runs and the daemon runs: root's, not writable by the service. Software updates are
+# staged and switched by the root updater (courtyard-gateway-update.service; docs/fleet.md "Trust
+# boundaries"); an install from before it had $OPT group-writable (1775) and the service's venvs: taken back.
 dir "$ROOT$OPT" 0755 0 0
+[ "$(stat -c '%a %u %g' "$ROOT$OPT")" = "755 0 0" ] || { chown 0:0 "$ROOT$OPT"; chmod 0755 "$ROOT$OPT"; log "fixed mode/owner of $OPT"; }
+dir "$ROOT$OPT/venvs" 0755 0 0
+if [ -n "$(find "$ROOT$OPT" -xdev \( ! -uid 0 -o -perm /022 \) ! -type l -print -quit)" ] || [ -n "$(find "$ROOT$OPT" -xdev -type l ! -uid 0 -print -quit)" ]; then
+    chown -hR 0:0 "$ROOT$OPT" && chmod -R go-w "$ROOT$OPT" && log "took $OPT back from the service user"
+fi
 dir "$ROOT$ETC" 0750 0 "$GID_N"          # root writes, the daemon reads
 dir "$ROOT$ETC/profiles" 0750 0 "$GID_N"
 dir "$ROOT$STATE" 0750 "$UID_N" "$GID_N"
+dir "$ROOT$STATE/release" 0750 "$UID_N" "$GID_N"   # the daemon's downloads and update requests
 
 # ---- 4. Python venv for this release (content hash in the name: same code -> same venv -> no-op) ----
 HASH=$(cd "$SRC" && find pyproject.toml gateway drivers -type f \
@@ -148,6 +160,7 @@ fi
 if [ "$(readlink "$ROOT$OPT/venv" 2>/dev/null)" != "venvs/$RELNAME" ]; then
     PREVIOUS=$(readlink "$ROOT$OPT/venv" 2>/dev/null || true)
     ln -sfn "venvs/$RELNAME" "$ROOT$OPT/venv.new" && mv -T "$ROOT$OPT/venv.new" "$ROOT$OPT/venv"  # atomic switch
+    rm -f "$ROOT$OPT/release.pending"  # an update pending before this install is superseded by it
     log "active release: $RELNAME${PREVIOUS:+ (was ${PREVIOUS#venvs/})}"
     CHANGED_CODE=1
     # Keep the active and the previous release (rollback: ln -sfn venvs/OLD venv; restart); drop older ones.
@@ -168,6 +181,9 @@ put "$TMP/release" "$ROOT$OPT/release" 0644 || true
 for s in install.sh uninstall.sh firstboot.sh list-serial.py; do
     put "$SRC/scripts/$s" "$ROOT$OPT/scripts/$s" 0755 || true
 done
+# The release resolver (the unit's ExecStartPre=+): standard library only, outside every venv, so it
+# can switch back a release whose code is broken (docs/fleet.md "Software update with rollback").
+put "$SRC/gateway/fleet/launch.py" "$ROOT$OPT/launch" 0755 && CHANGED_CODE=1
 put "$SRC/docs/INSTALL.md" "$ROOT$OPT/docs/INSTALL.md" 0644 || true
 
 # ---- 6. Configuration: created if absent, never overwritten -----------------------------------------
@@ -183,8 +199,17 @@ if [ ! -e "$ROOT$ETC/credentials.toml" ]; then
     put "$TMP/credentials.toml" "$ROOT$ETC/credentials.toml" 0600 "$UID_N" "$GID_N" || true
 fi
 
+# The release key's public half (root's): the root updater installs only bundles it signed (gateway fleet update).
+if [ -n "$RELEASE_PUB" ]; then
+    put "$RELEASE_PUB" "$ROOT$ETC/release.pub" 0644 0 0 || true
+elif [ ! -e "$ROOT$ETC/release.pub" ]; then
+    log "no release key (--release-pub FILE): remote software updates will be refused"
+fi
+
 # ---- 7. systemd units, udev rules, journald cap, hardware watchdog -----------------------------------
 put "$SRC/systemd/courtyard-gateway.service" "$ROOT/etc/systemd/system/courtyard-gateway.service" 0644 && CHANGED_UNITS=1
+put "$SRC/systemd/courtyard-gateway-update.service" "$ROOT/etc/systemd/system/courtyard-gateway-update.service" 0644 && CHANGED_UNITS=1
+put "$SRC/systemd/courtyard-gateway-update.path" "$ROOT/etc/systemd/system/courtyard-gateway-update.path" 0644 && CHANGED_UNITS=1
 put "$SRC/systemd/courtyard-gateway-firstboot.service" "$ROOT/etc/systemd/system/courtyard-gateway-firstboot.service" 0644 && CHANGED_UNITS=1
 # The web panel: installed, never enabled here. It needs [panel] and a guard PIN first (docs/panel.md):
 #   systemctl enable --now courtyard-panel
@@ -203,19 +228,20 @@ put "$TMP/watchdog.conf" "$ROOT/etc/systemd/system.conf.d/courtyard-watchdog.con
 
 # ---- 8. Enable; on the running system also reload and (re)start --------------------------------------
 if [ "$STAGED" = 1 ]; then
-    systemctl --root="$ROOT" --quiet enable courtyard-gateway.service courtyard-gateway-firstboot.service
+    systemctl --root="$ROOT" --quiet enable courtyard-gateway.service courtyard-gateway-firstboot.service courtyard-gateway-update.path
     log "staged into $ROOT: $RELNAME"
     exit 0
 fi
 [ "$CHANGED_UNITS" = 1 ] && systemctl daemon-reload
-systemctl --quiet enable courtyard-gateway.service courtyard-gateway-firstboot.service
+systemctl --quiet enable courtyard-gateway.service courtyard-gateway-firstboot.service courtyard-gateway-update.path
 if [ "$CHANGED_UDEV" = 1 ]; then
     udevadm control --reload && udevadm trigger --subsystem-match=tty || log "udev reload failed (rules apply after reboot)"
 fi
 [ "$CHANGED_JOURNALD" = 1 ] && { systemctl restart systemd-journald || log "journald restart failed"; }
 if [ "$START" = 0 ]; then
     log "installed $RELNAME; not starting (--no-start)"
-elif ! "$ROOT$OPT/venv/bin/gateway" config check "$ETC/gateway.toml"; then
+elif ! runuser -u "$USER_NAME" -- "$ROOT$OPT/venv/bin/gateway" config check "$ETC/gateway.toml"; then
+    # As the service user: a config check has no business running as root.
     log "installed $RELNAME; NOT started: the config does not check. Next: gateway provision (docs/INSTALL.md)"
 elif ! systemctl --quiet is-active courtyard-gateway.service; then
     systemctl start courtyard-gateway.service && log "started courtyard-gateway"

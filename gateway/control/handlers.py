@@ -18,6 +18,7 @@ from gateway.control import logring
 from gateway.errors import CommandRejected
 from gateway.fleet.api import FleetApi
 from gateway.fleet.diagnostics import Diagnostics
+from gateway.fleet.update import UpdateApi
 from gateway.model import Alarm, AlarmState, Severity
 from gateway.selfcheck import CONTROL_MUTATING as INSPECTION_MUTATING
 
@@ -67,7 +68,8 @@ class ControlApi:
         self.d = d
         self.walk: WalkSession | None = None
         self.fleet = FleetApi(d)  # config_apply / config_status (issue 20, docs/fleet.md)
-        self.diagnostics = Diagnostics(self)  # support_bundle, selftest, logs_fetch, modbus_read
+        self.update = UpdateApi(d, self.fleet)  # update / update_status (issue 20, docs/fleet.md)
+        self.diagnostics = Diagnostics(self)  # support_bundle, selftest, logs_fetch, modbus_read, lora_listen
         logring.install()
 
     def handlers(self) -> dict[str, Handler]:
@@ -80,6 +82,7 @@ class ControlApi:
             "operator_check_confirm": self.operator_check_confirm,
             "walk_start": self.walk_start, "walk_status": self.walk_status, "walk_stop": self.walk_stop,
             "logs": self.logs,
+            "lora_listen": self.diagnostics.listen.listen,  # `gateway lora listen --seconds N`: waits, then reports
             # issue 23: `gateway test fire|power`, `selfcheck_run` (gateway/selfcheck/control.py)
             **(self.d.inspection.control_handlers() if getattr(self.d, "inspection", None) is not None else {}),
         }
@@ -89,6 +92,7 @@ class ControlApi:
         return {"ack_alarm": self.platform_ack, "silence": self.platform_silence, "poll_now": self.poll_now,
                 "set_log_level": self.set_log_level,
                 "config_apply": self.fleet.config_apply, "config_status": self.fleet.config_status,
+                "update": self.update.update, "update_status": self.update.update_status,
                 **self.diagnostics.handlers()}
 
     # ---- state ----------------------------------------------------------------------------------
