@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -102,6 +103,7 @@ def run(args: argparse.Namespace) -> None:
                 except subprocess.TimeoutExpired:
                     p.kill()
         broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
     per_s = (b1 - b0) / (t1 - t0)
     readings_per_s = (n1 - n0) / (t1 - t0)
     own = st.get("store", {}).get("bytes_written_per_day", 0)
