@@ -11,13 +11,15 @@ outbox's memory as they arrive, so without the linger each would go alone).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import msgspec
 
 from gateway.errors import StoreError, UplinkError
 from gateway.model import RecordClass
 from gateway.uplink.reconnect import Backoff
+from gateway.uplink.compact import CompactBatcher
 from gateway.uplink.wire import Envelope, Message, TelemetryBatcher
 
 CONSUMER = "mqtt"
@@ -61,6 +63,15 @@ class TokenBucket:
         self.tokens -= n
 
 
+class Batcher(Protocol):
+    """Telemetry batch v1 (wire.TelemetryBatcher) or v2 (compact.CompactBatcher), by uplink.telemetry_version."""
+
+    def take(self, records: Sequence[Any]) -> Message: ...
+    def pop_table(self) -> Message | None: ...
+    def session_start(self) -> None: ...
+    def table_doc(self, h: str = "") -> dict[str, Any] | None: ...
+
+
 class Counters(msgspec.Struct):
     messages_published: int = 0
     records_published: int = 0
@@ -69,6 +80,7 @@ class Counters(msgspec.Struct):
     puback_failures: int = 0
     ack_store_errors: int = 0
     puback_timeouts: int = 0
+    tables_published: int = 0
 
 
 class Drainer:
@@ -79,7 +91,8 @@ class Drainer:
         self.outbox = outbox
         self.clock = clock
         self.log = log
-        self.batcher = TelemetryBatcher(envelope, cfg.batch_max_readings, cfg.batch_max_bytes)
+        version = getattr(cfg, "telemetry_version", 2)
+        self.batcher: Batcher = (CompactBatcher if version == 2 else TelemetryBatcher)(envelope, cfg.batch_max_readings, cfg.batch_max_bytes)
         self.env = envelope
         # Capacity: one batch, but no more than 0.1 s of the rate (a slow link gets small batches, not bursts).
         self.bucket = TokenBucket(cfg.drain_readings_per_s, min(cfg.batch_max_readings, max(1.0, cfg.drain_readings_per_s / 10)), clock)
@@ -173,6 +186,7 @@ class Drainer:
     async def run(self, session: Any) -> None:
         """Publish until the session closes or stalls (returns), or the task is cancelled."""
         self.bucket.reset()
+        self.batcher.session_start()
         while session.connected:
             if self.stalled():
                 self.counters.puback_timeouts += 1
@@ -202,6 +216,9 @@ class Drainer:
                 continue  # re-fetch: the batch filled up, or an alarm arrived meanwhile
             msg = self.batcher.take([self._rebased(r) for r in records[:want]])  # never more than the bucket allows
             self.bucket.spend(len(msg.seqs))
+            table = self.batcher.pop_table()
+            if table is not None:  # v2: retained before the first batch of this session that uses it
+                self._send_table(session, table)
             self._send(session, msg)
 
     async def _linger(self, records: list[Any]) -> bool:
@@ -251,6 +268,17 @@ class Drainer:
         self.sent_mono[mid] = self.clock.monotonic()
         self.counters.messages_published += 1
         self.counters.records_published += len(msg.seqs)
+        self.counters.bytes_published += len(msg.payload)
+
+    def _send_table(self, session: Any, msg: Message) -> None:
+        # Not an outbox record: its PUBACK finds no inflight entry and is ignored. If it is lost, the batch
+        # still carries the table inline (docs/uplink.md "Telemetry batch v2").
+        try:
+            session.publish(msg.topic, msg.payload, retain=True)
+        except UplinkError as exc:
+            self.log.debug("uplink_publish_skipped", reason=str(exc))
+            return
+        self.counters.tables_published += 1
         self.counters.bytes_published += len(msg.payload)
 
     def _rebased(self, rec: Any) -> Any:

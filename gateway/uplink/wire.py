@@ -33,6 +33,7 @@ class Topics:
         self.event = f"{base}/event"
         self.telemetry = f"{base}/telemetry"
         self.status = f"{base}/status"
+        self.table = f"{base}/table"  # retained stream tables of telemetry batch v2 (gateway/uplink/compact.py)
         self.reply = f"{base}/reply"
         self.cmd = f"{base}/cmd"  # down
         self.relay = f"{base}/relay"  # down: NB-IoT reports relayed by the platform
@@ -106,6 +107,15 @@ class TelemetryBatcher:
         self.env = envelope
         self.max_readings = max_readings
         self.max_bytes = max_bytes
+
+    def session_start(self) -> None:
+        """v1 batches are self-contained: nothing to re-announce (CompactBatcher's twin hooks)."""
+
+    def pop_table(self) -> Message | None:
+        return None
+
+    def table_doc(self, h: str = "") -> dict[str, Any] | None:
+        return None
 
     def take(self, records: Sequence[Any]) -> Message:
         """Build one batch from the head of `records` (telemetry, FIFO). Always takes at least one."""

@@ -16,16 +16,20 @@ from tests.unit.uplink_fakes import FakeOutbox
 
 
 class FakeSession:
-    """Records PUBLISHes; the test decides when PUBACKs arrive (the edge of the unit)."""
+    """Records PUBLISHes (v2 stream tables apart, in `tables`); the test decides when PUBACKs arrive."""
 
     def __init__(self) -> None:
         self.connected = True
         self.sent: list[tuple[int, str, bytes]] = []
+        self.tables: list[tuple[int, bytes, bool]] = []
         self._mid = 0
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> int:
         self._mid += 1
-        self.sent.append((self._mid, topic, payload))
+        if topic.endswith("/table"):
+            self.tables.append((self._mid, payload, retain))
+        else:
+            self.sent.append((self._mid, topic, payload))
         return self._mid
 
 
