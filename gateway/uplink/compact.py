@@ -70,8 +70,9 @@ class StreamTable:
         self.streams = sorted(streams)
         self.index = {st: i for i, st in enumerate(self.streams)}
         self.exp_of = exps
-        self.doc = {"k": self.keys, "e": self.exps, "s": [[dev, [kidx[k] for k in names]] for dev, names in self.streams]}
-        self.h = table_hash(self.doc["k"], self.doc["e"], self.doc["s"])
+        shapes: list[list[Any]] = [[dev, [kidx[k] for k in names]] for dev, names in self.streams]
+        self.doc: dict[str, Any] = {"k": self.keys, "e": self.exps, "s": shapes}
+        self.h = table_hash(self.keys, self.exps, shapes)
         self.size = len(_ENC.encode(self.doc))
 
 
