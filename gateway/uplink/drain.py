@@ -11,8 +11,7 @@ outbox's memory as they arrive, so without the linger each would go alone).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
@@ -20,7 +19,7 @@ from gateway.errors import StoreError, UplinkError
 from gateway.model import RecordClass
 from gateway.uplink.reconnect import Backoff
 from gateway.uplink.compact import CompactBatcher
-from gateway.uplink.wire import Envelope, Message, TelemetryBatcher
+from gateway.uplink.wire import Batcher, Envelope, Message, TelemetryBatcher
 
 CONSUMER = "mqtt"
 IDLE_WAIT_S = 1.0  # re-check the outbox at least this often even without a commit notification
@@ -63,15 +62,6 @@ class TokenBucket:
         self.tokens -= n
 
 
-class Batcher(Protocol):
-    """Telemetry batch v1 (wire.TelemetryBatcher) or v2 (compact.CompactBatcher), by uplink.telemetry_version."""
-
-    def take(self, records: Sequence[Any]) -> Message: ...
-    def pop_table(self) -> Message | None: ...
-    def session_start(self) -> None: ...
-    def table_doc(self, h: str = "") -> dict[str, Any] | None: ...
-
-
 class Counters(msgspec.Struct):
     messages_published: int = 0
     records_published: int = 0
@@ -81,6 +71,7 @@ class Counters(msgspec.Struct):
     ack_store_errors: int = 0
     puback_timeouts: int = 0
     tables_published: int = 0
+    tables_refused: int = 0  # PUBACK >= 0x80 on cg/v1/<gw>/table: the broker ACL predates telemetry v2
 
 
 class Drainer:
@@ -100,6 +91,7 @@ class Drainer:
         self.inflight: dict[int, Message] = {}  # mid -> message (its seqs)
         self.sent_mono: dict[int, float] = {}  # mid -> when it was handed to paho
         self.acking: set[int] = set()  # seqs PUBACKed, outbox.ack not yet committed: never re-fetch them
+        self.table_mids: set[int] = set()  # v2 stream table PUBLISHes awaiting their PUBACK
         self.wake = asyncio.Event()  # new records committed, window opened, or pause over
         self.urgent = False  # an alarm/event/status record committed since the last fetch
         self.fault = ""  # "" or e.g. "puback_135"
@@ -123,6 +115,9 @@ class Drainer:
         msg = self.inflight.pop(mid, None)
         self.sent_mono.pop(mid, None)
         self.wake.set()
+        if mid in self.table_mids:
+            self._table_acked(mid, rc)
+            return
         if msg is None:
             return  # a status or reply message: nothing to ack in the outbox
         if rc >= 0x80:
@@ -140,6 +135,15 @@ class Drainer:
             self.refused.reset()
             if self.on_recovered:
                 self.on_recovered()
+
+    def _table_acked(self, mid: int, rc: int) -> None:
+        self.table_mids.discard(mid)
+        if rc >= 0x80:
+            # Not a delivery failure of records (each session's first batch carries its table inline), but a
+            # consumer that joins late now needs the `table` command: say so once (docs/uplink.md, ACL).
+            level = self.log.warning if not self.counters.tables_refused else self.log.debug
+            self.counters.tables_refused += 1
+            level("uplink_table_refused", rc=rc, hint="the broker ACL must let the gateway write cg/v1/<id>/table")
 
     def _refused(self, msg: Message, rc: int) -> None:
         # MQTT v5 PUBACK >= 0x80 (e.g. 135 Not authorized by a broker ACL): not delivered. The rows stay;
@@ -171,6 +175,7 @@ class Drainer:
         """Forget in-flight mids (a new session re-fetches those rows from the outbox)."""
         self.inflight.clear()
         self.sent_mono.clear()
+        self.table_mids.clear()
 
     def stalled(self) -> bool:
         """True when the oldest un-PUBACKed message is older than PUBACK_TIMEOUT_S."""
@@ -274,7 +279,7 @@ class Drainer:
         # Not an outbox record: its PUBACK finds no inflight entry and is ignored. If it is lost, the batch
         # still carries the table inline (docs/uplink.md "Telemetry batch v2").
         try:
-            session.publish(msg.topic, msg.payload, retain=True)
+            self.table_mids.add(session.publish(msg.topic, msg.payload, retain=True))
         except UplinkError as exc:
             self.log.debug("uplink_publish_skipped", reason=str(exc))
             return

@@ -7,7 +7,7 @@ deterministic: the same outbox record always yields the same bytes (duplicates a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -91,6 +91,15 @@ class Envelope:
         doc = self.head(boot_id)
         doc.update(id=cmd_id, command=command, status=status, reason=reason, result=result or {}, ts_ms=wall_ms(stamp))
         return Message(self.topics.reply, _ENC.encode(doc))
+
+
+class Batcher(Protocol):
+    """Telemetry batch v1 (TelemetryBatcher) or v2 (compact.CompactBatcher), by uplink.telemetry_version."""
+
+    def take(self, records: Sequence[Any]) -> Message: ...
+    def pop_table(self) -> Message | None: ...
+    def session_start(self) -> None: ...
+    def table_doc(self, h: str = "") -> dict[str, Any] | None: ...
 
 
 class TelemetryBatcher:
