@@ -127,3 +127,19 @@ class DriverSpec:
     build: Callable[[DriverContext], Driver]
     simulator: str  # module path of the simulator, e.g. "drivers.modbus.simulator"
     package: str  # the driver's package; its README.md documents wiring, config and faults
+
+
+def lazy_build(target: str, **kwargs: Any) -> Callable[[DriverContext], Driver]:
+    """A DriverSpec.build that imports `module:Class` at the first build: config checks and the CLI
+    read a spec's schemas without loading its driver, and the daemon holds in memory only the
+    drivers its ports use (issue 17: RSS)."""
+    module, _, name = target.partition(":")
+
+    def build(ctx: DriverContext) -> Driver:
+        import importlib
+
+        driver: Driver = getattr(importlib.import_module(module), name)(ctx, **kwargs)
+        return driver
+
+    build.__qualname__ = f"lazy_build({target!r})"
+    return build

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -60,6 +61,7 @@ from gateway.rules import away
 from gateway.supervise import Supervisor
 from gateway.systemd import Notifier
 from gateway.trouble import Fault, TroubleMonitor
+from gateway.trouble_checks import DaemonChecks, store_fault
 
 STOP_BUDGET_S = 4.0  # SIGTERM to exit, all stages together (issue 2: within 5 s)
 # A card that hangs on open (failing SD) must not hold the alarm core back; the store retries on its own.
@@ -189,7 +191,7 @@ class Daemon:
         if self.uplink is not None:
             out["uplink"] = self.uplink.health()
         elif self.cfg.uplink.broker_url:
-            out["uplink"] = {"state": "down", "reason": self._task_error("uplink") or "not started"}
+            out["uplink"] = {"state": "down", "reason": self.task_error("uplink") or "not started"}
         if self.gb26875 is not None:
             out["gb26875"] = self.gb26875.health()
         if self.rules is not None:
@@ -205,6 +207,9 @@ class Daemon:
 
         if FLEET.files is not None:  # config_version, its hash, the last apply's outcome (docs/fleet.md)
             out["config"] = FLEET.files.status_fields()
+        from gateway.fleet.update import status_fields as update_status_fields
+
+        out["update"] = update_status_fields()  # software update progress and result (docs/fleet.md)
         return out
 
     def _store_status(self) -> dict[str, Any]:
@@ -217,13 +222,21 @@ class Daemon:
         health = getattr(self.outbox, "health", None)
         if callable(health):
             out.update(health())
-        reason = self._check_store()
+        reason = self.check_store()
         out.setdefault("state", "down" if reason else "up")
         if reason:
             out.setdefault("reason", reason)
         return out
 
-    def _task_error(self, name: str) -> str:
+    def check_store(self) -> str:
+        """"" or why the store is at fault (the trouble monitor, status and the alarms' restore ask)."""
+        return store_fault(self.outbox, self.store_error)
+
+    def task_running(self, name: str) -> bool:
+        item = self.supervisor.items.get(name)
+        return bool(item is not None and item.task is not None and not item.task.done() and not item.failing())
+
+    def task_error(self, name: str) -> str:
         item = self.supervisor.items.get(name)
         return item.last_error if item is not None else ""
 
@@ -264,6 +277,15 @@ class Daemon:
             raise CommandRejected("not_actuator", f"{command.device_id} cannot be written to")
         await drv.write(command)
 
+    def reload(self, cfg: Config, sections: frozenset[str]) -> None:
+        """Take changed config sections in place, without stopping a stage (config_apply, docs/fleet.md
+        "What restarts"); gateway.fleet.api.RELOADABLE lists the sections this can take."""
+        if "contacts" in sections:
+            if self.rules is not None:
+                self.rules.set_contacts(cfg.contacts)
+            self.cfg = msgspec.structs.replace(self.cfg, contacts=cfg.contacts)
+        self.log.info("config_reloaded", sections=sorted(sections))
+
     def healthy(self) -> bool:
         """What the watchdog vouches for: the event loop turns. A dead store writer is a store fault
         (signalled as trouble, retried), never a reason to have systemd kill the alarm path."""
@@ -289,7 +311,7 @@ class Daemon:
             self.log.info("daemon_stopped")
         return 0
 
-    def _consumers(self) -> dict[str, set[RecordClass]]:
+    def consumers(self) -> dict[str, set[RecordClass]]:
         from gateway.uplink.gb26875 import client as gb
 
         consumers = {"mqtt": set(RecordClass)}
@@ -306,7 +328,7 @@ class Daemon:
             Path(self.cfg.store.path).parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             self.log.warning("store_dir_unavailable", path=str(Path(self.cfg.store.path).parent), error=str(exc))
-        self.outbox = Outbox(self.cfg.store, self.clock, logsetup.get(stage="store"), self._consumers())
+        self.outbox = Outbox(self.cfg.store, self.clock, logsetup.get(stage="store"), self.consumers())
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (gh-86296)
             async with asyncio.timeout(STORE_OPEN_BUDGET_S):
@@ -336,7 +358,7 @@ class Daemon:
         self.livestate.load()
         self.supervisor.start("livestate", self.livestate.run)  # saves a last time when cancelled at stop
         for port_name, drv in self.drivers.items():
-            self.supervisor.start(f"driver:{port_name}", lambda drv=drv: drv.run(pipeline.emit))
+            self.supervisor.start(f"driver:{port_name}", functools.partial(drv.run, pipeline.emit))
         await asyncio.sleep(0)  # let each driver task reach run() before the rules act through it
         await self.rules.start()  # restores active alarms, or defers that until the store is back
         away.restore(self.rules, Path(self.cfg.store.path).parent, self.clock.wall(), self.log)  # flats away (issue 22)
@@ -348,7 +370,7 @@ class Daemon:
         self.supervisor.start("control", self._run_control)
         if self.cfg.uplink.broker_url:
             self.supervisor.start("uplink", self._run_uplink)
-        if "gb26875" in self._consumers():
+        if "gb26875" in self.consumers():
             self.supervisor.start("gb26875", self._run_gb26875)
 
     def _start_inspection(self) -> None:
@@ -359,7 +381,7 @@ class Daemon:
         assert self.pipeline is not None
         try:
             self.inspection = inspection.build(self.cfg, self.clock, self.outbox, self.pipeline.emit, self.devices,
-                                               self.status, self._announce_offline, self._consumers(), logsetup.get)
+                                               self.status, self._announce_offline, self.consumers(), logsetup.get)
         except Exception as exc:  # noqa: BLE001 - the alarm core already runs; this must not stop it
             self.inspection_error = f"{type(exc).__name__}: {exc}"[:300]
             self.log.error("inspection_stages_not_started", error=self.inspection_error)
@@ -398,113 +420,9 @@ class Daemon:
         notify = notify or Notify()
         cfg = notify.trouble
         device = (cfg.device or notify.sounder.device) if cfg.outputs else ""
-        self.trouble = TroubleMonitor(cfg, device, self._trouble_checks(cfg), self.actuate, self.clock,
+        self.trouble = TroubleMonitor(cfg, device, DaemonChecks(self).build(cfg), self.actuate, self.clock,
                                       logsetup.get(stage="trouble"), on_change=self._fault_changed)
         self.supervisor.start("trouble", self.trouble.run)
-
-    def _trouble_checks(self, cfg: Any) -> dict[str, Any]:
-        """One check per subsystem; each answers "" or why it is at fault. Deadlines count from the
-        fault's start (CLARIFICATIONS Turn 2), which each check takes from the subsystem's own clock."""
-        checks: dict[str, Any] = {"store": self._check_store}
-        if self.credentials_error:
-            checks["credentials"] = lambda: (f"{self.credentials_error} (keyed LoRa detectors are not heard: fix the file, "
-                                             "then restart the daemon)")
-        if self.cfg.uplink.broker_url:
-            checks["uplink"] = lambda: self._check_link("uplink", self.uplink, cfg.uplink_after_s)
-        if "gb26875" in self._consumers():
-            checks["gb26875"] = lambda: self._check_link("gb26875", self.gb26875, cfg.centre_after_s)
-        down_since: dict[str, float] = {}
-        for name, drv in self.drivers.items():
-            checks[f"port:{name}"] = lambda name=name, drv=drv: self._check_driver(name, drv, cfg.bus_after_s, down_since)
-        sounder = self.cfg.notify
-        if sounder is not None and sounder.sounder.device in self.devices:
-            checks["sounder"] = lambda: self._check_device_answers(sounder.sounder.device)
-        checks["control"] = lambda: "" if self._task_running("control") else (self._task_error("control") or "not running")
-        if self.inspection is not None:
-            checks.update(self.inspection.trouble_checks())  # power, a failed or missed self-check, an alarm past 10 s
-        elif self.inspection_error:
-            checks["inspection"] = lambda: f"power supervision and self-check not running: {self.inspection_error}"
-        return checks
-
-    def _task_running(self, name: str) -> bool:
-        item = self.supervisor.items.get(name)
-        return bool(item is not None and item.task is not None and not item.task.done() and not item.failing())
-
-    def _check_store(self) -> str:
-        if self.outbox is None:
-            return self.store_error or "not opened"
-        health = getattr(self.outbox, "health", None)
-        if callable(health):
-            h = health()
-            if h.get("state", "up") not in ("up", "ok"):
-                return str(h.get("reason") or h.get("state"))
-            moved = h.get("moved_to")
-            if moved and Path(moved).exists():
-                # The store recovered on a new file, but a corrupt database says the card is failing: a
-                # maintainer looks, then deletes the kept copy, which clears this.
-                return f"corrupt database moved aside to {moved}: check the card, then delete that file"
-            return ""
-        if self.store_error:
-            return self.store_error
-        if not self.outbox.writer_alive():
-            return "writer thread stopped"
-        return ""
-
-    def _check_link(self, name: str, link: Any, after_s: float) -> str:
-        if link is None:  # not constructed yet, or its construction fails (then the supervisor retries)
-            if self.clock.monotonic() - self.started_mono <= after_s:
-                return ""
-            return f"not running: {self._task_error(name) or 'starting'}"
-        down = link.down_for_s() if hasattr(link, "down_for_s") else self._link_down_for(name, link)
-        h = link.health()
-        if h.get("config_fault"):  # a missing certificate or refused credentials: no reconnect will fix it
-            return f"{h.get('reason')}: {h.get('detail') or ''}".rstrip(": ")
-        if down <= after_s:
-            # Connected as far as TCP knows, but a blackholed link is only noticed at the keepalive
-            # timeout (1.5 x keepalive): records in flight without a PUBACK for after_s is the earlier sign.
-            waiting = h.get("last_puback_age_s")
-            waiting = h.get("state_age_s") if waiting is None else waiting
-            if h.get("inflight") and waiting is not None and waiting > after_s:
-                return f"no acknowledgement for {waiting:.0f} s ({h.get('inflight')} in flight)"
-            return ""
-        why = h.get("reason") or h.get("last_error") or h.get("state", "")
-        return f"not connected for {down:.0f} s ({why})"
-
-    def _link_down_for(self, name: str, link: Any) -> float:
-        """Seconds since `link` was last connected (for stages that do not keep it themselves)."""
-        now = self.clock.monotonic()
-        key = f"_down_since_{name}"
-        if str(link.health().get("state")) == "connected":
-            setattr(self, key, None)
-            return 0.0
-        since = getattr(self, key, None)
-        if since is None:
-            since = now
-            setattr(self, key, since)
-        return now - since
-
-    def _check_driver(self, name: str, drv: Driver, after_s: float, down_since: dict[str, float]) -> str:
-        h = drv.health()
-        now = self.clock.monotonic()
-        if h.state != DriverState.DOWN:
-            down_since.pop(name, None)
-            return ""
-        since = down_since.setdefault(name, now)
-        if now - since < after_s:
-            return ""
-        why = (h.detail or {}).get("port_error") or (h.detail or {}).get("error") or "port down"
-        return f"down for {now - since:.0f} s ({why})"
-
-    def _check_device_answers(self, device_id: str) -> str:
-        """The relay box itself: a sounder that does not answer cannot sound (issue 15 matrix row)."""
-        drv = self.drivers.get(self.devices[device_id].port)
-        if drv is None:
-            return ""
-        slaves = (drv.health().detail or {}).get("slaves", {})
-        s = slaves.get(device_id)
-        if s and s.get("state") == "offline":
-            return f"relay box {device_id} not answering ({s.get('last_error') or 'no reply'})"
-        return ""
 
     def _fault_changed(self, fault: Fault, active: bool) -> None:
         """A fault came or went: an EVENT record for the platform (journalled if the store is down)."""
@@ -536,7 +454,7 @@ class Daemon:
         while not self._stop.is_set():
             if self.healthy():
                 self.notifier.watchdog()
-            if self.rules is not None and self.rules.restore_pending and not self._check_store():
+            if self.rules is not None and self.rules.restore_pending and not self.check_store():
                 try:
                     await self.rules.restore()  # the store came back: merge the alarms it held
                 except GatewayError as exc:

@@ -14,16 +14,8 @@ ensure_venv sim  # it runs the simulated courtyard: the [sim] extra (pymodbus)
 GW=.venv/bin/gateway
 PY=.venv/bin/python
 
-RUN=$(mktemp -d /tmp/courtyard-commission.XXXXXX)
-export COURTYARD_SIM_SOCKET="$RUN/sim.sock"
-pids=()
-cleanup() {
-    trap - EXIT INT TERM
-    # One at a time, the daemon first: it stops cleanly while its ports (the simulator's ptys) still exist.
-    for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; wait "${pids[i]}" 2>/dev/null || true; done
-    rm -rf "$RUN"
-}
-trap cleanup EXIT INT TERM
+. scripts/lib-run.sh
+run_dir courtyard-commission
 
 declare -a STEP_NAMES=() STEP_SECONDS=()
 now() { date +%s.%N; }
@@ -38,21 +30,16 @@ timed() {  # timed "name" command...: run it, record its wall time
 }
 
 # ---- the site (not installer time): broker, and the courtyard's buses, radios and modems ----------------
-PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-MOSQ=$(command -v mosquitto || { [ -x /usr/sbin/mosquitto ] && echo /usr/sbin/mosquitto; } || true)
-[ -n "$MOSQ" ] || { echo "mosquitto is needed (apt-get install mosquitto)" >&2; exit 1; }
-mkdir -p "$RUN/broker"
-printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$PORT" > "$RUN/broker/mosquitto.conf"
-"$MOSQ" -c "$RUN/broker/mosquitto.conf" >"$RUN/broker/log" 2>&1 &
-pids+=($!)
+PORT=$(free_port)
+[ -n "$(find_mosquitto)" ] || { echo "mosquitto is needed (apt-get install mosquitto)" >&2; exit 1; }
+start_mosquitto "$PORT"
 SPEC="$RUN/courtyard.toml"
 # The courtyard without its timed demo scenario: nothing happens here but the installer's presses.
 sed '/^# ---- The demo.s scenario/,$d' config/demo/courtyard.toml | sed "s#^profiles_dir = .*#profiles_dir = \"$PWD/config/profiles\"#" > "$SPEC"
 $GW simulate --courtyard "$SPEC" --gateway-config "$RUN/gateway.toml" --broker "mqtt://127.0.0.1:$PORT" \
     --trigger-socket "$COURTYARD_SIM_SOCKET" >"$RUN/courtyard.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do [ -S "$COURTYARD_SIM_SOCKET" ] && break; sleep 0.1; done
-[ -S "$COURTYARD_SIM_SOCKET" ] || { echo "the simulated courtyard did not start" >&2; exit 1; }
+wait_socket "$COURTYARD_SIM_SOCKET" "the simulated courtyard"
 
 # The sheet the community and the sensor supplier hand over (devices, residents, relatives, keys), and the
 # gateway as it leaves the workshop: its own sections only (ports from list-serial.py, rules, notify).

@@ -14,26 +14,13 @@ cd "$(dirname "$0")/.."
 . scripts/lib-venv.sh
 ensure_venv sim  # the simulators' pymodbus is the [sim] extra
 
-RUN=$(mktemp -d /tmp/courtyard-demo.XXXXXX)
-export COURTYARD_SIM_SOCKET="$RUN/sim.sock"
-pids=()
-cleanup() {
-    trap - EXIT INT TERM
-    # One at a time, the daemon first: it stops cleanly while its ports (the simulator's ptys) still exist.
-    for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; wait "${pids[i]}" 2>/dev/null || true; done
-    rm -rf "$RUN"
-    echo "demo stopped; nothing left running."
-}
-trap cleanup EXIT INT TERM
+. scripts/lib-run.sh
+run_dir courtyard-demo "demo stopped; nothing left running."
 
-PORT=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-MOSQ=$(command -v mosquitto || { [ -x /usr/sbin/mosquitto ] && echo /usr/sbin/mosquitto; } || true)
+PORT=$(free_port)
+MOSQ=$(find_mosquitto)
 if [ -n "$MOSQ" ]; then
-    mkdir -p "$RUN/broker"
-    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\n%s\n' \
-        "$PORT" "$RUN/broker" "$([ "$(id -u)" -eq 0 ] && echo 'user root')" > "$RUN/broker/mosquitto.conf"
-    "$MOSQ" -c "$RUN/broker/mosquitto.conf" >"$RUN/broker/log" 2>&1 &
-    pids+=($!)
+    start_mosquitto "$PORT"
     echo "platform broker: mosquitto on 127.0.0.1:$PORT"
 else
     echo "no mosquitto installed: the uplink will queue in the outbox (apt-get install mosquitto to see delivery)"
@@ -43,8 +30,7 @@ fi
     --broker "mqtt://127.0.0.1:$PORT" --trigger-socket "$COURTYARD_SIM_SOCKET" 2> >(sed 's/^/[courtyard] /' >&2) \
     > >(.venv/bin/python -m gateway.simulate.logview --config "$RUN/gateway.toml") &
 pids+=($!)
-for _ in $(seq 100); do [ -S "$COURTYARD_SIM_SOCKET" ] && break; sleep 0.1; done
-[ -S "$COURTYARD_SIM_SOCKET" ] || { echo "the simulated courtyard did not start" >&2; exit 1; }
+wait_socket "$COURTYARD_SIM_SOCKET" "the simulated courtyard"
 
 if [ -n "$MOSQ" ]; then
     .venv/bin/python -m gateway.simulate.platform --broker "mqtt://127.0.0.1:$PORT" --config "$RUN/gateway.toml" &

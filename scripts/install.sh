@@ -5,8 +5,9 @@
 #   sudo scripts/install.sh                              # from this checkout / unpacked release
 #   sudo scripts/install.sh --from-release courtyard-gateway-0.2.0.tar.gz
 #   scripts/install.sh --root /tmp/stage                 # stage into DIR, touch nothing on this machine
+#   sudo scripts/install.sh --release-pub release.pub    # also trust this release key (remote updates)
 #
-# Layout: /opt/courtyard-gateway/{venvs/<version>-<hash>, venv -> venvs/..., scripts, docs}
+# Layout: /opt/courtyard-gateway/{venvs/<version>-<hash>, venv -> venvs/..., launch, scripts, docs}
 #         /etc/courtyard-gateway/{gateway.toml, credentials.toml (0600), profiles/, tls/}
 #         /var/lib/courtyard-gateway (outbox.db, never touched here), user `courtyard` in `dialout`.
 # A new release gets a new venv; the `venv` link is switched only once it is complete, so a failed
@@ -14,10 +15,11 @@
 # Offline installs: a release with a wheels/ directory is installed with pip --no-index from it.
 set -euo pipefail
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 ROOT=""
 RELEASE=""
+RELEASE_PUB=""
 START=1
 PYTHON=${PYTHON:-python3}
 while [ $# -gt 0 ]; do
@@ -25,6 +27,7 @@ while [ $# -gt 0 ]; do
         --root) ROOT=$(realpath -m "${2:?--root needs a directory}"); shift 2 ;;
         --from-release) RELEASE=$(realpath "${2:?--from-release needs a .tar.gz}"); shift 2 ;;
         --no-start) START=0; shift ;;
+        --release-pub) RELEASE_PUB=$(realpath "${2:?--release-pub needs a file}"); shift 2 ;;
         -h|--help) usage ;;
         *) echo "install: unknown option $1" >&2; usage ;;
     esac
@@ -108,7 +111,11 @@ dir() {  # dir PATH MODE UID GID
 }
 
 # ---- 3. Directories ----------------------------------------------------------------------------------
-dir "$ROOT$OPT" 0755 0 0
+# Software updates (docs/fleet.md): the daemon adds venvs and switches its own `venv` link, so $OPT is
+# group-writable by the service and sticky (it cannot rename or delete root's launch, scripts, docs).
+dir "$ROOT$OPT" 1775 0 "$GID_N"
+[ "$(stat -c '%a %u %g' "$ROOT$OPT")" = "1775 0 $GID_N" ] || { chown "0:$GID_N" "$ROOT$OPT"; chmod 1775 "$ROOT$OPT"; log "fixed mode/owner of $OPT"; }
+dir "$ROOT$OPT/venvs" 0755 "$UID_N" "$GID_N"
 dir "$ROOT$ETC" 0750 0 "$GID_N"          # root writes, the daemon reads
 dir "$ROOT$ETC/profiles" 0750 0 "$GID_N"
 dir "$ROOT$STATE" 0750 "$UID_N" "$GID_N"
@@ -147,7 +154,9 @@ if [ ! -f "$VENV/.complete" ]; then
 fi
 if [ "$(readlink "$ROOT$OPT/venv" 2>/dev/null)" != "venvs/$RELNAME" ]; then
     PREVIOUS=$(readlink "$ROOT$OPT/venv" 2>/dev/null || true)
-    ln -sfn "venvs/$RELNAME" "$ROOT$OPT/venv.new" && mv -T "$ROOT$OPT/venv.new" "$ROOT$OPT/venv"  # atomic switch
+    ln -sfn "venvs/$RELNAME" "$ROOT$OPT/venv.new" && chown -h "$UID_N:$GID_N" "$ROOT$OPT/venv.new" \
+        && mv -T "$ROOT$OPT/venv.new" "$ROOT$OPT/venv"  # atomic switch; the service's link (sticky $OPT)
+    rm -f "$ROOT$OPT/release.pending"  # an update pending before this install is superseded by it
     log "active release: $RELNAME${PREVIOUS:+ (was ${PREVIOUS#venvs/})}"
     CHANGED_CODE=1
     # Keep the active and the previous release (rollback: ln -sfn venvs/OLD venv; restart); drop older ones.
@@ -155,6 +164,9 @@ if [ "$(readlink "$ROOT$OPT/venv" 2>/dev/null)" != "venvs/$RELNAME" ]; then
         name=venvs/$(basename "$old")
         [ "$name" = "venvs/$RELNAME" ] || [ "$name" = "$PREVIOUS" ] || { rm -rf "$old"; log "removed old $name"; }
     done
+fi
+if [ -L "$ROOT$OPT/venv" ] && [ "$(stat -c %u "$ROOT$OPT/venv")" != "$UID_N" ]; then
+    chown -h "$UID_N:$GID_N" "$ROOT$OPT/venv"  # an install from before remote updates: hand the link over
 fi
 # Maintainers type `gateway status` over SSH: put the command on PATH.
 if [ "$(readlink "$ROOT/usr/local/bin/gateway" 2>/dev/null)" != "$OPT/venv/bin/gateway" ]; then
@@ -168,6 +180,9 @@ put "$TMP/release" "$ROOT$OPT/release" 0644 || true
 for s in install.sh uninstall.sh firstboot.sh list-serial.py; do
     put "$SRC/scripts/$s" "$ROOT$OPT/scripts/$s" 0755 || true
 done
+# The release launcher (the unit's ExecStart): standard library only, outside every venv, so it can
+# switch back a release whose code is broken (docs/fleet.md "Software update with rollback").
+put "$SRC/gateway/fleet/launch.py" "$ROOT$OPT/launch" 0755 && CHANGED_CODE=1
 put "$SRC/docs/INSTALL.md" "$ROOT$OPT/docs/INSTALL.md" 0644 || true
 
 # ---- 6. Configuration: created if absent, never overwritten -----------------------------------------
@@ -181,6 +196,13 @@ if [ ! -e "$ROOT$ETC/credentials.toml" ]; then
     printf '%s\n' "# courtyard-gateway secrets (mode 0600). Filled in by: gateway provision" \
         'mqtt_username = ""' 'mqtt_password = ""' '' '[command_keys]' '' '[lora_keys]' > "$TMP/credentials.toml"
     put "$TMP/credentials.toml" "$ROOT$ETC/credentials.toml" 0600 "$UID_N" "$GID_N" || true
+fi
+
+# The release key's public half: the daemon installs only bundles it signed (gateway fleet update).
+if [ -n "$RELEASE_PUB" ]; then
+    put "$RELEASE_PUB" "$ROOT$ETC/release.pub" 0644 0 0 || true
+elif [ ! -e "$ROOT$ETC/release.pub" ]; then
+    log "no release key (--release-pub FILE): remote software updates will be refused"
 fi
 
 # ---- 7. systemd units, udev rules, journald cap, hardware watchdog -----------------------------------
@@ -215,7 +237,8 @@ fi
 [ "$CHANGED_JOURNALD" = 1 ] && { systemctl restart systemd-journald || log "journald restart failed"; }
 if [ "$START" = 0 ]; then
     log "installed $RELNAME; not starting (--no-start)"
-elif ! "$ROOT$OPT/venv/bin/gateway" config check "$ETC/gateway.toml"; then
+elif ! runuser -u "$USER_NAME" -- "$ROOT$OPT/venv/bin/gateway" config check "$ETC/gateway.toml"; then
+    # As the service user: a venv installed by a remote update is the service's, never run as root.
     log "installed $RELNAME; NOT started: the config does not check. Next: gateway provision (docs/INSTALL.md)"
 elif ! systemctl --quiet is-active courtyard-gateway.service; then
     systemctl start courtyard-gateway.service && log "started courtyard-gateway"

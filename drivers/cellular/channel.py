@@ -41,6 +41,7 @@ class AtChannel(asyncio.Protocol):
         self._lock = asyncio.Lock()
         self._done: asyncio.Future | None = None
         self._prompt: asyncio.Future | None = None
+        self._closed: asyncio.Future[None] | None = None  # aclose() waits on it
         self._last_rx = 0.0
         self._dirty = False  # a command timed out: settle before the next one
         self._dirty_at = 0.0  # when it timed out: the quiet period counts from here at the earliest
@@ -57,7 +58,9 @@ class AtChannel(asyncio.Protocol):
         self.baud = baud
         loop = asyncio.get_running_loop()
         try:
-            transport, _ = await serial_asyncio_fast.create_serial_connection(loop, lambda: self, path, baudrate=baud)
+            # exclusive: the flock every opener of ours takes (drivers, installer probes), so a probe run
+            # beside the daemon is refused instead of stealing half the modem's answers.
+            transport, _ = await serial_asyncio_fast.create_serial_connection(loop, lambda: self, path, baudrate=baud, exclusive=True)
         except (OSError, ValueError) as exc:  # serial.SerialException is an OSError
             raise ModemUnavailable(f"cannot open {path}: {exc}") from None
         self._transport = transport  # connection_made runs later (call_soon); commands may start now
@@ -68,6 +71,17 @@ class AtChannel(asyncio.Protocol):
             self._transport.close()
             self._transport = None
 
+    async def aclose(self, timeout_s: float = 2.0) -> None:
+        """close() and wait until the port is really closed (the transport closes it a loop turn later):
+        its exclusive lock is released, so a probe's next open of the same port succeeds."""
+        was_open = self._transport is not None
+        self._closed = asyncio.get_running_loop().create_future()
+        self.close()
+        if was_open:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await self._closed
+
     # ---- asyncio.Protocol ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -75,6 +89,8 @@ class AtChannel(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
         self._fail(ModemUnavailable(f"serial port lost ({exc or 'closed'})"))
         if self.on_lost is not None:
             self.on_lost(exc)

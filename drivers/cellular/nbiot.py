@@ -16,6 +16,7 @@ from drivers.base import DriverHealth, DriverState, Emit
 from drivers.cellular import info, status
 from drivers.cellular.at import Urc
 from drivers.cellular.channel import AtChannel, at_counters
+from drivers.cellular.info import Datagram
 from drivers.cellular.ingest import Ingest
 from drivers.cellular.relay import RelayIngest
 from drivers.counters import CounterStore
@@ -259,7 +260,7 @@ class NbiotDriver:
         self.counters["drain_capped"] += 1
         self.log.warning("nsorf_drain_capped", socket=sock, reads=MAX_READS_PER_DRAIN)
 
-    async def _datagram(self, ch: AtChannel, dg: info.Datagram, stamp) -> None:
+    async def _datagram(self, ch: AtChannel, dg: Datagram, stamp) -> None:
         self.counters["datagrams"] += 1
         self.log.debug("datagram_rx", ip=dg.ip, port=dg.port, hex=dg.data.hex())
         try:

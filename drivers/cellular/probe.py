@@ -32,7 +32,7 @@ async def at(port: str, command: str, baud: int = 9600, timeout_s: float = 5.0) 
     except GatewayError as exc:
         return [f"error: {exc}"]
     finally:
-        ch.close()
+        await ch.aclose()
 
 
 async def _facts(ch: Any, st: status.ModemStatus, steps: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
@@ -45,7 +45,7 @@ async def _facts(ch: Any, st: status.ModemStatus, steps: tuple[tuple[str, Any], 
             except GatewayError as exc:
                 problems[name] = str(exc)
     finally:
-        ch.close()
+        await ch.aclose()
     return {**st.as_dict(), **{f"error_{k}": v for k, v in problems.items()}}
 
 
@@ -58,7 +58,7 @@ async def info(port: str, baud: int = 9600) -> dict[str, Any]:
         with contextlib.suppress(GatewayError):
             await ch.command("AT+CMEE=1")
     except BaseException:
-        ch.close()
+        await ch.aclose()
         raise
     return await _facts(ch, st, (
         ("sim", status.read_sim(ch, st)), ("identity", status.read_identity(ch, st)),

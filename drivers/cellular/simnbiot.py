@@ -287,9 +287,10 @@ class SmokeSensorSim:
             self.sent.append(data)
             self.modem.deliver(self.ip, self.port, data)
             try:
-                await asyncio.wait_for(event.wait(), self.ack_wait_s)
+                async with asyncio.timeout(self.ack_wait_s):
+                    await event.wait()
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
 
     async def _heartbeats(self) -> None:

@@ -188,8 +188,9 @@ class SmsDriver:
             if not ch.is_open:
                 raise ModemUnavailable(self._unavailable or "serial port lost")
             try:
-                job = await asyncio.wait_for(self._queue.get(), 1.0)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(1.0):  # not wait_for: it can lose a cancel on 3.11 (gh-86296)
+                    job = await self._queue.get()
+            except TimeoutError:
                 if loop.time() >= next_status:
                     await self._refresh(ch)
                     next_status = loop.time() + self.cfg.status_interval_s

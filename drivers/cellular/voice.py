@@ -114,8 +114,9 @@ class CallSession:
             if left <= 0:
                 return
             try:
-                urc = await asyncio.wait_for(self._urcs.get(), left)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(left):  # not wait_for: gh-86296 on 3.11
+                    urc = await self._urcs.get()
+            except TimeoutError:
                 return
             if urc is None:
                 continue  # the abort sentinel: raised at the top of the loop

@@ -121,8 +121,11 @@ class LoraDriver:
             loop = asyncio.get_running_loop()
             while True:
                 try:
-                    transport, proto = await serial_asyncio_fast.create_serial_connection(
-                        loop, lambda: _Proto(self), self.cfg.path, baudrate=self.cfg.baud)
+                    # exclusive: the flock every opener of ours takes, so an installer's probe beside the
+                    # daemon is refused instead of splitting the module's frames between two readers.
+                    proto = _Proto(self)
+                    transport, _ = await serial_asyncio_fast.create_serial_connection(
+                        loop, lambda: proto, self.cfg.path, baudrate=self.cfg.baud, exclusive=True)
                 except (OSError, ValueError) as exc:  # SerialException is an OSError
                     await asyncio.sleep(self._port_down(reopen, exc))
                     continue

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from drivers.base import DriverSpec
+from drivers.base import DriverSpec, lazy_build
 from drivers.lora.config import LoraPort, LoraProfile, check_address
-from drivers.lora.driver import LoraDriver
 
 SPEC_LORA = DriverSpec(
     name="lora_e22", protocol="lora", port_schema=LoraPort, profile_schema=LoraProfile,
-    check_address=check_address, build=LoraDriver, simulator="drivers.lora.simulator", package="drivers.lora",
+    check_address=check_address, build=lazy_build("drivers.lora.driver:LoraDriver"), simulator="drivers.lora.simulator", package="drivers.lora",
 )

@@ -3,11 +3,10 @@ the registry spec the daemon builds the driver from."""
 
 from __future__ import annotations
 
-from drivers.base import DriverSpec
+from drivers.base import DriverSpec, lazy_build
 from drivers.lorawan.config import LorawanPort, LorawanProfile, check_address
-from drivers.lorawan.driver import LorawanDriver
 
 SPEC_LORAWAN = DriverSpec(
     name="lorawan_gwmp", protocol="lorawan", port_schema=LorawanPort, profile_schema=LorawanProfile,
-    check_address=check_address, build=LorawanDriver, simulator="drivers.lorawan.simulator", package="drivers.lorawan",
+    check_address=check_address, build=lazy_build("drivers.lorawan.driver:LorawanDriver"), simulator="drivers.lorawan.simulator", package="drivers.lorawan",
 )

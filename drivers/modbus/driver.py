@@ -4,6 +4,7 @@ transaction: actuator writes first, then on-demand polls, then the poll schedule
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import collections
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,10 +121,9 @@ class ModbusDriver:
             slave = self.schedule.due(now)
             if slave is None:
                 self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), max(0.0, self.schedule.next_wake() - now))
-                except asyncio.TimeoutError:
-                    pass
+                with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for can lose a cancel on 3.11 (gh-86296)
+                    async with asyncio.timeout(max(0.0, self.schedule.next_wake() - now)):
+                        await self._wake.wait()
                 continue
             await self._poll_slave(slave)
 
@@ -132,6 +132,7 @@ class ModbusDriver:
             return
         try:
             if job.kind == "write":
+                assert job.command is not None  # a write job always carries its command
                 await self._do_write(job.command)
                 result: Any = None
             else:

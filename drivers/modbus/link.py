@@ -11,10 +11,14 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from drivers.modbus.framing import MbapParser, Request, RtuParser, mbap_adu, parse_reply, rtu_adu
 from gateway.errors import DeviceTimeout, FrameError, ModbusDeviceError, TransientError
 from gateway.model import Stamp
+
+if TYPE_CHECKING:
+    import serial
 
 Count = Callable[[int, str], None]  # (unit, counter name)
 
@@ -76,8 +80,9 @@ class _Link:
         self._pending, self._reply = req, loop.create_future()
         try:
             self._send(req)
-            return await asyncio.wait_for(self._reply, timeout_s + self._wire_s(req))
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout_s + self._wire_s(req)):  # not wait_for: gh-86296 on 3.11
+                return await self._reply
+        except TimeoutError:
             self._after_timeout(req)
             raise DeviceTimeout(f"unit {req.unit}", timeout_s) from None
         finally:
@@ -100,7 +105,7 @@ class RtuLink(_Link):
     def __init__(self, cfg, clock, count: Count) -> None:
         super().__init__(clock, count)
         self.cfg = cfg
-        self._ser = None
+        self._ser: serial.Serial | None = None
         self._parser = RtuParser()
         self._flushed = False  # input flushed since the last read (a stale readable event may then read 0 bytes)
         bits = 1 + cfg.bytesize + (cfg.parity != "N") + cfg.stopbits
@@ -119,15 +124,15 @@ class RtuLink(_Link):
         # (dropped, still locked, its reader still registered) would keep the port locked for ever.
         self.close()
         try:
-            self._ser = serial.Serial(
+            ser = serial.Serial(
                 self.cfg.path, baudrate=self.cfg.baud, bytesize=self.cfg.bytesize, parity=self.cfg.parity,
                 stopbits=self.cfg.stopbits, timeout=0, exclusive=True,
             )
         except (serial.SerialException, OSError, ValueError) as exc:
-            self._ser = None
             raise PortLost(f"cannot open {self.cfg.path}: {exc}") from None
+        self._ser = ser
         self._parser.clear()
-        asyncio.get_running_loop().add_reader(self._ser.fileno(), self._readable)
+        asyncio.get_running_loop().add_reader(ser.fileno(), self._readable)
         self.opens += 1
 
     def close(self) -> None:
@@ -147,7 +152,14 @@ class RtuLink(_Link):
         self.close()
         self._fail(PortLost(f"{self.cfg.path}: {why}"))
 
+    def _port(self) -> serial.Serial:
+        if self._ser is None:
+            raise PortLost(f"{self.cfg.path}: not open")
+        return self._ser
+
     def _readable(self) -> None:
+        if self._ser is None:  # closed since the loop saw it readable
+            return
         try:
             data = os.read(self._ser.fileno(), 4096)
         except BlockingIOError:
@@ -184,8 +196,9 @@ class RtuLink(_Link):
         the answer to the next request (CLARIFICATIONS "Modbus")."""
         if self._parser.clear():
             self.count(unit, "late_discarded")
+        ser = self._port()
         try:
-            self._ser.reset_input_buffer()
+            ser.reset_input_buffer()
             self._flushed = True
         except OSError as exc:
             self._lost(str(exc))
@@ -193,8 +206,9 @@ class RtuLink(_Link):
 
     def _send(self, req: Request) -> None:
         adu = rtu_adu(req.unit, req.pdu())
+        ser = self._port()
         try:
-            self._ser.write(adu)
+            ser.write(adu)
         except OSError as exc:  # serial.SerialException is an OSError (IOError) subclass
             self._lost(str(exc))
             raise PortLost(f"{self.cfg.path}: write failed: {exc}") from None
@@ -231,10 +245,9 @@ class TcpLink(_Link):
 
     async def open(self) -> None:
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.cfg.host, self.cfg.port), self.cfg.connect_timeout_s
-            )
-        except (OSError, asyncio.TimeoutError) as exc:
+            async with asyncio.timeout(self.cfg.connect_timeout_s):
+                reader, writer = await asyncio.open_connection(self.cfg.host, self.cfg.port)
+        except (OSError, TimeoutError) as exc:
             raise PortLost(f"cannot connect to {self.cfg.host}:{self.cfg.port}: {exc or 'timeout'}") from None
         self._writer = writer
         self._reader_task = asyncio.create_task(self._read(reader), name=f"modbus-tcp-read-{self.cfg.host}")
@@ -270,6 +283,8 @@ class TcpLink(_Link):
 
     def _send(self, req: Request) -> None:
         self._tid = (self._tid % 0xFFFF) + 1
+        if self._writer is None:
+            raise PortLost(f"{self.cfg.host}:{self.cfg.port}: not connected")
         try:
             self._writer.write(mbap_adu(self._tid, req.unit, req.pdu()))
         except (OSError, RuntimeError) as exc:

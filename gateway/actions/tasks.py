@@ -4,7 +4,7 @@ to a fault callback (the engine turns it into a local fault event), never raised
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from structlog.typing import FilteringBoundLogger
@@ -19,14 +19,14 @@ class ActionTasks:
         self._tasks: set[asyncio.Task[None]] = set()
         self.counters = {"started": 0, "failed": 0}
 
-    def spawn(self, action: str, device_id: str, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[None]:
+    def spawn(self, action: str, device_id: str, coro: Awaitable[Any]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(self._guard(action, device_id, coro), name=f"action:{action}:{device_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         self.counters["started"] += 1
         return task
 
-    async def _guard(self, action: str, device_id: str, coro: Coroutine[Any, Any, Any]) -> Any:
+    async def _guard(self, action: str, device_id: str, coro: Awaitable[Any]) -> Any:
         try:
             return await coro
         except asyncio.CancelledError:

@@ -1,6 +1,6 @@
-"""`gateway fleet apply|status`: the platform engineer's tool for config bundles (issue 20,
-docs/fleet.md). Signs with a command key, publishes over MQTT, rolls out in waves, prints each
-gateway's outcome from its replies."""
+"""`gateway fleet apply|status|update`: the platform engineer's tool for config bundles and software
+releases (issue 20, docs/fleet.md). Signs with a command key, publishes over MQTT, rolls out in waves,
+prints each gateway's outcome from its replies."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def _common(f: Any) -> Any:
 
 @click.group()
 def fleet() -> None:
-    """Apply config bundles to gateways and read their config status (platform side)."""
+    """Apply config bundles and software updates to gateways, read their status (platform side)."""
 
 
 @fleet.command()
@@ -102,3 +102,34 @@ def status(gateway_ids: tuple[str, ...], gateways_file: str | None, **o: Any) ->
     finally:
         t.close()
     sys.exit(1 if failed else 0)
+
+
+@fleet.command()
+@_common
+@click.option("--manifest", "manifest_file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="the release's signed manifest (scripts/release.sh: <bundle>.manifest.json)")
+@click.option("--wave", default=10, show_default=True, help="gateways per wave")
+@click.option("--max-failure-pct", default=10.0, show_default=True, help="stop before the next wave above this failure rate")
+@click.option("--deadline-s", default=180.0, show_default=True, help="gateway's commit deadline after the restart")
+@click.option("--rate-bps", default=256000.0, show_default=True, help="download rate cap on each gateway (bytes/s)")
+@click.option("--settle-timeout-s", default=1800.0, show_default=True, help="download + install + commit, per gateway")
+def update(manifest_file: str, wave: int, max_failure_pct: float, deadline_s: float, rate_bps: float, settle_timeout_s: float,
+           gateway_ids: tuple[str, ...], gateways_file: str | None, **o: Any) -> None:
+    """Send a signed release to gateways in waves; one line per gateway: ID OUTCOME RELEASE DETAIL."""
+    import json
+
+    from gateway.fleet.waves import SUCCESS, WavePlan, roll_out, update_one
+
+    manifest = json.loads(Path(manifest_file).read_text())
+    args = {**manifest, "commit_deadline_s": deadline_s, "rate_bps": rate_bps}
+    gws = _gateways(gateway_ids, gateways_file)
+    t = _transport(o)
+    try:
+        plan = WavePlan(wave_size=max(1, wave), max_failure_pct=max_failure_pct, settle_timeout_s=settle_timeout_s)
+        results = roll_out(t, gws, args, plan, on_result=lambda r: click.echo(
+            f"{r.gateway_id}\t{r.outcome}\t{r.config_hash}\t{r.detail}".rstrip()), one=update_one)
+    finally:
+        t.close()
+    ok = sum(1 for r in results if r.outcome in SUCCESS)
+    click.echo(f"{ok}/{len(results)} gateways on {manifest.get('version')}", err=True)
+    sys.exit(0 if ok == len(results) else 1)

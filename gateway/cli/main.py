@@ -13,7 +13,16 @@ from gateway.errors import ConfigError
 
 class GatewayGroup(click.Group):
     """Turns the gateway's own errors into one line on stderr and a meaningful exit code, so a
-    maintainer never reads a traceback for "the daemon is not running"."""
+    maintainer never reads a traceback for "the daemon is not running"; loads subcommands lazily
+    from LAZY_COMMANDS."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
+            self.add_command(_load(LAZY_COMMANDS[cmd_name]), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context):  # type: ignore[override]
         from gateway.cli.common import DaemonRefused, Unreachable
@@ -42,6 +51,16 @@ class GatewayGroup(click.Group):
         except GatewayError as exc:
             click.echo(f"{type(exc).__name__}: {exc}", err=True)
             sys.exit(EXIT_FAIL)
+
+
+def _load(target: str) -> click.Command:
+    import importlib
+
+    module, _, attr = target.partition(":")
+    obj = getattr(importlib.import_module(module), attr.removesuffix("()"))
+    command = obj() if attr.endswith("()") else obj
+    assert isinstance(command, click.Command), target
+    return command
 
 
 @click.group(cls=GatewayGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -94,38 +113,32 @@ def run(config_path: str, state_dir: str | None, runtime_dir: str | None) -> Non
     sys.exit(code)
 
 
-def _register() -> None:
-    # Explicit list, like the driver registry: what `gateway --help` shows is what is here.
-    from gateway.cli import (
-        alarms,
-        commission,
-        devices,
-        fleet,
-        inspection,
-        operator_check,
-        probes,
-        queue,
-        radio,
-        residents,
-        selftest,
-        service,
-        status,
-    )
-    from gateway.cli.lorawan import lorawan
-    from gateway.panel import cli as panel_cli
-    from gateway.platform.cli import platform
-    from gateway.simulate.cli import simulate
-
-    for command in (status.status, devices.devices, devices.poll, alarms.alarms, queue.queue, probes.modbus,
-                    radio.lora, radio.modem, selftest.selftest, service.provision_command(), service.logs, simulate,
-                    operator_check.operator_check, commission.commission, lorawan, fleet.fleet, platform,
-                    residents.residents,  # issue 22: away mode per flat
-                    panel_cli.panel,  # the local web panel (issue 24), its own process
-                    inspection.test, inspection.tests):  # issue 23: gateway test fire|power, gateway tests --since
-        cli.add_command(command)
-
-
-_register()
+# Explicit list, like the driver registry: what `gateway --help` shows is what is here. Each command's
+# module is imported only when that command runs (or --help lists it), so the daemon (`gateway run`)
+# never loads the CLI's, the platform's, the simulators' or provisioning's machinery (issue 17: RSS).
+LAZY_COMMANDS: dict[str, str] = {
+    "status": "gateway.cli.status:status",
+    "devices": "gateway.cli.devices:devices",
+    "poll": "gateway.cli.devices:poll",
+    "alarms": "gateway.cli.alarms:alarms",
+    "queue": "gateway.cli.queue:queue",
+    "modbus": "gateway.cli.probes:modbus",
+    "lora": "gateway.cli.radio:lora",
+    "modem": "gateway.cli.radio:modem",
+    "selftest": "gateway.cli.selftest:selftest",
+    "provision": "gateway.cli.service:provision_command()",
+    "logs": "gateway.cli.service:logs",
+    "simulate": "gateway.simulate.cli:simulate",
+    "operator-check": "gateway.cli.operator_check:operator_check",
+    "commission": "gateway.cli.commission:commission",
+    "lorawan": "gateway.cli.lorawan:lorawan",
+    "fleet": "gateway.cli.fleet:fleet",
+    "platform": "gateway.platform.cli:platform",
+    "residents": "gateway.cli.residents:residents",  # issue 22: away mode per flat
+    "panel": "gateway.panel.cli:panel",  # the local web panel (issue 24), its own process
+    "test": "gateway.cli.inspection:test",  # issue 23: gateway test fire|power
+    "tests": "gateway.cli.inspection:tests",  # issue 23: gateway tests --since
+}
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from drivers.lorawan.config import check_address as lorawan_address_problem
 from gateway.commission.sheet import SheetRow
 from gateway.model import ContactRole, ResidentCategory
 
@@ -84,7 +85,9 @@ class Validator:
         dev_id = self._device_id(row, dev_type, loc)
         resident = self._resident(row, loc["room"])
         key = c.get("key", "")
-        if protocol == "lora" and keyed and not _KEY.match(key):
+        if protocol == "lorawan":
+            self._lorawan_key(row, key, address)
+        elif protocol == "lora" and keyed and not _KEY.match(key):
             self.error(row, "key", "this keyed LoRa sensor needs its AES-128 key: 32 hex digits from the label or the supplier's list"
                        if not key else "not 32 hex digits (the sensor's AES-128 key)")
         elif key and not (protocol == "lora" and keyed):
@@ -99,6 +102,16 @@ class Validator:
         self.out.devices.append(entry)
         if key:
             self.out.keys[dev_id] = key.lower()
+
+    def _lorawan_key(self, row: SheetRow, key: str, address: int | str | None) -> None:
+        """LoRaWAN keys as the credentials file holds them (drivers/lorawan/netserver.py provision): the AppKey
+        for OTAA (the address is the DevEUI), NwkSKey:AppSKey for ABP (the address is the DevAddr)."""
+        otaa = isinstance(address, str) and len(address) == 16
+        parts = key.split(":") if key else []
+        if otaa and not (len(parts) == 1 and _KEY.match(parts[0])):
+            self.error(row, "key", "an OTAA LoRaWAN device (DevEUI address) needs its AppKey: 32 hex digits from the supplier's list")
+        elif isinstance(address, str) and not otaa and not (len(parts) == 2 and all(_KEY.match(p) for p in parts)):
+            self.error(row, "key", "an ABP LoRaWAN device (DevAddr address) needs NwkSKey:AppSKey: two times 32 hex digits")
 
     def _port(self, row: SheetRow, protocol: str) -> str | None:
         given = row.cells.get("port", "")
@@ -125,6 +138,12 @@ class Validator:
                 self.error(row, "address", f"{text!r} is not an IMEI (15 digits with a valid check digit)")
                 return None
             value = text
+        elif protocol == "lorawan":
+            value = text.lower()
+            problem = lorawan_address_problem(value)
+            if problem:
+                self.error(row, "address", problem)
+                return None
         else:
             try:
                 value = int(text, 16) if text.lower().startswith("0x") else int(text)

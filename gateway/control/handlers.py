@@ -18,6 +18,7 @@ from gateway.control import logring
 from gateway.errors import CommandRejected
 from gateway.fleet.api import FleetApi
 from gateway.fleet.diagnostics import Diagnostics
+from gateway.fleet.update import UpdateApi
 from gateway.model import Alarm, AlarmState, Severity
 from gateway.selfcheck import CONTROL_MUTATING as INSPECTION_MUTATING
 
@@ -67,6 +68,7 @@ class ControlApi:
         self.d = d
         self.walk: WalkSession | None = None
         self.fleet = FleetApi(d)  # config_apply / config_status (issue 20, docs/fleet.md)
+        self.update = UpdateApi(d, self.fleet)  # update / update_status (issue 20, docs/fleet.md)
         self.diagnostics = Diagnostics(self)  # support_bundle, selftest, logs_fetch, modbus_read
         logring.install()
 
@@ -89,6 +91,7 @@ class ControlApi:
         return {"ack_alarm": self.platform_ack, "silence": self.platform_silence, "poll_now": self.poll_now,
                 "set_log_level": self.set_log_level,
                 "config_apply": self.fleet.config_apply, "config_status": self.fleet.config_status,
+                "update": self.update.update, "update_status": self.update.update_status,
                 **self.diagnostics.handlers()}
 
     # ---- state ----------------------------------------------------------------------------------

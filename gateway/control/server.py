@@ -114,8 +114,9 @@ class ControlServer:
         try:
             while True:
                 try:
-                    line = await asyncio.wait_for(reader.readline(), IDLE_TIMEOUT_S)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(IDLE_TIMEOUT_S):  # not wait_for: gh-86296 on 3.11
+                        line = await reader.readline()
+                except TimeoutError:
                     self.counters["idle_closed"] += 1
                     return
                 except (ValueError, asyncio.LimitOverrunError):

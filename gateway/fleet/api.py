@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
+import tomllib
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -12,14 +14,18 @@ import msgspec
 from gateway.errors import CommandRejected, ConfigError
 from gateway.fleet.atomic import fsync_dir, write_atomic
 from gateway.fleet.bundle import Bundle, candidate, parse_bundle
-from gateway.fleet.commit import port_open
+from gateway.fleet.commit import ConfigCommit, port_open
 from gateway.fleet.files import ConfigFiles, Pending, now_wall
 from gateway.fleet.runner import RUNTIME
 
 if TYPE_CHECKING:
+    from gateway.config import Config
     from gateway.daemon import Daemon
 
 RESTART_DELAY_S = 1.0  # lets the uplink publish the reply before the daemon stops
+# Sections the running stages take without stopping (Daemon.reload); any other change restarts the
+# daemon, which is the one reload path that can never leave stages on different configs.
+RELOADABLE = frozenset({"contacts"})
 
 
 class FleetApi:
@@ -39,6 +45,11 @@ class FleetApi:
         files = self._files()
         if self._busy.locked() or files.pending() is not None or RUNTIME.restart_requested.is_set():
             raise CommandRejected("apply_pending", "an apply is in progress; wait for its commit or rollback")
+        from gateway.fleet.update import release_root
+
+        sw = release_root()
+        if sw is not None and sw.pending() is not None:
+            raise CommandRejected("apply_pending", "a software update is pending; wait for its commit or rollback")
         async with self._busy:
             b = parse_bundle(args)
             current = files.config.read_bytes().decode()
@@ -52,11 +63,14 @@ class FleetApi:
                 return {"result": "unchanged", "version": b.version, "config_hash": files.config_hash(), "state": st.config_version}
             if not RUNTIME.hold_lock():
                 raise CommandRejected("apply_pending", "another process holds the config lock")
-            await asyncio.to_thread(self._stage, files, b, new_text)
+            cfg = await asyncio.to_thread(self._stage, files, b, new_text)
             pending = Pending(b.version, _sha(new_text), files.config_hash(), b.commit_deadline_s,
                               uplink_was_up=self._uplink_up(), applied_wall_s=now_wall(),
                               ports_closed_before=self._ports_closed())
             await asyncio.to_thread(self._swap, files, pending, current)
+            sections = changed_sections(current, new_text)
+            if sections <= RELOADABLE:
+                return self._reload_in_place(files, pending, cfg, sections)
         asyncio.get_running_loop().call_later(RESTART_DELAY_S, RUNTIME.request_restart)
         self.d.log.warning("config_apply_restarting", version=b.version, config_hash=pending.config_hash[:16],
                            deadline_s=b.commit_deadline_s)
@@ -70,7 +84,19 @@ class FleetApi:
         up = self.d.uplink.health() if self.d.uplink is not None else {}
         return bool(up.get("up"))
 
-    def _stage(self, files: ConfigFiles, b: Bundle, new_text: str) -> None:
+    def _reload_in_place(self, files: ConfigFiles, pending: Pending, cfg: Config, sections: frozenset[str]) -> dict[str, Any]:
+        """Only sections the running stages take in place changed (a relative's new number): no stage
+        stops. The swap above wrote the marker first, so a crash before the commit below is decided at
+        the next start exactly like a restarting apply (watched, committed or rolled back)."""
+        t0 = time.perf_counter()
+        self.d.reload(cfg, sections)
+        reload_ms = (time.perf_counter() - t0) * 1000
+        ConfigCommit(files, self.d.log, RUNTIME.request_restart).commit(pending)
+        self.d.log.info("config_apply_reloaded", version=pending.version, sections=sorted(sections), reload_ms=round(reload_ms, 3))
+        return {"result": "applied", "version": pending.version, "config_hash": pending.config_hash,
+                "reloaded": sorted(sections), "reload_ms": round(reload_ms, 3)}
+
+    def _stage(self, files: ConfigFiles, b: Bundle, new_text: str) -> Config:
         """Write the candidate beside the config (relative paths resolve the same) and validate it
         exactly as `gateway config check` does; nothing else is touched if it fails."""
         from gateway.config import load_config
@@ -86,6 +112,7 @@ class FleetApi:
         if cfg.identity.gateway_id != self.d.cfg.identity.gateway_id:
             files.staging.unlink(missing_ok=True)
             raise CommandRejected("invalid_config", "gateway_id differs from the running config")
+        return cfg
 
     @staticmethod
     def _swap(files: ConfigFiles, pending: Pending, current: str) -> None:
@@ -95,6 +122,12 @@ class FleetApi:
         files.write_pending(pending)
         os.replace(files.staging, files.config)
         fsync_dir(files.config.parent)
+
+
+def changed_sections(old_text: str, new_text: str) -> frozenset[str]:
+    """Top-level TOML sections whose parsed value differs (both texts were parsed before: valid TOML)."""
+    old, new = tomllib.loads(old_text), tomllib.loads(new_text)
+    return frozenset(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
 
 
 def _sha(text: str) -> str:

@@ -10,7 +10,7 @@ import tomllib
 from typing import Any
 
 import msgspec
-from tomli_w import dumps
+from gateway.config.write import dumps_config
 
 from gateway.errors import CommandRejected
 
@@ -97,4 +97,4 @@ def candidate(current_text: str, b: Bundle) -> tuple[str, bool]:
     if merged == current:
         return current_text, False
     header = f"# Written by config_apply (docs/fleet.md): sections {', '.join(sorted(b.patch))} from the platform.\n"
-    return header + dumps(merged), True
+    return header + dumps_config(merged), True

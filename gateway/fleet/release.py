@@ -1,6 +1,6 @@
-"""Software release bundles, first half (issue 20 "Software update with rollback"): the Ed25519-signed
-manifest and the resumable, rate-limited, hash-checked download. The staged-venv install, the switch
-and its commit-or-rollback are not built yet (docs/fleet.md "Not built yet").
+"""Software release bundles (issue 20 "Software update with rollback"): the Ed25519-signed manifest and
+the resumable, rate-limited, hash-checked download. Install: install.py; switch: launch.py; the
+command and the commit: update.py (docs/fleet.md).
 
 The manifest signature covers `cg-release-v1`, version, SHA-256 and size, one per line: a release key
 (its public half installed on the gateway) vouches for exactly these bytes, whoever serves them.
@@ -16,11 +16,14 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from typing import TYPE_CHECKING
+
 import msgspec
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gateway.errors import CommandRejected, GatewayError
+
+if TYPE_CHECKING:  # cryptography is imported when a release is checked, not by `gateway run` (issue 17 RSS)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 CHUNK = 64 * 1024
 MAX_RELEASE_BYTES = 512 * 1024 * 1024
@@ -47,8 +50,25 @@ def sign_release(private_key: Ed25519PrivateKey, version: str, sha256: str, size
     return private_key.sign(signed_bytes(version, sha256, size)).hex()
 
 
+def load_release_key(path: Path) -> Ed25519PublicKey:
+    """The release key's public half as scripts/release.sh writes it (PEM SubjectPublicKeyInfo), or
+    64 hex digits of the raw key. Raises ValueError for anything else."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    data = path.read_bytes()
+    if data.lstrip().startswith(b"-----BEGIN"):
+        key = serialization.load_pem_public_key(data)
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError("not an Ed25519 public key")
+        return key
+    return Ed25519PublicKey.from_public_bytes(bytes.fromhex(data.decode("ascii", "replace").strip()))
+
+
 def verify_manifest(m: ReleaseManifest, public_key: Ed25519PublicKey) -> None:
     """Raise CommandRejected unless the release key signed this version, hash and size."""
+    from cryptography.exceptions import InvalidSignature
+
     if not 0 < m.size <= MAX_RELEASE_BYTES or len(m.sha256) != 64:
         raise CommandRejected("bad_release", "size or sha256 out of range")
     url = urlsplit(m.url)

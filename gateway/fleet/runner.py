@@ -9,6 +9,7 @@ import os
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 from gateway import log as logsetup
 from gateway.errors import ConfigError
@@ -71,6 +72,7 @@ def run(config_path: str, state_dir: str | None = None, runtime_dir: str | None 
         # Never a precondition of the alarm path: an unreadable marker or a read-only card costs the
         # commit decision (retried at the next start), not the daemon.
         log.error("config_commit_unavailable", error=str(exc)[:200])
+    _watch_release(config_path, runtime_dir, commit.stopping, log)
     try:
         code = daemon.run(config_path, state_dir, runtime_dir)
     finally:
@@ -89,5 +91,24 @@ def _decide(commit: ConfigCommit, config_path: str, runtime_dir: str | None) -> 
     except ConfigError as exc:  # validated before the swap; a missing credentials file etc. still can
         commit.rollback(pending, f"invalid at start: {'; '.join(exc.problems)[:300]}")
         return
-    sock = cfg.control.socket if not runtime_dir else os.path.join(runtime_dir, Path(cfg.control.socket).name)
-    commit.watch(pending, sock)
+    commit.watch(pending, _socket(cfg, runtime_dir))
+
+
+def _socket(cfg: Any, runtime_dir: str | None) -> str:
+    return cfg.control.socket if not runtime_dir else os.path.join(runtime_dir, Path(cfg.control.socket).name)
+
+
+def _watch_release(config_path: str, runtime_dir: str | None, stopping: threading.Event, log: Any) -> None:
+    """A software update pending (the launcher started this release as its child): commit it once
+    healthy, or switch back at its deadline (gateway/fleet/update.py). Never stops the daemon from
+    starting: without a readable config or marker the launcher's deadline decides."""
+    from gateway.config import load_config
+    from gateway.fleet.update import release_root, watch_release
+
+    try:
+        sw = release_root()
+        if sw is None or sw.pending() is None:
+            return  # the usual start: no config load, no thread
+        watch_release(config_path, _socket(load_config(config_path), runtime_dir), stopping)
+    except (ConfigError, OSError) as exc:
+        log.error("release_commit_unavailable", error=str(exc)[:200])

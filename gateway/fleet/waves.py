@@ -1,4 +1,4 @@
-"""Rolling a config bundle out to many gateways in waves (issue 20): N at a time, stop before the
+"""Rolling a config bundle or a software release out to many gateways in waves (issue 20): N at a time, stop before the
 next wave once the failure rate so far exceeds X %. Transport-agnostic: tool.py sends over MQTT,
 tests drive it with simulated gateways."""
 
@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 # Outcome words printed per gateway (docs/fleet.md "gateway fleet").
 COMMITTED, UNCHANGED, ROLLED_BACK, REJECTED, NO_ANSWER, SKIPPED = "committed", "unchanged", "rolled_back", "rejected", "no_answer", "skipped"
+FAILED = "failed"  # an update that could not be downloaded or installed: nothing was switched
 SUCCESS = (COMMITTED, UNCHANGED)
 
 
@@ -64,14 +65,45 @@ def apply_one(t: Transport, gw: str, args: dict[str, Any], plan: WavePlan, clock
     return Result(gw, NO_ANSWER, f"not settled within {plan.settle_timeout_s:g} s ({last})")
 
 
+UPDATE_BUSY = ("downloading", "installing", "switching", "restarting")
+
+
+def update_one(t: Transport, gw: str, args: dict[str, Any], plan: WavePlan, clock: Callable[[], float] = time.monotonic) -> Result:
+    """`update` (args = the signed release manifest) to one gateway, then update_status until the
+    release is committed, rolled back or failed before its switch (docs/fleet.md)."""
+    reply = t.command(gw, "update", args, plan.reply_timeout_s)
+    if reply is None:
+        return Result(gw, NO_ANSWER, "no reply to update")
+    if reply.get("status") != "accepted":
+        return Result(gw, REJECTED, f"{reply.get('reason')}: {reply.get('result', {}).get('detail', '')}"[:200])
+    if reply.get("result", {}).get("result") == "unchanged":
+        return Result(gw, UNCHANGED, "", reply["result"].get("release", ""))
+    deadline = clock() + plan.settle_timeout_s
+    last = "downloading"
+    while clock() < deadline:
+        st = t.command(gw, "update_status", {}, plan.reply_timeout_s)
+        if st is not None and st.get("status") == "accepted":
+            s = st.get("result", {})
+            if s.get("phase") == FAILED and s.get("version") == args["version"]:
+                return Result(gw, FAILED, s.get("last_update_error", ""), s.get("release", ""))
+            if s.get("phase") not in UPDATE_BUSY and not s.get("pending_version") and s.get("last_update_version") == args["version"]:
+                if s.get("committed_version") == args["version"] and not s.get("last_update_error"):
+                    return Result(gw, COMMITTED, "", s.get("release", ""))
+                return Result(gw, ROLLED_BACK, s.get("last_update_error", ""), s.get("release", ""))
+            last = f"{s.get('phase')} {s.get('bytes', 0)}/{s.get('of', 0)}"
+        time.sleep(plan.poll_s)
+    return Result(gw, NO_ANSWER, f"not settled within {plan.settle_timeout_s:g} s ({last})")
+
+
 def roll_out(t: Transport, gateways: list[str], args: dict[str, Any], plan: WavePlan,
-             on_result: Callable[[Result], None] = lambda r: None) -> list[Result]:
+             on_result: Callable[[Result], None] = lambda r: None,
+             one: Callable[[Transport, str, dict[str, Any], WavePlan], Result] = apply_one) -> list[Result]:
     """Waves of plan.wave_size in parallel; after each, stop if failures / done > max_failure_pct."""
     done: list[Result] = []
     for start in range(0, len(gateways), plan.wave_size):
         wave = gateways[start:start + plan.wave_size]
         with ThreadPoolExecutor(max_workers=len(wave)) as pool:
-            for r in pool.map(lambda gw: apply_one(t, gw, args, plan), wave):
+            for r in pool.map(lambda gw: one(t, gw, args, plan), wave):
                 done.append(r)
                 on_result(r)
         failed = sum(1 for r in done if r.outcome not in SUCCESS)

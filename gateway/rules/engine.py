@@ -64,6 +64,12 @@ class RuleEngine:
         self.restore_pending = False  # the store was down at start: stored alarms not yet merged
         self.counters = {"items": 0, "unknown_device": 0, "bad_value": 0, "button_presses": 0}
 
+    def set_contacts(self, contacts: tuple[Any, ...]) -> None:
+        """A config_apply of [contacts] (issue 20): the next SMS or call of every tier, including those of
+        alarms already escalating, goes to the new numbers; notices already sent stay recorded."""
+        self.escalation.contacts = list(contacts)
+        self.calls.contacts = list(contacts)
+
     # ---- lifecycle of the engine ------------------------------------------------------------------
     async def start(self) -> None:
         """Restore active alarms (neither forgotten nor re-notified), start the committer, set the coils.
@@ -147,8 +153,9 @@ class RuleEngine:
         """Commit what is queued, give actions a moment, then cancel them and the committer."""
         if self._committer_task is not None and not self._committer_task.done():
             try:
-                await asyncio.wait_for(self.committer.flush(), timeout_s)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout_s):  # not wait_for: gh-86296 on 3.11
+                    await self.committer.flush()
+            except TimeoutError:
                 self.log.error("alarm_commit_unfinished", queued=self.committer.depth())
             self._committer_task.cancel()
             await asyncio.gather(self._committer_task, return_exceptions=True)
@@ -207,11 +214,11 @@ class RuleEngine:
                 act.tier = 1  # tier 0 (after_s = 0) is reached with the raise itself, not a separate step
             self._submit(t, act)
             return t.kind == "raised"
-        act = self.book.by_key.get((rule.id, sig.device_id))
-        t = self.book.auto_clear(rule, sig.device_id, stamp, now, sig.detail)
-        if t is None or act is None:
+        active = self.book.by_key.get((rule.id, sig.device_id))
+        cleared = self.book.auto_clear(rule, sig.device_id, stamp, now, sig.detail)
+        if cleared is None or active is None:
             return False
-        self._submit(t, act)
+        self._submit(cleared, active)
         return True
 
     def _submit(self, t: Transition | None, act: Active) -> None:

@@ -342,6 +342,8 @@ class Uplink:
             "drivers": provided.get("drivers", {}), "active_alarms": provided.get("active_alarms", 0),
             # config_version, its hash, pending and last apply error (docs/fleet.md), once the daemon provides them
             **({"config": provided["config"]} if isinstance(provided.get("config"), dict) else {}),
+            # software update progress and result (docs/fleet.md), once the daemon provides them
+            **({"update": provided["update"]} if isinstance(provided.get("update"), dict) else {}),
         }
 
     def _publish_status(self, online: bool) -> int | None:

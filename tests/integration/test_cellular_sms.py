@@ -47,6 +47,18 @@ async def test_fire_alarm_sms_bytes_are_exact(tmp_path):
         assert (rec.number, rec.text) == ("+8613800138000", "火警")
 
 
+async def test_a_probe_beside_the_running_sms_driver_is_refused_and_takes_nothing(tmp_path):
+    """Exclusive open (the flock every opener of ours takes): a `gateway modem at` beside the daemon
+    fails at once instead of swallowing half of the modem's answers to the alarm SMS."""
+    from drivers.cellular import probe
+
+    async with sms_rig(tmp_path) as (driver, sim):
+        with pytest.raises(ModemUnavailable, match="exclusively lock"):
+            await probe.at(str(tmp_path / "ec200"), "AT+CSQ", timeout_s=2)
+        await driver.send_sms("+8613800138000", "火警")
+        assert [rec.text for rec in sim.sms] == ["火警"]
+
+
 async def test_long_message_is_sent_in_parts_recipients_in_order(tmp_path):
     async with sms_rig(tmp_path) as (driver, sim):
         text = "【社区消防】" + "2栋1单元401 烟感报警，请立即处置。" * 6

@@ -95,3 +95,32 @@ def test_unknown_column_and_missing_required_column(tmp_path):
         "resident, contact_name, contact_role, contact_phone)",
         "sheet.csv: row 1: required column address (地址 address) is missing",
     ]
+
+
+def test_lorawan_rows_take_hex_addresses_and_the_keys_their_activation_needs(tmp_path):
+    """LoRaWAN devices (issue 19) on the installer's sheet: the DevEUI (OTAA, AppKey) or the DevAddr (ABP,
+    NwkSKey:AppSKey) as hex; the keys go to the credentials file like the E22 sensors' keys."""
+    cfg, creds, sheet = setup_case(tmp_path, "valid")
+    with cfg.open("a", encoding="utf-8") as f:
+        f.write('\n[ports.lorawan]\ndriver = "lorawan_gwmp"\nbind_host = "127.0.0.1"\nbind_port = 1700\nregion = "CN470"\n')
+    header = (CASES / "valid" / "sheet.csv").read_text(encoding="utf-8").splitlines()[0]
+    app_key, nwk, app = "0f" * 16, "1e" * 16, "2d" * 16
+    good = [f"3,1,201,,milesight_gs524n,,26011B01,{nwk}:{app},独居老人,,,",
+            f"3,1,202,,milesight_gs524n,,24E124535B312345,{app_key.upper()},独居老人,,,"]
+    bad = [f"3,1,203,,milesight_gs524n,,26011b02,{app_key},独居老人,,,",  # ABP with one key
+           "3,1,204,,milesight_gs524n,,24e124535b3199,,独居老人,,,",  # 14 hex digits, no key
+           f"3,1,205,,milesight_gs524n,,24e124535b312399,{nwk}:{app},独居老人,,,"]  # OTAA with two keys
+    sheet.write_text("\n".join([header, *bad]) + "\n", encoding="utf-8")
+    res = run("import", str(sheet), "--config", str(cfg))
+    assert res.exit_code == 1
+    assert "row 2, column 密钥 key: an ABP LoRaWAN device (DevAddr address) needs NwkSKey:AppSKey" in res.output
+    assert "row 3, column 地址 address: '24e124535b3199' is not a LoRaWAN address" in res.output
+    assert "row 4, column 密钥 key: an OTAA LoRaWAN device (DevEUI address) needs its AppKey" in res.output
+    sheet.write_text("\n".join([header, *good]) + "\n", encoding="utf-8")
+    res = run("import", str(sheet), "--config", str(cfg), "--json")
+    assert res.exit_code == 0, res.output
+    devices = {d["address"]: d for d in tomllib.loads(cfg.read_text(encoding="utf-8"))["devices"]}
+    assert devices["26011b01"]["port"] == devices["24e124535b312345"]["port"] == "lorawan"
+    keys = tomllib.loads(creds.read_text())["lora_keys"]
+    assert keys[devices["26011b01"]["id"]] == f"{nwk}:{app}" and keys[devices["24e124535b312345"]["id"]] == app_key
+    assert CliRunner().invoke(cli, ["config", "check", str(cfg)]).exit_code == 0

@@ -73,10 +73,10 @@ def make_release(tmp: Path, version: str = "0.1.0", patch: str = "") -> Path:
     return tarball
 
 
-def install(root: Path, release: Path) -> subprocess.CompletedProcess:
+def install(root: Path, release: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PIP_NO_DEPS": "1", "PYTHON": sys.executable}
     r = subprocess.run(
-        ["bash", str(REPO / "scripts/install.sh"), "--root", str(root), "--from-release", str(release)],
+        ["bash", str(REPO / "scripts/install.sh"), "--root", str(root), "--from-release", str(release), *extra],
         capture_output=True, text=True, env=env, timeout=150,
     )
     assert r.returncode == 0, r.stdout + r.stderr
@@ -113,7 +113,9 @@ def staged(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("deploy")
     release = make_release(tmp / "rel")
     root = tmp / "root"
-    result = install(root, release)
+    pub = tmp / "release.pub"
+    pub.write_text("11" * 32 + "\n")  # the release key's public half (raw hex form)
+    result = install(root, release, "--release-pub", str(pub))
     return root, release, result
 
 
@@ -181,7 +183,14 @@ def test_install_builds_a_venv_per_release_and_points_the_unit_path_at_it(staged
     gateway = opt / "venv/bin/gateway"
     assert os.access(gateway, os.X_OK)
     assert os.readlink(root / "usr/local/bin/gateway") == "/opt/courtyard-gateway/venv/bin/gateway"
-    assert "ExecStart=/opt/courtyard-gateway/venv/bin/gateway run" in (REPO / "systemd/courtyard-gateway.service").read_text()
+    # The unit runs the release launcher (outside the venvs), which execs venv/bin/gateway.
+    assert "ExecStart=/opt/courtyard-gateway/launch run --config" in (REPO / "systemd/courtyard-gateway.service").read_text()
+    assert mode(opt / "launch") == 0o755 and (opt / "launch").read_bytes() == (REPO / "gateway/fleet/launch.py").read_bytes()
+    # Remote updates: the service may add venvs and switch its own link, not touch root's files.
+    uid, gid = user_ids(root)
+    assert mode(opt) == 0o1775 and (opt.stat().st_uid, opt.stat().st_gid) == (0, gid)
+    assert (opt / "venvs").stat().st_uid == uid and (opt / "venv").lstat().st_uid == uid
+    assert (root / "etc/courtyard-gateway/release.pub").read_text() == "11" * 32 + "\n"
     assert (opt / "release").read_text().startswith("version=0.1.0\n")
     # The installed code is the release's: the venv imports gateway from its own site-packages.
     out = subprocess.run([str(opt / "venv/bin/python"), "-I", "-c", "import gateway; print(gateway.__file__)"], capture_output=True, text=True, check=True)

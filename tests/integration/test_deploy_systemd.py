@@ -15,7 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 HOST_UNITS = Path("/usr/lib/systemd/system")
 UNITS = {
-    "courtyard-gateway.service": "/opt/courtyard-gateway/venv/bin/gateway",
+    "courtyard-gateway.service": "/opt/courtyard-gateway/launch",
     "courtyard-gateway-firstboot.service": "/opt/courtyard-gateway/scripts/firstboot.sh",
 }
 
@@ -53,7 +53,7 @@ def test_unit_passes_systemd_analyze_verify(tmp_path, unit):
 
 def test_verify_catches_a_missing_execstart_so_the_check_above_means_something(tmp_path):
     r = analyze("verify", f"--root={stage(tmp_path, with_exec=False)}", "--man=no", "courtyard-gateway.service")
-    assert r.returncode != 0 and "/opt/courtyard-gateway/venv/bin/gateway" in r.stderr
+    assert r.returncode != 0 and "/opt/courtyard-gateway/launch" in r.stderr
 
 
 def test_daemon_unit_exposure_is_at_most_2_5(tmp_path):

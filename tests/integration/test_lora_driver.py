@@ -153,3 +153,17 @@ async def test_port_unplug_and_replug_resumes_reception(pty_link):
         r.sim.trigger(SMOKE_ID, "alarm")
         await async_wait_for(lambda: r.events("smoke-2-1-401", EventKind.ALARM), what="alarm after replug")
         assert os.path.exists(link.a)
+
+
+async def test_a_second_opener_is_refused_while_the_driver_owns_the_port(pty_link):
+    """The driver takes the same exclusive lock as the Modbus link and every probe: a `gateway lora`
+    probe run beside the daemon fails at open instead of splitting the module's frames between two readers."""
+    import serial
+
+    link = pty_link()
+    async with rig(link) as r:
+        await async_wait_for(lambda: r.driver.health().detail["port_open"], what="port open")
+        with pytest.raises(serial.SerialException, match="exclusively lock"):
+            serial.Serial(link.a, exclusive=True)
+        r.sim.trigger(SMOKE_ID, "alarm")  # the refused opener took nothing from the driver
+        await async_wait_for(lambda: r.events("smoke-2-1-401", EventKind.ALARM), what="alarm after the refused open")

@@ -23,10 +23,11 @@ def stage(root: Path) -> Path:
     etc.mkdir(parents=True)
     for name in (UNIT, "courtyard-gateway.service"):
         shutil.copy(REPO / "systemd" / name, etc / name)
-    stub = root / "opt/courtyard-gateway/venv/bin/gateway"
-    stub.parent.mkdir(parents=True)
-    stub.write_text("#!/bin/sh\nexit 0\n")
-    stub.chmod(0o755)
+    for exe in ("opt/courtyard-gateway/venv/bin/gateway", "opt/courtyard-gateway/launch"):  # the two ExecStart paths
+        stub = root / exe
+        stub.parent.mkdir(parents=True, exist_ok=True)
+        stub.write_text("#!/bin/sh\nexit 0\n")
+        stub.chmod(0o755)
     return root
 
 

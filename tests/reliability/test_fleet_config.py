@@ -69,21 +69,16 @@ async def test_contacts_patch_reaches_the_next_sms_identical_restarts_nothing_fo
     assert same["status"] == "accepted" and same["result"]["result"] == "unchanged", same
     assert r.config.read_bytes() == before and r.daemons[-1].pid == pid0 and not r.restarted
 
-    # The real patch: accepted, the daemon restarts on it and commits.
+    # The real patch: [contacts] only, taken in place by the running daemon (no stage stops), committed.
     payload = r.signed("config_apply", args)
-    t_reply0 = time.monotonic()
     reply = await r.send(payload)
-    assert reply["status"] == "accepted" and reply["result"]["result"] == "restarting", reply
-    await async_wait_for(lambda: r.restarted, 20, what="restart exit")
-    t_ready = await r.wait_alarm_path()
-    r.figures["alarm_path_stopped_max_s"] = round(t_ready - t_reply0 - 1.0, 2)  # minus the 1 s reply grace (path still up)
-    r.figures["restart_exit_to_ready_s"] = round(t_ready - r.restart_times[0], 2)
+    assert reply["status"] == "accepted" and reply["result"]["result"] == "applied", reply
+    assert reply["result"]["reloaded"] == ["contacts"]
+    r.figures["contacts_reload_ms"] = reply["result"]["reload_ms"]  # the alarm path never stopped
     st = await _config_status(r, lambda s: s["config_version"] == "v2")
     assert st["last_apply_error"] == "" and st["config_hash"] == hashlib.sha256(r.config.read_bytes()).hexdigest()
     assert not Path(str(r.config) + ".pending").exists() and Path(str(r.config) + ".last-good").read_bytes() == before
-
-    # A replay of the applied command is refused, even after the restart (persisted nonces).
-    assert (await r.send(payload))["reason"] == "replayed"
+    assert r.daemons[-1].pid == pid0 and not r.restarted
 
     # The next alarm texts the new number.
     n_old = sum(1 for num, _ in r.cy.sims["sms"].texts() if num == "+8613800000001")
@@ -91,6 +86,22 @@ async def test_contacts_patch_reaches_the_next_sms_identical_restarts_nothing_fo
     await r.smoke(expect_sms=False, dev=dev)
     await async_wait_for(lambda: any(num == NEW_GUARD for num, _ in r.cy.sims["sms"].texts()), 20, what="SMS to the new guard number")
     assert sum(1 for num, _ in r.cy.sims["sms"].texts() if num == "+8613800000001") == n_old
+
+    # A section the stages cannot take in place ([log]): the daemon restarts on it and commits.
+    log_section = {**_doc(r).get("log", {}), "damp_s": 7.0}
+    payload = r.signed("config_apply", make_bundle_args("v3", patch={"log": log_section}, commit_deadline_s=30))
+    t_reply0 = time.monotonic()
+    reply = await r.send(payload)
+    assert reply["status"] == "accepted" and reply["result"]["result"] == "restarting", reply
+    await async_wait_for(lambda: r.restarted, 20, what="restart exit")
+    t_ready = await r.wait_alarm_path()
+    r.figures["alarm_path_stopped_max_s"] = round(t_ready - t_reply0 - 1.0, 2)  # minus the 1 s reply grace (path still up)
+    r.figures["restart_exit_to_ready_s"] = round(t_ready - r.restart_times[0], 2)
+    st = await _config_status(r, lambda s: s["config_version"] == "v3")
+    assert st["last_apply_error"] == "" and _doc(r)["log"]["damp_s"] == 7.0
+
+    # A replay of an applied command is refused, even after the restart (persisted nonces).
+    assert (await r.send(payload))["reason"] == "replayed"
 
 
 async def _config_status(r: FleetRig, cond: Any, timeout_s: float = 40) -> dict[str, Any]:

@@ -1,0 +1,224 @@
+"""The `update` and `update_status` commands (issue 20 "Software update with rollback") and the new
+release's own commit check. Contract: docs/fleet.md "Software update with rollback".
+
+update: verify the Ed25519-signed manifest -> download into the state directory (resumable,
+rate-limited) -> stage a venv as install.sh does (gateway/fleet/install.py) -> switch the link
+(launch.ReleaseSwitch) -> restart (RESTART_EXIT). Every step before the switch runs beside the alarm
+path, in a worker thread; a failure there changes nothing but `last_update_error`.
+
+After the restart the launcher (gateway/fleet/launch.py) runs the new release as its child; this
+release's `watch_release` commits once it is ready, healthy (ConfigCommit's `unhealthy()`), acknowledged
+by the broker if the uplink was up before, and passes the selftest subset; otherwise it switches back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+import gateway
+from gateway import log as logsetup
+from gateway.control.client import DaemonUnavailable, call
+from gateway.errors import CommandRejected, GatewayError
+from gateway.fleet.commit import POLL_S, unhealthy
+from gateway.fleet.install import install_release, release_name
+from gateway.fleet.launch import ReleasePending, ReleaseSwitch
+from gateway.fleet.release import ReleaseManifest, download, load_release_key, verify_manifest
+from gateway.fleet.runner import RUNTIME
+
+if TYPE_CHECKING:
+    from gateway.daemon import Daemon
+    from gateway.fleet.api import FleetApi
+
+DEADLINE_RANGE_S = (10.0, 900.0)
+DEFAULT_DEADLINE_S = 180.0  # a Pi 3 starts the daemon in 10-20 s; the uplink may take a reconnect backoff
+RATE_RANGE_BPS = (8_000.0, 10_000_000.0)
+DEFAULT_RATE_BPS = 256_000.0  # ~2 Mbit/s: an LTE modem shared with the alarm backlog
+RESTART_DELAY_S = 1.0  # as config_apply: lets the uplink publish the reply first
+
+
+@dataclass
+class Progress:
+    """The update this daemon is working on (phases before the restart; after it, the marker says)."""
+
+    phase: str = "idle"  # idle | downloading | installing | switching | restarting | failed
+    version: str = ""
+    of: int = 0
+    partial: str = ""  # the download's .partial file: `bytes` is its size, read when asked
+    error: str = ""
+
+
+PROGRESS = Progress()
+
+
+def release_root() -> ReleaseSwitch | None:
+    """The release root the launcher named (CG_RELEASE_ROOT), or the install.sh layout this venv sits
+    in (/opt/courtyard-gateway/venvs/<name>); None when run from a checkout."""
+    root = os.environ.get("CG_RELEASE_ROOT")
+    if not root and Path(sys.prefix).parent.name == "venvs":
+        root = str(Path(sys.prefix).parent.parent)
+    return ReleaseSwitch(root) if root and (Path(root) / "venv").is_symlink() else None
+
+
+def status_fields() -> dict[str, Any]:
+    """`update_status`, and the retained status's `update` object (docs/fleet.md)."""
+    sw = release_root()
+    st = sw.state() if sw is not None else {}
+    p = sw.pending() if sw is not None else None
+    try:
+        got = os.stat(PROGRESS.partial).st_size if PROGRESS.phase == "downloading" else (PROGRESS.of if PROGRESS.of and PROGRESS.phase != "failed" else 0)
+    except OSError:
+        got = 0
+    try:
+        release = os.readlink(sw.link).removeprefix("venvs/") if sw is not None else ""
+    except OSError:
+        release = ""
+    return {"running_version": gateway.__version__, "release": release,
+            "phase": "pending" if p is not None and PROGRESS.phase in ("idle", "restarting") else PROGRESS.phase,
+            "version": PROGRESS.version or (p.version if p else ""), "bytes": got, "of": PROGRESS.of,
+            "pending_version": p.version if p else "", "pending_starts": p.starts if p else 0,
+            "committed_version": st.get("committed_version", ""), "committed_sha256": st.get("committed_sha256", ""),
+            "committed_wall_s": st.get("committed_wall_s", 0.0),
+            "last_update_version": st.get("last_update_version", ""),
+            "last_update_error": PROGRESS.error or st.get("last_update_error", "")}
+
+
+def parse_update(args: dict[str, Any]) -> tuple[ReleaseManifest, float, float]:
+    """The manifest plus `commit_deadline_s` and `rate_bps`, or CommandRejected("bad_release")."""
+    extra = {k: args[k] for k in ("commit_deadline_s", "rate_bps") if k in args}
+    try:
+        m = msgspec.convert({k: v for k, v in args.items() if k not in extra}, ReleaseManifest)
+    except msgspec.ValidationError as exc:
+        raise CommandRejected("bad_release", str(exc)[:160]) from None
+    if not m.version or len(m.version) > 64 or not all(c.isalnum() or c in ".+-_" for c in m.version):
+        raise CommandRejected("bad_release", "version must be 1..64 of [A-Za-z0-9.+-_]")  # it names a directory
+    out = []
+    for key, default, (lo, hi) in (("commit_deadline_s", DEFAULT_DEADLINE_S, DEADLINE_RANGE_S), ("rate_bps", DEFAULT_RATE_BPS, RATE_RANGE_BPS)):
+        value = extra.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+            raise CommandRejected("bad_release", f"{key} must be a number in {lo:g}..{hi:g}")
+        out.append(float(value))
+    return m, out[0], out[1]
+
+
+class UpdateApi:
+    def __init__(self, d: Daemon, fleet: FleetApi) -> None:
+        self.d = d
+        self.fleet = fleet  # its uplink/port snapshot is what the commit is compared against
+        self._task: asyncio.Task[None] | None = None
+
+    async def update_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        return status_fields()
+
+    async def update(self, args: dict[str, Any]) -> dict[str, Any]:
+        m, deadline_s, rate_bps = parse_update(args)
+        sw = release_root()
+        if sw is None:
+            raise CommandRejected("unsupported", "not an installed release (no /opt/courtyard-gateway/venv link)")
+        key_path = os.environ.get("CG_RELEASE_PUB", "/etc/courtyard-gateway/release.pub")
+        try:
+            key = load_release_key(Path(key_path))
+        except (OSError, ValueError) as exc:
+            raise CommandRejected("no_release_key", f"{key_path}: {exc}"[:200]) from None
+        verify_manifest(m, key)
+        files = RUNTIME.files
+        if (self._task is not None and not self._task.done()) or sw.pending() is not None or RUNTIME.restart_requested.is_set() \
+                or (files is not None and files.pending() is not None):
+            raise CommandRejected("update_pending", "an update or config apply is in progress; wait for its commit or rollback")
+        if sw.current() == f"venvs/{release_name(m.version, m.sha256)}":
+            return {"result": "unchanged", "version": m.version, "release": sw.current().removeprefix("venvs/")}
+        dl = Path(self.d.cfg.store.path).resolve().parent / "release"
+        dl.mkdir(mode=0o750, exist_ok=True)
+        dest = dl / f"courtyard-gateway-{release_name(m.version, m.sha256)}.tar.gz"
+        PROGRESS.__init__("downloading", m.version, m.size, str(dest.with_name(dest.name + ".partial")))  # type: ignore[misc]
+        self._task = asyncio.create_task(self._run(sw, m, dest, deadline_s, rate_bps))
+        self.d.log.warning("update_started", version=m.version, size=m.size, deadline_s=deadline_s)
+        return {"result": "downloading", "version": m.version, "of": m.size, "commit_deadline_s": deadline_s}
+
+    async def _run(self, sw: ReleaseSwitch, m: ReleaseManifest, dest: Path, deadline_s: float, rate_bps: float) -> None:
+        try:
+            await asyncio.to_thread(download, m, dest, rate_bps)
+            PROGRESS.phase = "installing"
+            keep = (sw.current(), *([p.previous] if (p := sw.pending()) else []))
+            rel = await asyncio.to_thread(install_release, dest, sw.opt, m.version, m.sha256, keep)
+            dest.unlink(missing_ok=True)  # staged: the tarball is not needed again
+            PROGRESS.phase = "switching"
+            if RUNTIME.files is not None and RUNTIME.files.pending() is not None:
+                raise CommandRejected("update_pending", "a config apply started meanwhile")
+            await asyncio.to_thread(sw.switch, rel, m.version, deadline_s, sha256=m.sha256,
+                                    uplink_was_up=self.fleet._uplink_up(), ports_closed_before=self.fleet._ports_closed())
+        except (GatewayError, OSError) as exc:
+            PROGRESS.phase, PROGRESS.error = "failed", str(exc)[:300]
+            try:
+                sw.record(last_update_version=m.version, last_update_error=PROGRESS.error)
+            except OSError:
+                pass
+            self.d.log.error("update_failed", version=m.version, error=PROGRESS.error)
+            return
+        PROGRESS.phase = "restarting"
+        self.d.log.warning("update_restarting", version=m.version, release=rel)
+        asyncio.get_running_loop().call_later(RESTART_DELAY_S, RUNTIME.request_restart)
+
+
+def selftest_subset(status: dict[str, Any], cfg: Any, config_path: str) -> list[str]:
+    """`gateway selftest`'s daemon and disk checks on the new release: failures, [] = passed. The
+    rest of the selftest (ports, rules, uplink) is unhealthy()'s; the clock and device checks are
+    about the courtyard, not the release, and must not roll a good release back."""
+    from gateway.cli import checks
+
+    env = checks.Env(config_path=config_path, cfg=cfg, status=status)
+    return [f"selftest {c.name}: {c.reason}"[:120] for c in (*checks.check_daemon(env), *checks.check_disk(env)) if not c.ok]
+
+
+def watch_release(config_path: str, socket: str, stopping: threading.Event) -> threading.Thread | None:
+    """In the new release: commit once it is ready and healthy, else switch back and restart at the
+    deadline (the launcher does the same, later, should this code be too broken to)."""
+    sw = release_root()
+    p = sw.pending() if sw is not None else None
+    if sw is None or p is None or sw.current() != p.new:
+        return None
+    t = threading.Thread(target=_watch, args=(sw, p, config_path, socket, stopping), name="release-commit", daemon=True)
+    t.start()
+    return t
+
+
+def _watch(sw: ReleaseSwitch, p: ReleasePending, config_path: str, socket: str, stopping: threading.Event) -> None:
+    from gateway.config import load_config
+
+    launched = os.environ.get("CG_RELEASE_WATCHED") == "1"  # the launcher sees READY=1; otherwise status answering is it
+    cfg = load_config(config_path)
+    why = ["daemon never answered on its control socket"]
+    while not stopping.is_set():
+        cur = sw.pending()
+        if cur is None or cur.new != p.new:
+            return  # resolved by the launcher
+        try:
+            reply = call(socket, "status", timeout_s=2.0)
+            if reply.ok and isinstance(reply.result, dict):
+                why = unhealthy(reply.result, cur.uplink_was_up, frozenset(cur.ports_closed_before))
+                why += selftest_subset(reply.result, cfg, config_path)
+                if launched and not cur.ready:
+                    why.append("READY=1 not seen by the launcher")
+        except DaemonUnavailable as exc:
+            why = [f"control socket: {exc}"[:120]]
+        if not why:
+            sw.commit(cur, time.time())
+            log = logsetup.get(component="fleet")  # now: one bound before the daemon configured logging renders as console text
+            log.info("release_committed", version=cur.version, release=cur.new, starts=cur.starts)
+            return
+        if sw.elapsed_s(cur) >= cur.deadline_s:
+            sw.rollback(cur, f"not healthy within {cur.deadline_s:g} s: {'; '.join(why)}"[:400])
+            log = logsetup.get(component="fleet")
+            log.error("release_rolled_back", version=cur.version, reason=sw.last_error, to=cur.previous)
+            RUNTIME.request_restart()
+            return
+        stopping.wait(POLL_S)
+
