@@ -25,7 +25,7 @@ from gateway.uplink.wire import Envelope, Message, reading_values, wall_ms
 VERSION = 2
 MAX_EXP = 6  # decimals kept as a scaled integer; a value needing more goes literal (its key's e = 0)
 SAFE_INT = 2**53  # beyond this a JSON number is not an exact integer in every platform language
-TABLE_MAX_BYTES = 4096  # a table that would grow past this starts afresh from the current batch's streams
+TABLE_MAX_BYTES = 8192  # ~270 streams; a table that would grow past this starts afresh from the current batch's streams
 HISTORY = 32  # recent tables kept for the `table` command (a platform that missed one asks by hash)
 _ENC = msgspec.json.Encoder()
 

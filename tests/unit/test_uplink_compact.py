@@ -161,3 +161,17 @@ def test_v1_and_v2_batches_of_the_same_readings_decode_alike_in_one_consumer():
     assert [r["seq"] for r in got] == [r.seq for r in recs]
     assert [r["values"] for r in got] == [r.body["values"] for r in recs]
     assert {r["cls"] for r in got} == {"telemetry"} and {r["store_id"] for r in got} == {ENV.store_id}
+
+
+def test_a_table_past_its_size_cap_starts_afresh_from_the_batch_and_still_decodes():
+    from gateway.uplink import compact
+
+    b = CompactBatcher(ENV, 500, 256 * 1024)
+    tables = TableCache()
+    for part in range(6):  # 6 x 100 devices, one stream each: the table outgrows TABLE_MAX_BYTES
+        recs = [reading_record(part * 100 + i + 1, f"smoke-detector-{part}-{i:03d}", _stamp(i), {"battery_pct": 90}) for i in range(100)]
+        msg = b.take(recs)
+        doc = json.loads(msg.payload)
+        assert len(json.dumps(doc.get("tab", {}))) <= compact.TABLE_MAX_BYTES + 4000  # one batch's streams at most beyond
+        assert [r["device"] for r in decode_batch(doc, tables)] == [r.device for r in recs]
+    assert len(b.book.current.streams) < 600
