@@ -19,7 +19,8 @@ from structlog.typing import FilteringBoundLogger
 from gateway.clock import Clock
 from gateway.model import Command, Device, Item, Stamp
 
-__all__ = ["Actuator", "Command", "Driver", "DriverContext", "DriverHealth", "DriverSpec", "DriverState", "Emit"]
+__all__ = ["Actuator", "Command", "Driver", "DriverContext", "DriverHealth", "DriverSpec", "DriverState", "Emit", "Heard",
+           "RadioObserver", "RadioTap"]
 # Command is re-exported: it lives in gateway.model (actions and control use it too).
 
 Emit = Callable[[Item], None]
@@ -94,6 +95,34 @@ class Caller(Driver, Protocol):
 class RelayReceiver(Driver, Protocol):
     def submit_relay(self, body: dict[str, Any]) -> dict[str, Any]:
         """Take a report the platform relayed (already authenticated by the uplink); CommandRejected if not ours."""
+
+
+class Heard(msgspec.Struct, frozen=True):
+    """One frame a radio received, accepted or rejected, as the `lora_listen` diagnostic reports it
+    (issue 20, docs/fleet.md). No payload: it may be a resident's data, and the verdict is what matters."""
+
+    port: str
+    source: str  # as on air: E22 sensor id, LoRaWAN DevAddr or DevEUI (hex); "" when too damaged to say
+    device_id: str  # the configured device, "" when the source is not in the config
+    verdict: str  # "accepted" or the counted rejection reason: replay_suspect, unknown_device, bad_mic ...
+    length: int  # bytes: the E22 frame (its len byte; wire bytes when complete) / the LoRaWAN PHYPayload
+    kind: str = ""  # report, command_ack, join, data_up ...
+    fcnt: int | None = None
+    rssi_dbm: float | None = None  # E22 RSSI byte (REG3 b7) / GWMP rxpk rssi
+    snr_db: float | None = None  # GWMP rxpk lsnr; the E22 UART gives none
+
+
+RadioObserver = Callable[[Heard], None]
+
+
+@runtime_checkable
+class RadioTap(Driver, Protocol):
+    def add_observer(self, observer: RadioObserver) -> Callable[[], None]:
+        """Be told of every received frame after the driver has handled it (emit first: the alarm path
+        never waits). Returns the function that removes the observer. The list is bounded: raises
+        CommandRejected("busy") when full. An observer that raises is removed and counted, never
+        propagated into the receive path (drivers/tap.py)."""
+        ...
 
 
 class DriverContext(msgspec.Struct, frozen=True):

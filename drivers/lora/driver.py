@@ -6,17 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
-from drivers.base import Command, DriverContext, DriverHealth, DriverState, Emit
+from drivers.base import Command, DriverContext, DriverHealth, DriverState, Emit, RadioObserver
 from drivers.codecs import CodecMeta
 from drivers.counters import CounterStore
 from drivers.lora import crypto, e22
 from drivers.lora.frame import COMMANDS, KEYLESS, Deframer, Frame, FrameType, encode
-from drivers.lora.health import DeviceRadio, bump
+from drivers.lora.health import DeviceRadio, bump, heard
 from drivers.lora.pins import Pins
 from drivers.reopen import Reopen
 from drivers.sequence import SequenceGuard, Verdict, is_alarm, screen, security_event
+from drivers.tap import Tap
 from gateway.errors import CodecError, CommandRejected, ConfigError, FrameError, GatewayError, TransientError
 from gateway.model import Device, Event, EventKind, Stamp
 
@@ -90,6 +92,7 @@ class LoraDriver:
         self._down_next: dict[int, int] = {}
         self._down_limit: dict[int, int] = {}
         self._port_error = ""
+        self.tap = Tap(self.log)  # lora_listen (issue 20): told of every frame after it was handled
 
     # -- Driver ---------------------------------------------------------------------------------
 
@@ -101,7 +104,7 @@ class LoraDriver:
         else:
             state = DriverState.OK if self._last_ok else DriverState.STARTING
         rejects = {f"reject_{k}": v for k, v in self.deframer.rejects.items()}
-        counters = {**self.counters, "discarded_bytes": self.deframer.discarded_bytes, **rejects,
+        counters = {**self.counters, "tap_errors": self.tap.errors, "discarded_bytes": self.deframer.discarded_bytes, **rejects,
                     **self.replay.totals(), **self.store.counters}
         devices = {r.device_id: {**r.snapshot(), "replay": self.replay.stats(self._rkey[i])} for i, r in self.radio.items()}
         detail = {"port_open": self._transport is not None, "port_error": self._port_error,
@@ -180,11 +183,22 @@ class LoraDriver:
             for item in self.deframer.expire():
                 self._handle(item)
 
+    def add_observer(self, observer: RadioObserver) -> Callable[[], None]:
+        """RadioTap (drivers/base.py): the lora_listen diagnostic hears what this port hears."""
+        return self.tap.add(observer)
+
     def _handle(self, item: Frame | FrameError) -> None:
+        verdict = self._judge(item)
+        if self.tap and verdict:  # after the items went out: a listener never delays an alarm
+            self.tap.notify(heard(self.ctx.port_name, item, verdict, self.devices))
+
+    def _judge(self, item: Frame | FrameError) -> str:
+        """Handle one deframer result; returns "accepted", the counted rejection reason, or "" (garbage)."""
         if isinstance(item, FrameError):
-            if item.reason != "no_sync":  # garbage between frames is counted (discarded_bytes), not logged
-                self.log.debug("frame_rejected", reason=item.reason, data=item.data.hex(" "))
-            return
+            if item.reason == "no_sync":  # garbage between frames is counted (discarded_bytes), not logged
+                return ""
+            self.log.debug("frame_rejected", reason=item.reason, data=item.data.hex(" "))
+            return item.reason
         radio = self.radio[item.device_id]
         dev = self.devices[item.device_id]
         if item.type is not FrameType.REPORT and item.type is not FrameType.COMMAND_ACK:
@@ -217,11 +231,12 @@ class LoraDriver:
         if item.type is FrameType.COMMAND_ACK:
             bump(self.counters, "command_acks")
             self.log.info("downlink_acknowledged", device_id=dev.id, command=item.payload[:1].hex())
-            return
+            return "accepted"
         for out in items:
             self._out(out)
+        return "accepted"
 
-    def _suspect(self, radio: DeviceRadio, dev: Device, frame: Frame, items: list[Any], check: Any, stamp: Stamp) -> None:
+    def _suspect(self, radio: DeviceRadio, dev: Device, frame: Frame, items: list[Any], check: Any, stamp: Stamp) -> str:
         """A frame with a valid MIC/CRC at or below the last accepted counter: a security event; its
         alarm events still go out, flagged replay_suspect (CLARIFICATIONS "Turn 2"), the rest is dropped."""
         passed, dropped = screen(items, check.verdict)
@@ -233,13 +248,15 @@ class LoraDriver:
         self._out(security_event(dev.id, stamp, "lora", frame.fcnt, check, alarm=bool(passed)))
         for out in passed:
             self._out(out)
+        return "replay_suspect"
 
-    def _reject(self, radio: DeviceRadio, dev: Device, reason: str, frame: Frame, error: str = "") -> None:
+    def _reject(self, radio: DeviceRadio, dev: Device, reason: str, frame: Frame, error: str = "") -> str:
         first = reason not in radio.rejects
         radio.reject(reason)
         bump(self.counters, f"reject_{reason}")
         # First of its kind per device WARNING, repeats DEBUG (STYLE "Errors and logging").
         (self.log.warning if first else self.log.debug)("frame_rejected", device_id=dev.id, reason=reason, fcnt=frame.fcnt, error=error)
+        return reason
 
     def _out(self, item: Any) -> None:
         if self._emit is not None:

@@ -1,10 +1,13 @@
 """Per-device radio health of the LoRa driver: last RSSI/SNR, last seen, frames, rejects by reason.
-Feeds `gateway devices` and the installer's `gateway lora listen`."""
+Feeds `gateway devices` and the installer's `gateway lora listen`; `heard` shapes a frame for the lora_listen tap."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from drivers.base import Heard
+from drivers.lora.frame import CRC_BYTES, FLAG_KEYLESS, HEADER_BYTES, MIC_BYTES, SYNC, Frame
 
 
 @dataclass
@@ -36,3 +39,19 @@ class DeviceRadio:
 
 def bump(counters: dict[str, int], name: str, n: int = 1) -> None:
     counters[name] = counters.get(name, 0) + n
+
+
+def heard(port: str, item: Any, verdict: str, devices: dict[int, Any]) -> Heard:
+    """What `lora_listen` reports of one deframer result (a Frame, or a FrameError whose bytes start at
+    the sync byte). A rejected candidate's id and length come from its header when it got that far; its
+    RSSI byte was never separated from the payload, so it has none."""
+    if isinstance(item, Frame):
+        dev = devices.get(item.device_id)
+        return Heard(port, f"{item.device_id:08x}", dev.id if dev else "", verdict, item.wire_bytes, item.type.name.lower(),
+                     item.fcnt, item.rssi_dbm)
+    data: bytes = item.data if item.data[:1] == bytes([SYNC]) else b""  # an overflow's bytes are no header
+    addr = int.from_bytes(data[3:7], "little") if len(data) >= 7 else None
+    dev = devices.get(addr) if addr is not None else None
+    length = HEADER_BYTES + data[2] + (CRC_BYTES if data[1] & FLAG_KEYLESS else MIC_BYTES) if len(data) >= 3 else len(item.data)
+    fcnt = int.from_bytes(data[7:9], "little") if len(data) >= 9 else None
+    return Heard(port, f"{addr:08x}" if addr is not None else "", dev.id if dev else "", verdict, length, "", fcnt)

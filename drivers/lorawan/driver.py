@@ -11,16 +11,17 @@ from collections.abc import Callable
 from typing import Any
 
 
-from drivers.base import DriverContext, DriverHealth, DriverState, Emit
+from drivers.base import DriverContext, DriverHealth, DriverState, Emit, Heard, RadioObserver
 from drivers.codecs import CodecMeta
 from drivers.counters import CounterStore
-from drivers.lorawan import gwmp
+from drivers.lorawan import gwmp, mac
 from drivers.lorawan.bridge import Bridge
 from drivers.lorawan.forwarders import Forwarders
 from drivers.lorawan.netserver import NetworkServer, Verdict, provision
 from drivers.lorawan.region import REGIONS
 from drivers.sequence import Verdict as SeqVerdict
 from drivers.sequence import screen, security_event
+from drivers.tap import Tap
 from gateway.errors import CodecError, ConfigError, FrameError
 from gateway.model import Event, EventKind, Item, Stamp
 
@@ -76,6 +77,7 @@ class LorawanDriver:
         self.forwarders = Forwarders(self.cfg.forwarder_timeout_s, self.clock.monotonic(), self.cfg.gateway_euis)
         self.counters: dict[str, int] = {"datagrams": 0, "uplinks": 0, "joins": 0, "duplicate_copies": 0, "downlinks": 0}
         self.observer: Callable[[gwmp.RxPk, Verdict], None] | None = None  # `gateway lorawan listen`
+        self.tap = Tap(self.log)  # lora_listen (issue 20): told of every rxpk after it was handled
         self._transport: asyncio.DatagramTransport | None = None
         self._emit: Emit | None = None
         self._last_ok: Stamp | None = None
@@ -107,7 +109,7 @@ class LorawanDriver:
         }
         if self.bridge is not None:
             detail["upstream"] = {"address": self.cfg.upstream, "error": self.bridge.error}
-        counters = {**self.counters, **bridge, **self.ns.guard.totals(), **self.store.counters}
+        counters = {**self.counters, "tap_errors": self.tap.errors, **bridge, **self.ns.guard.totals(), **self.store.counters}
         return DriverHealth(state, self._last_ok, counters, detail)
 
     async def run(self, emit: Emit) -> None:
@@ -207,6 +209,8 @@ class LorawanDriver:
                 fwd.stat = {k: v for k, v in pkt.stat.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
             for reason in pkt.rejected:
                 self._bump(f"reject_rxpk_{reason}")
+                if self.tap:  # a packet the forwarder could not hand over whole (bad CRC...): heard, nothing more
+                    self.tap.notify(Heard(self.ctx.port_name, "", "", f"rxpk_{reason}", 0))
             for rx in pkt.rxpk:
                 self._uplink(rx, fwd.eui)
         elif pkt.ident is I.TX_ACK:
@@ -220,7 +224,20 @@ class LorawanDriver:
         else:
             self._reject_datagram(f"unexpected_{pkt.ident.name.lower()}", b"")
 
+    def add_observer(self, observer: RadioObserver) -> Callable[[], None]:
+        """RadioTap (drivers/base.py): the lora_listen diagnostic hears what this forwarder hears."""
+        return self.tap.add(observer)
+
     def _uplink(self, rx: gwmp.RxPk, eui: str) -> None:
+        verdict, v = self._judge(rx, eui)
+        if self.tap:  # after the items went out: a listener never delays an alarm
+            kind, source = mac.source_of(rx.data)
+            self.tap.notify(Heard(self.ctx.port_name, source, v.device_id, verdict, len(rx.data), kind,
+                                  v.fcnt if v.fcnt >= 0 else None, rx.rssi_dbm, rx.lsnr_db))
+
+    def _judge(self, rx: gwmp.RxPk, eui: str) -> tuple[str, Verdict]:
+        """Run the network server on one rxpk and act on its verdict; returns ("accepted" or the counted
+        reason, the verdict)."""
         self.counters["uplinks"] += 1
         stamp = self.clock.now()
         v = self.ns.uplink(rx, self.clock.monotonic(), stamp.wall_s)
@@ -228,7 +245,7 @@ class LorawanDriver:
             self.observer(rx, v)
         if v.kind == "duplicate":
             self.counters["duplicate_copies"] += 1
-            return
+            return "duplicate", v
         if v.kind == "rejected":
             first = f"reject_{v.reason}" not in self.counters
             self._bump(f"reject_{v.reason}")
@@ -236,15 +253,16 @@ class LorawanDriver:
                                                             data=rx.data[:32].hex())
             if v.security:
                 self._out(Event(v.device_id, EventKind.SECURITY, stamp, code=v.security, detail=v.detail, via=VIA))
-            return
+            return v.reason, v
         self._last_ok = stamp
+        verdict = "accepted"
         if v.kind == "join":
             self.counters["joins"] += 1
             self.log.info("device_joined", device_id=v.device_id, **v.detail)
         else:
-            self._data(v, rx, stamp)
+            verdict = self._data(v, rx, stamp)
         if v.downlink is None:
-            return
+            return verdict, v
         if v.durable:
             # A JoinAccept's session and nonce, or a new downlink-counter block, reach the disk before the
             # frame goes out (RX1 is 1-5 s away; the write is in a thread, the loop never waits for it).
@@ -253,16 +271,18 @@ class LorawanDriver:
             task.add_done_callback(self._sending.discard)
         else:
             self._transmit(v.downlink, eui)
+        return verdict, v
 
     async def _persist_then_send(self, txpk: gwmp.TxPk, eui: str) -> None:
         await self.store.flush()
         self._transmit(txpk, eui)
 
-    def _data(self, v: Verdict, rx: gwmp.RxPk, stamp: Stamp) -> None:
+    def _data(self, v: Verdict, rx: gwmp.RxPk, stamp: Stamp) -> str:
         if v.reason == "retransmission":
             self._bump("retransmissions")  # delivered already; the ACK (if confirmed) goes out again
-            return
+            return "retransmission"
         items: list[Item] = []
+        verdict = "accepted"
         if v.fport is not None and v.payload:
             meta = CodecMeta(v.device_id, stamp, VIA, rssi_dbm=rx.rssi_dbm, snr_db=rx.lsnr_db)
             try:
@@ -271,6 +291,7 @@ class LorawanDriver:
                 self._bump("reject_codec_error")
                 self.ns.records[v.device_id].reject("codec_error")
                 self.log.warning("payload_rejected", device_id=v.device_id, error=str(exc), fcnt=v.fcnt)
+                verdict = "codec_error"
         if v.check is None or v.check.verdict.accepted:
             if v.check is not None and v.check.verdict is SeqVerdict.RESYNC:
                 # A device that restarted its counter (ABP battery change), recognised by a run of frames.
@@ -279,7 +300,7 @@ class LorawanDriver:
                                 detail={"fcnt": v.fcnt, "last_fcnt": v.last_fcnt}))
             for item in items:
                 self._out(item)
-            return
+            return verdict
         # Replay policy (drivers/sequence.py, issue 15, CLARIFICATIONS "Turn 2"): recorded and raised as a
         # security event; a fire/gas alarm inside it is still raised, flagged, and the rest is dropped.
         passed, dropped = screen(items, v.check.verdict)
@@ -288,6 +309,7 @@ class LorawanDriver:
         self._out(security_event(v.device_id, stamp, VIA, v.fcnt, v.check, alarm=bool(passed)))
         for item in passed:
             self._out(item)
+        return "replay_suspect"
 
     def _transmit(self, txpk: gwmp.TxPk, eui: str) -> None:
         fwd = self.forwarders.downlink_target(eui)

@@ -69,6 +69,20 @@ def mtype_of(phy: bytes) -> MType:
     return MType(phy[0] >> 5)
 
 
+def source_of(phy: bytes) -> tuple[str, str]:
+    """(kind, source) of any PHYPayload for the lora_listen tap, never raising: a data frame's DevAddr
+    (big-endian hex, as network servers print it), a JoinRequest's DevEUI (as on the label), or ("", "")."""
+    if not phy or phy[0] & 0x03:
+        return "", ""
+    mtype = MType(phy[0] >> 5)
+    kind = mtype.name.lower()
+    if mtype is MType.JOIN_REQUEST and len(phy) >= 17:
+        return "join", phy[9:17][::-1].hex()
+    if mtype in (MType.UNCONFIRMED_UP, MType.CONFIRMED_UP) and len(phy) >= 5:
+        return kind, f"{int.from_bytes(phy[1:5], 'little'):08x}"
+    return kind, ""
+
+
 def parse_data(phy: bytes) -> DataFrame:
     mtype = mtype_of(phy)
     if mtype not in (MType.UNCONFIRMED_UP, MType.CONFIRMED_UP, MType.UNCONFIRMED_DOWN, MType.CONFIRMED_DOWN):

@@ -35,7 +35,7 @@ def _builtins(obj: Any) -> Any:
 
 @click.group()
 def lora() -> None:
-    """LoRa (Ebyte E22) installer probes (daemon stopped)."""
+    """LoRa (Ebyte E22) installer probes (daemon stopped; `lora listen` without PORT asks the daemon)."""
 
 
 class ListenContext:
@@ -115,14 +115,42 @@ def _decoded_text(f: dict[str, Any]) -> str:
     return "  ".join(parts) or f"{f.get('type')} {f.get('payload', '')[:24]}"
 
 
+def listen_daemon(target: Target, seconds: float, as_json: bool) -> None:
+    """`gateway lora listen --seconds N` without PORT: the running daemon's lora_listen (gateway/fleet/listen.py),
+    through its drivers' receive path, so the daemon keeps its ports. Every LoRa radio (E22 and LoRaWAN)."""
+    from gateway.cli.common import ask
+    from gateway.fleet.listen import SECONDS_RANGE
+
+    if seconds > SECONDS_RANGE[1]:
+        raise click.UsageError(f"with the daemon running, --seconds is at most {SECONDS_RANGE[1]:g} (give PORT with the daemon stopped)")
+    if not as_json:
+        click.echo(f"asking the daemon to listen for {seconds:g} s...", err=True)
+    report = ask(target, "lora_listen", {"seconds": seconds}, timeout_s=seconds + 15)
+    if as_json:
+        render.emit_json(report)
+        return
+    for f in report["frames"]:
+        rssi = "-" if f.get("rssi_dbm") is None else f"{f['rssi_dbm']:g}"
+        snr = "" if f.get("snr_db") is None else f" snr {f['snr_db']:g}"
+        click.echo(render.clip(f"+{f['t_s']:6.1f}s  {f['port']:<8} {f['source'] or '?':<16} {f['device_id'] or '(not in config)':<16} "
+                               f"{f['verdict']:<15} rssi {rssi}{snr}  {f['length']} B  fcnt {f.get('fcnt')}", 110))
+    cut = f" ({report['not_listed']} more not listed: cap reached)" if report["truncated"] else ""
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(report["counts"].items()))
+    click.echo(f"{report['heard']} frames heard on {', '.join(report['ports'])}{cut}" + (f": {counts}" if counts else ""), err=True)
+
+
 @lora.command()
-@click.argument("port")
+@click.argument("port", required=False)
 @click.option("--seconds", type=click.FloatRange(1, 3600), default=60, show_default=True, help="how long to listen")
 @click.option("--baud", type=int, default=9600, show_default=True)
 @target_options
 @json_option
-def listen(target: Target, port: str, seconds: float, baud: int, as_json: bool) -> None:
-    """Print each frame as it arrives: the configured device's name, RSSI and the decoded report."""
+def listen(target: Target, port: str | None, seconds: float, baud: int, as_json: bool) -> None:
+    """Print each frame as it arrives: the configured device's name, RSSI and the decoded report (PORT given,
+    daemon stopped). Without PORT: the running daemon reports every frame its LoRa radios hear for
+    --seconds (at most 120), accepted or rejected, with the verdict."""
+    if port is None:
+        return listen_daemon(target, seconds, as_json)
     listen_fn = probe_function("drivers.lora.probe", "listen", "gateway lora listen")
     quiet_logs()
     ensure_port_free(target, port)

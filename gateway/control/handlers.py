@@ -69,7 +69,7 @@ class ControlApi:
         self.walk: WalkSession | None = None
         self.fleet = FleetApi(d)  # config_apply / config_status (issue 20, docs/fleet.md)
         self.update = UpdateApi(d, self.fleet)  # update / update_status (issue 20, docs/fleet.md)
-        self.diagnostics = Diagnostics(self)  # support_bundle, selftest, logs_fetch, modbus_read
+        self.diagnostics = Diagnostics(self)  # support_bundle, selftest, logs_fetch, modbus_read, lora_listen
         logring.install()
 
     def handlers(self) -> dict[str, Handler]:
@@ -82,6 +82,7 @@ class ControlApi:
             "operator_check_confirm": self.operator_check_confirm,
             "walk_start": self.walk_start, "walk_status": self.walk_status, "walk_stop": self.walk_stop,
             "logs": self.logs,
+            "lora_listen": self.diagnostics.listen.listen,  # `gateway lora listen --seconds N`: waits, then reports
             # issue 23: `gateway test fire|power`, `selfcheck_run` (gateway/selfcheck/control.py)
             **(self.d.inspection.control_handlers() if getattr(self.d, "inspection", None) is not None else {}),
         }

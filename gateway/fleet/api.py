@@ -16,7 +16,7 @@ from gateway.fleet.atomic import fsync_dir, write_atomic
 from gateway.fleet.bundle import Bundle, candidate, parse_bundle
 from gateway.fleet.commit import ConfigCommit, port_open
 from gateway.fleet.files import ConfigFiles, Pending, now_wall
-from gateway.fleet.runner import RUNTIME
+from gateway.fleet.runner import RUNTIME, FleetRuntime
 
 if TYPE_CHECKING:
     from gateway.config import Config
@@ -29,21 +29,22 @@ RELOADABLE = frozenset({"contacts"})
 
 
 class FleetApi:
-    def __init__(self, d: Daemon) -> None:
+    def __init__(self, d: Daemon, runtime: FleetRuntime = RUNTIME) -> None:
         self.d = d
+        self.runtime = runtime  # the process's; a test stand-in passes its own (tests/reliability/fleet_standin.py)
         self._busy = asyncio.Lock()
 
     def _files(self) -> ConfigFiles:
-        if RUNTIME.files is None:
+        if self.runtime.files is None:
             raise CommandRejected("unsupported", "this daemon was not started by `gateway run --config`")
-        return RUNTIME.files
+        return self.runtime.files
 
     async def config_status(self, args: dict[str, Any]) -> dict[str, Any]:
         return self._files().status_fields()
 
     async def config_apply(self, args: dict[str, Any]) -> dict[str, Any]:
         files = self._files()
-        if self._busy.locked() or files.pending() is not None or RUNTIME.restart_requested.is_set():
+        if self._busy.locked() or files.pending() is not None or self.runtime.restart_requested.is_set():
             raise CommandRejected("apply_pending", "an apply is in progress; wait for its commit or rollback")
         from gateway.fleet.update import release_root
 
@@ -61,7 +62,7 @@ class FleetApi:
                 # Same content as the running config: nothing restarts; the version label is adopted.
                 st = files.update_state(config_version=b.version, last_apply_version=b.version, last_apply_error="")
                 return {"result": "unchanged", "version": b.version, "config_hash": files.config_hash(), "state": st.config_version}
-            if not RUNTIME.hold_lock():
+            if not self.runtime.hold_lock():
                 raise CommandRejected("apply_pending", "another process holds the config lock")
             cfg = await asyncio.to_thread(self._stage, files, b, new_text)
             pending = Pending(b.version, _sha(new_text), files.config_hash(), b.commit_deadline_s,
@@ -71,7 +72,7 @@ class FleetApi:
             sections = changed_sections(current, new_text)
             if sections <= RELOADABLE:
                 return self._reload_in_place(files, pending, cfg, sections)
-        asyncio.get_running_loop().call_later(RESTART_DELAY_S, RUNTIME.request_restart)
+        asyncio.get_running_loop().call_later(RESTART_DELAY_S, self.runtime.request_restart)
         self.d.log.warning("config_apply_restarting", version=b.version, config_hash=pending.config_hash[:16],
                            deadline_s=b.commit_deadline_s)
         return {"result": "restarting", "version": b.version, "config_hash": pending.config_hash,
@@ -91,7 +92,7 @@ class FleetApi:
         t0 = time.perf_counter()
         self.d.reload(cfg, sections)
         reload_ms = (time.perf_counter() - t0) * 1000
-        ConfigCommit(files, self.d.log, RUNTIME.request_restart).commit(pending)
+        ConfigCommit(files, self.d.log, self.runtime.request_restart).commit(pending)
         self.d.log.info("config_apply_reloaded", version=pending.version, sections=sorted(sections), reload_ms=round(reload_ms, 3))
         return {"result": "applied", "version": pending.version, "config_hash": pending.config_hash,
                 "reloaded": sorted(sections), "reload_ms": round(reload_ms, 3)}

@@ -1,5 +1,5 @@
 """Remote diagnostics over signed commands (issue 20), allow-listed: support_bundle, selftest,
-logs_fetch, modbus_read. No shell, no arbitrary command, no raw bus access: each reads what the
+logs_fetch, modbus_read, lora_listen (+ lora_listen_result; gateway/fleet/listen.py). No shell, no arbitrary command, no raw bus access: each reads what the
 daemon already knows or asks a configured device through its own driver."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import msgspec
 import gateway
 from gateway.control import logring
 from gateway.errors import CommandRejected
+from gateway.fleet.listen import RadioListen
 from gateway.fleet.runner import RUNTIME
 
 if TYPE_CHECKING:
@@ -39,10 +40,12 @@ def _int_arg(args: dict[str, Any], key: str, default: int, lo: int, hi: int) -> 
 class Diagnostics:
     def __init__(self, api: ControlApi) -> None:
         self.api = api
+        self.listen = RadioListen(lambda: api.d.drivers, lambda: api.d.clock)  # one window per daemon, both doors
 
     def handlers(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]]:
         return {"support_bundle": self.support_bundle, "selftest": self.selftest, "logs_fetch": self.logs_fetch,
-                "modbus_read": self.modbus_read}
+                "modbus_read": self.modbus_read, "lora_listen": self.listen.start_remote,
+                "lora_listen_result": self.listen.result}
 
     async def support_bundle(self, args: dict[str, Any]) -> dict[str, Any]:
         """The daemon's status (drivers, outbox, trouble, uplink) plus config, versions, disk and SD

@@ -108,8 +108,9 @@ def roll_out(t: Transport, gateways: list[str], args: dict[str, Any], plan: Wave
                 on_result(r)
         failed = sum(1 for r in done if r.outcome not in SUCCESS)
         if 100.0 * failed / len(done) > plan.max_failure_pct:
+            why = f"stopped: {failed}/{len(done)} failed > {plan.max_failure_pct:g} %"  # the same words on every skipped line
             for gw in gateways[start + plan.wave_size:]:
-                r = Result(gw, SKIPPED, f"stopped: {failed}/{len(done)} failed > {plan.max_failure_pct:g} %")
+                r = Result(gw, SKIPPED, why)
                 done.append(r)
                 on_result(r)
             break

@@ -43,6 +43,7 @@ def test_a_wave_with_failures_above_the_limit_stops_the_rollout() -> None:
     assert [by[g] for g in sims.ids[:5]] == [COMMITTED] * 5
     assert by["gw-006"] == by["gw-007"] == ROLLED_BACK
     assert all(by[g] == SKIPPED for g in sims.ids[10:]) and sorted(sims.applied) == sims.ids[:10]
+    assert {r.detail for r in results if r.outcome == SKIPPED} == {"stopped: 2/10 failed > 5 %"}
     assert "uplink not acknowledged" in next(r.detail for r in results if r.gateway_id == "gw-006")
     assert sorted(seen) == sims.ids  # every gateway reported, skipped ones included
 
