@@ -175,3 +175,13 @@ def test_a_table_past_its_size_cap_starts_afresh_from_the_batch_and_still_decode
         assert len(json.dumps(doc.get("tab", {}))) <= compact.TABLE_MAX_BYTES + 4000  # one batch's streams at most beyond
         assert [r["device"] for r in decode_batch(doc, tables)] == [r.device for r in recs]
     assert len(b.book.current.streams) < 600
+
+
+def test_the_documented_v2_example_decodes_as_docs_uplink_md_says():
+    tab = {"k": ["door_open", "pressure_mpa"], "e": [0, 4], "s": [["hydrant-1", [0, 1]], ["hydrant-2", [0, 1]]]}
+    assert table_hash(tab["k"], tab["e"], tab["s"]) == "77b59dd4aa43"
+    doc = {"v": 2, "gateway_id": "gw-001", "store_id": "s", "boot_id": "b", "seq0": 1001, "t0_ms": 1790000000000, "cs": 1,
+           "h": "77b59dd4aa43", "tab": tab, "r": [[0, 0, 0, False, 3520], [0, 1, 12, False, 3480], [1, 0, 988, True, 3510]]}
+    out = decode_batch(doc)
+    assert [(r["seq"], r["device"], r["ts_ms"] - 1790000000000) for r in out] == [(1001, "hydrant-1", 0), (1002, "hydrant-2", 12), (1004, "hydrant-1", 1000)]
+    assert out[0]["values"] == {"door_open": False, "pressure_mpa": 0.352} and out[2]["clock_synced"] is True
