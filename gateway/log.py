@@ -184,3 +184,9 @@ def set_level(level: str) -> None:
 
 def get(**bind: Any) -> Any:
     return structlog.get_logger().bind(**bind)
+
+
+def get_lazy(**bind: Any) -> Any:
+    """A logger assembled at each call from the configuration of that moment: for the few made before
+    setup() runs (gateway.fleet.runner). Costs a bind per call: not for per-frame logging."""
+    return structlog.get_logger(**bind)

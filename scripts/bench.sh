@@ -3,8 +3,8 @@
 # Runs each scripts/bench_*.py with the arguments its BENCHMARKS.md section names, one after another
 # (never in parallel: they measure CPU and latency), and collects their output in one report file.
 #
-#   scripts/bench.sh                 # full figures (~11 min)
-#   BENCH_QUICK=1 scripts/bench.sh   # short runs, to check the scripts work (~1.5 min)
+#   scripts/bench.sh                 # full figures (~19 min)
+#   BENCH_QUICK=1 scripts/bench.sh   # short runs, to check the scripts work (~2.5 min)
 #   BENCH_OUT=/tmp/b.txt scripts/bench.sh
 set -u -o pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,7 @@ if [ "$quick" = 1 ]; then
     "scripts/bench_lora_frames.py"
     "scripts/bench_gb26875.py --alarms 50 --backlog 200"
     "scripts/bench_sdwear.py --period-ms 100 --steady-s 10 --outage-s 10"
+    "scripts/bench_demo_sdwear.py --warmup-s 20 --seconds 20"
   )
 else
   runs=(
@@ -33,6 +34,7 @@ else
     "scripts/bench_gb26875.py"
     "scripts/bench_sdwear.py --period-ms 100 --steady-s 60 --outage-s 60"
     "scripts/bench_sdwear.py --period-ms 1000 --steady-s 60 --outage-s 60"
+    "scripts/bench_demo_sdwear.py --warmup-s 180 --seconds 300"
   )
 fi
 

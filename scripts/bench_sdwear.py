@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import io
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -52,10 +53,22 @@ class ProxyThread:
         self.loop.call_soon_threadsafe(self.proxy.set_mode, mode)
 
 
-def config(work: Path, sim_port: int, broker_port: int, period_s: float, linger_ms: float | None) -> Path:
+def profile_text(registers: int | None) -> str:
+    """hydrant_monitor, or with only its first `registers` registers (the issue's workload reads 4 per unit)."""
+    text = (ROOT / "config" / "profiles" / "hydrant_monitor.toml").read_text()
+    if registers is None:
+        return text
+    blocks = list(re.finditer(r"\[\[modbus\.registers\]\].*?(?=\n\[\[|\Z)", text, re.S))
+    for m in reversed(blocks[registers:]):
+        text = text[: m.start()] + text[m.end():]
+    return text
+
+
+def config(work: Path, sim_port: int, broker_port: int, period_s: float, linger_ms: float | None,
+           registers: int | None = None, telemetry_version: int | None = None) -> Path:
     profiles = work / "profiles"
     profiles.mkdir()
-    (profiles / "hydrant_monitor.toml").write_text((ROOT / "config" / "profiles" / "hydrant_monitor.toml").read_text())
+    (profiles / "hydrant_monitor.toml").write_text(profile_text(registers))
     devices = "".join(f'[[devices]]\nid = "h{u:02d}"\nprofile = "hydrant_monitor"\nport = "tcp"\naddress = {u}\n\n'
                       for u in range(1, UNITS + 1))
     path = work / "gateway.toml"
@@ -70,6 +83,7 @@ format = "json"
 [uplink]
 broker_url = "mqtt://127.0.0.1:{broker_port}"
 {"" if linger_ms is None else f"batch_linger_ms = {linger_ms}"}
+{"" if telemetry_version is None else f"telemetry_version = {telemetry_version}"}
 [store]
 path = "{work}/state/outbox.db"
 [control]
@@ -153,11 +167,15 @@ def run(args: argparse.Namespace) -> None:
     px = ProxyThread(broker.port)
     view = PlatformView(broker.url, GW, out=io.StringIO())
     view.start()
-    cfg = config(work, sim_port, px.proxy.port, args.period_ms / 1000, args.linger_ms)
+    cfg = config(work, sim_port, px.proxy.port, args.period_ms / 1000, args.linger_ms, args.registers, args.telemetry_version)
     code_root = Path(args.root).resolve()
     daemon = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(cfg)], cwd=code_root,
                               env={**os.environ, "PYTHONPATH": str(code_root)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sock = work / "run" / "control.sock"
+    tracer = None
+    if args.strace:  # what writes: every pwrite/fsync of the daemon's threads, with times (-tt) and paths (-y)
+        tracer = subprocess.Popen(["strace", "-f", "-tt", "-y", "-s", "256", "-e", "trace=write,pwrite64,fsync,fdatasync,rename",
+                                   "-o", args.strace, "-p", str(daemon.pid)], stderr=subprocess.DEVNULL)
     try:
         time.sleep(args.warmup_s)
         t_steady = time.monotonic()
@@ -168,6 +186,7 @@ def run(args: argparse.Namespace) -> None:
         up["wire_per_reading"] = (px.proxy.up_bytes - wire0) / up["polls"]
         age = ages_ms(view, t_steady, time.monotonic())
         px.mode(Mode.CUT)
+        print(f"outage from {time.strftime('%H:%M:%S')}", file=sys.stderr)
         outage = Phase(daemon.pid, sock)
         time.sleep(args.outage_s)
         down = outage.end()
@@ -183,23 +202,30 @@ def run(args: argparse.Namespace) -> None:
             if sum(st.get("depth", {}).values()) == 0 and keys:
                 break
         drained_s = time.monotonic() - t_back
+        # What the outage cost in all: its own commits plus the drain's deletions (and any checkpoint in it).
+        through_drain = (proc_io(daemon.pid)["write_bytes"] - outage.io0["write_bytes"]) / down["polls"]
         with view.lock:
             holes = sum(len(v) for k, v in view.ledger.holes().items() if k[0] == GW)
             dups, total = view.ledger.duplicates, sum(len(v) for k, v in view.ledger.seen.items() if k[0] == GW)
     finally:
+        if tracer is not None:
+            tracer.terminate()
+            tracer.wait(10)
         daemon.terminate()
         daemon.wait(20)
         view.stop()
         sim.terminate()
         broker.stop()
-    linger = "" if args.linger_ms is None else f", linger {args.linger_ms:g} ms"
+    linger = ("" if args.linger_ms is None else f", linger {args.linger_ms:g} ms") + ("" if args.registers is None else f", {args.registers} values") + (
+        "" if args.telemetry_version is None else f", telemetry v{args.telemetry_version}")
     label = f"{UNITS} units x {args.period_ms:g} ms ({code_root.name}{linger})"
     print(f"{label}: uplink up {args.steady_s:g} s: {up['polls_per_s']:.0f} polls/s, {up['bytes_per_poll']:.1f} B written/poll "
           f"({up['bytes_per_s'] / 1024:.1f} KiB/s), {up['writes_per_s']:.1f} write syscalls/s, telemetry age p50 {pct(age, 50):.0f} ms "
           f"p99 {pct(age, 99):.0f} ms (n={len(age)}), {up['wire_per_reading']:.1f} B on the wire/reading, "
           f"CPU {up['cpu_pct']:.1f} %, RSS {up['rss_mib']:.1f} MiB")
     print(f"{label}: outage {args.outage_s:g} s: {down['bytes_per_poll']:.1f} B written/poll ({down['bytes_per_s'] / 1024:.1f} KiB/s), "
-          f"{down['writes_per_s']:.1f} write syscalls/s; drained {drained_s:.1f} s after; platform: {total} seqs, "
+          f"{down['writes_per_s']:.1f} write syscalls/s; drained {drained_s:.1f} s after ({through_drain:.1f} B/outage poll "
+          f"from the outage's start to drained); platform: {total} seqs, "
           f"holes {holes} (lost), keyed duplicates {dups}")
 
 
@@ -210,5 +236,8 @@ if __name__ == "__main__":
     ap.add_argument("--steady-s", type=float, default=60.0)
     ap.add_argument("--outage-s", type=float, default=60.0)
     ap.add_argument("--linger-ms", type=float, default=None, help="uplink.batch_linger_ms (default: the gateway's own)")
+    ap.add_argument("--strace", metavar="FILE", help="also strace the daemon's writes into FILE (finding what writes)")
+    ap.add_argument("--registers", type=int, default=None, help="read only the profile's first N registers (values per reading; default 5)")
+    ap.add_argument("--telemetry-version", type=int, default=None, choices=(1, 2), help="uplink.telemetry_version (default: the gateway's own)")
     ap.add_argument("--root", default=str(ROOT), help="checkout whose gateway runs (the script itself stays this one)")
     run(ap.parse_args())

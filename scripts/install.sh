@@ -111,14 +111,19 @@ dir() {  # dir PATH MODE UID GID
 }
 
 # ---- 3. Directories ----------------------------------------------------------------------------------
-# Software updates (docs/fleet.md): the daemon adds venvs and switches its own `venv` link, so $OPT is
-# group-writable by the service and sticky (it cannot rename or delete root's launch, scripts, docs).
-dir "$ROOT$OPT" 1775 0 "$GID_N"
-[ "$(stat -c '%a %u %g' "$ROOT$OPT")" = "1775 0 $GID_N" ] || { chown "0:$GID_N" "$ROOT$OPT"; chmod 1775 "$ROOT$OPT"; log "fixed mode/owner of $OPT"; }
-dir "$ROOT$OPT/venvs" 0755 "$UID_N" "$GID_N"
+# The code root runs and the daemon runs: root's, not writable by the service. Software updates are
+# staged and switched by the root updater (courtyard-gateway-update.service; docs/fleet.md "Trust
+# boundaries"); an install from before it had $OPT group-writable (1775) and the service's venvs: taken back.
+dir "$ROOT$OPT" 0755 0 0
+[ "$(stat -c '%a %u %g' "$ROOT$OPT")" = "755 0 0" ] || { chown 0:0 "$ROOT$OPT"; chmod 0755 "$ROOT$OPT"; log "fixed mode/owner of $OPT"; }
+dir "$ROOT$OPT/venvs" 0755 0 0
+if [ -n "$(find "$ROOT$OPT" -xdev \( ! -uid 0 -o -perm /022 \) ! -type l -print -quit)" ] || [ -n "$(find "$ROOT$OPT" -xdev -type l ! -uid 0 -print -quit)" ]; then
+    chown -hR 0:0 "$ROOT$OPT" && chmod -R go-w "$ROOT$OPT" && log "took $OPT back from the service user"
+fi
 dir "$ROOT$ETC" 0750 0 "$GID_N"          # root writes, the daemon reads
 dir "$ROOT$ETC/profiles" 0750 0 "$GID_N"
 dir "$ROOT$STATE" 0750 "$UID_N" "$GID_N"
+dir "$ROOT$STATE/release" 0750 "$UID_N" "$GID_N"   # the daemon's downloads and update requests
 
 # ---- 4. Python venv for this release (content hash in the name: same code -> same venv -> no-op) ----
 HASH=$(cd "$SRC" && find pyproject.toml gateway drivers -type f \
@@ -154,8 +159,7 @@ if [ ! -f "$VENV/.complete" ]; then
 fi
 if [ "$(readlink "$ROOT$OPT/venv" 2>/dev/null)" != "venvs/$RELNAME" ]; then
     PREVIOUS=$(readlink "$ROOT$OPT/venv" 2>/dev/null || true)
-    ln -sfn "venvs/$RELNAME" "$ROOT$OPT/venv.new" && chown -h "$UID_N:$GID_N" "$ROOT$OPT/venv.new" \
-        && mv -T "$ROOT$OPT/venv.new" "$ROOT$OPT/venv"  # atomic switch; the service's link (sticky $OPT)
+    ln -sfn "venvs/$RELNAME" "$ROOT$OPT/venv.new" && mv -T "$ROOT$OPT/venv.new" "$ROOT$OPT/venv"  # atomic switch
     rm -f "$ROOT$OPT/release.pending"  # an update pending before this install is superseded by it
     log "active release: $RELNAME${PREVIOUS:+ (was ${PREVIOUS#venvs/})}"
     CHANGED_CODE=1
@@ -164,9 +168,6 @@ if [ "$(readlink "$ROOT$OPT/venv" 2>/dev/null)" != "venvs/$RELNAME" ]; then
         name=venvs/$(basename "$old")
         [ "$name" = "venvs/$RELNAME" ] || [ "$name" = "$PREVIOUS" ] || { rm -rf "$old"; log "removed old $name"; }
     done
-fi
-if [ -L "$ROOT$OPT/venv" ] && [ "$(stat -c %u "$ROOT$OPT/venv")" != "$UID_N" ]; then
-    chown -h "$UID_N:$GID_N" "$ROOT$OPT/venv"  # an install from before remote updates: hand the link over
 fi
 # Maintainers type `gateway status` over SSH: put the command on PATH.
 if [ "$(readlink "$ROOT/usr/local/bin/gateway" 2>/dev/null)" != "$OPT/venv/bin/gateway" ]; then
@@ -180,8 +181,8 @@ put "$TMP/release" "$ROOT$OPT/release" 0644 || true
 for s in install.sh uninstall.sh firstboot.sh list-serial.py; do
     put "$SRC/scripts/$s" "$ROOT$OPT/scripts/$s" 0755 || true
 done
-# The release launcher (the unit's ExecStart): standard library only, outside every venv, so it can
-# switch back a release whose code is broken (docs/fleet.md "Software update with rollback").
+# The release resolver (the unit's ExecStartPre=+): standard library only, outside every venv, so it
+# can switch back a release whose code is broken (docs/fleet.md "Software update with rollback").
 put "$SRC/gateway/fleet/launch.py" "$ROOT$OPT/launch" 0755 && CHANGED_CODE=1
 put "$SRC/docs/INSTALL.md" "$ROOT$OPT/docs/INSTALL.md" 0644 || true
 
@@ -198,7 +199,7 @@ if [ ! -e "$ROOT$ETC/credentials.toml" ]; then
     put "$TMP/credentials.toml" "$ROOT$ETC/credentials.toml" 0600 "$UID_N" "$GID_N" || true
 fi
 
-# The release key's public half: the daemon installs only bundles it signed (gateway fleet update).
+# The release key's public half (root's): the root updater installs only bundles it signed (gateway fleet update).
 if [ -n "$RELEASE_PUB" ]; then
     put "$RELEASE_PUB" "$ROOT$ETC/release.pub" 0644 0 0 || true
 elif [ ! -e "$ROOT$ETC/release.pub" ]; then
@@ -207,6 +208,8 @@ fi
 
 # ---- 7. systemd units, udev rules, journald cap, hardware watchdog -----------------------------------
 put "$SRC/systemd/courtyard-gateway.service" "$ROOT/etc/systemd/system/courtyard-gateway.service" 0644 && CHANGED_UNITS=1
+put "$SRC/systemd/courtyard-gateway-update.service" "$ROOT/etc/systemd/system/courtyard-gateway-update.service" 0644 && CHANGED_UNITS=1
+put "$SRC/systemd/courtyard-gateway-update.path" "$ROOT/etc/systemd/system/courtyard-gateway-update.path" 0644 && CHANGED_UNITS=1
 put "$SRC/systemd/courtyard-gateway-firstboot.service" "$ROOT/etc/systemd/system/courtyard-gateway-firstboot.service" 0644 && CHANGED_UNITS=1
 # The web panel: installed, never enabled here. It needs [panel] and a guard PIN first (docs/panel.md):
 #   systemctl enable --now courtyard-panel
@@ -225,12 +228,12 @@ put "$TMP/watchdog.conf" "$ROOT/etc/systemd/system.conf.d/courtyard-watchdog.con
 
 # ---- 8. Enable; on the running system also reload and (re)start --------------------------------------
 if [ "$STAGED" = 1 ]; then
-    systemctl --root="$ROOT" --quiet enable courtyard-gateway.service courtyard-gateway-firstboot.service
+    systemctl --root="$ROOT" --quiet enable courtyard-gateway.service courtyard-gateway-firstboot.service courtyard-gateway-update.path
     log "staged into $ROOT: $RELNAME"
     exit 0
 fi
 [ "$CHANGED_UNITS" = 1 ] && systemctl daemon-reload
-systemctl --quiet enable courtyard-gateway.service courtyard-gateway-firstboot.service
+systemctl --quiet enable courtyard-gateway.service courtyard-gateway-firstboot.service courtyard-gateway-update.path
 if [ "$CHANGED_UDEV" = 1 ]; then
     udevadm control --reload && udevadm trigger --subsystem-match=tty || log "udev reload failed (rules apply after reboot)"
 fi
@@ -238,7 +241,7 @@ fi
 if [ "$START" = 0 ]; then
     log "installed $RELNAME; not starting (--no-start)"
 elif ! runuser -u "$USER_NAME" -- "$ROOT$OPT/venv/bin/gateway" config check "$ETC/gateway.toml"; then
-    # As the service user: a venv installed by a remote update is the service's, never run as root.
+    # As the service user: a config check has no business running as root.
     log "installed $RELNAME; NOT started: the config does not check. Next: gateway provision (docs/INSTALL.md)"
 elif ! systemctl --quiet is-active courtyard-gateway.service; then
     systemctl start courtyard-gateway.service && log "started courtyard-gateway"

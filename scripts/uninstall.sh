@@ -20,13 +20,14 @@ done
 log() { printf 'uninstall: %s\n' "$*"; }
 [ -n "$ROOT" ] || [ "$(id -u)" = 0 ] || { echo "uninstall: run as root" >&2; exit 1; }
 
-UNITS=(courtyard-gateway.service courtyard-gateway-firstboot.service)
+UNITS=(courtyard-gateway-update.path courtyard-gateway-update.service courtyard-gateway.service courtyard-gateway-firstboot.service)
 if [ -n "$ROOT" ]; then
     systemctl --root="$ROOT" --quiet disable "${UNITS[@]}" 2>/dev/null || true
 else
     systemctl --quiet disable --now "${UNITS[@]}" 2>/dev/null || true
 fi
 for f in /etc/systemd/system/courtyard-gateway.service /etc/systemd/system/courtyard-gateway-firstboot.service \
+         /etc/systemd/system/courtyard-gateway-update.service /etc/systemd/system/courtyard-gateway-update.path \
          /etc/udev/rules.d/99-courtyard-gateway.rules /etc/udev/rules.d/99-courtyard-gateway.rules.dist \
          /etc/systemd/journald.conf.d/courtyard.conf /etc/systemd/system.conf.d/courtyard-watchdog.conf \
          /usr/local/bin/gateway; do

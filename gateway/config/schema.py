@@ -66,8 +66,12 @@ class Uplink(_Section, frozen=True):
     drain_readings_per_s: Annotated[float, Meta(gt=0)] = 5000.0
     # A telemetry batch leaves when full or this long after its first reading (issue 17): the age at the
     # platform vs bytes per reading on the wire. 200 ms measured: age p99 206 ms, 51.6 B/reading at
-    # 200 readings/s (100 ms: 136 ms, 61 B); docs/BENCHMARKS.md "SD-card writes and telemetry age".
+    # 200 readings/s (100 ms: 136 ms, 61 B) with telemetry v1; v2 at 200 ms: 30.1 B (docs/BENCHMARKS.md
+    # "SD-card writes and telemetry age").
     batch_linger_ms: Annotated[float, Meta(ge=0, le=5000)] = 200.0
+    # Telemetry batch format (docs/uplink.md): 2 = stream tables by hash, scaled values (issue 17, ~30 B per
+    # reading); 1 = the self-contained v1 batch, for a platform not yet able to read v2 (upgrade it first).
+    telemetry_version: Literal[1, 2] = 2
     command_window_s: Annotated[float, Meta(ge=10, le=3600)] = 120.0
     status_interval_s: Annotated[float, Meta(ge=5)] = 60.0
     # Reconnect manners for a clustered broker (issue 21, docs/uplink.md "Reconnect"): the backoff resets

@@ -2,8 +2,9 @@
 `venvs/<version>-<hash>` built by pip with `--no-index` from the bundle's own `wheels/`, `.complete`
 written last. Nothing here touches the `venv` link: a failure leaves the running release as it was.
 
-Runs in a worker thread of the daemon (minutes on a Pi); pip and venv are child processes, so the
-event loop (and the alarm path on it) never waits for them.
+Run as root by the root updater (gateway/fleet/updater.py), on its own hash-checked copy of the
+bundle, never by the daemon (which cannot write /opt); minutes on a Pi, in a separate unit, so the
+daemon and the alarm path never wait for it.
 """
 
 from __future__ import annotations

@@ -1,19 +1,19 @@
 #!/usr/bin/python3
-"""The release launcher (issue 20 "Software update with rollback"), installed by scripts/install.sh as
-/opt/courtyard-gateway/launch and run by the unit's ExecStart. It owns the `venv` link switch and its
-`release.pending` marker, and decides at every start, *before* any code of the new release runs:
+"""The release resolver (issue 20 "Software update with rollback"), installed by scripts/install.sh as
+/opt/courtyard-gateway/launch (root's) and run by the daemon unit's `ExecStartPre=+/opt/courtyard-gateway/launch
+resolve`: with full privileges, before any code of the release the `venv` link names runs, it owns the
+link switch's `release.pending` marker and decides at every start:
 
-  no marker                      -> exec the active release's `gateway` (no parent process left);
+  no marker                      -> nothing to do;
   marker, link still on the old  -> a cut before the switch's rename: marker dropped, old release runs;
-  marker, > MAX_STARTS starts    -> crash loop: link switched back, old release runs;
-  marker, deadline already past  -> not committed in time (e.g. killed by TimeoutStartSec): switched back;
-  otherwise                      -> start counted, the new release runs as a child of this launcher,
-                                    which relays its sd_notify messages (READY=1 noted in the marker) and
-                                    switches back and restarts if the marker is still there at the deadline.
+  marker, >= MAX_STARTS starts   -> crash loop: link switched back, old release runs;
+  marker, deadline already past  -> not committed in time (e.g. the root updater died): switched back;
+  otherwise                      -> the start is counted in the marker.
 
-Committing is the new release's job (gateway/fleet/update.py: ready, healthy, uplink, selftest subset);
-this file only enforces the deadline, so a release whose code is broken cannot keep itself installed.
-Standard library only, Python 3.11, no import from `gateway`: it must work whatever the venv holds.
+Committing and the deadline while the release runs are the root updater's (gateway/fleet/updater.py,
+unit courtyard-gateway-update.service); this file is the start-time half, so a release whose code is
+broken cannot keep itself installed. Standard library only, Python 3.11, no import from `gateway`: it
+must work whatever the venv holds. It never fails the start: the alarm path must not depend on it.
 """
 
 from __future__ import annotations
@@ -21,19 +21,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import select
-import signal
-import socket
-import struct
 import sys
 import time
 from pathlib import Path
 
 MAX_STARTS = 3  # as ConfigCommit: a release that cannot stay up three starts in a row is not going to
-DEADLINE_GRACE_S = 5.0  # the release's own watcher rolls back at the deadline; this launcher only after
-STOP_GRACE_S = 25.0  # SIGTERM -> SIGKILL for a child that ignores the stop (unit's TimeoutStopSec is 30 s)
-RESTART_EXIT = 75  # gateway.fleet.RESTART_EXIT (EX_TEMPFAIL): systemd's Restart=always starts us again
-DEFAULT_PUB = "/etc/courtyard-gateway/release.pub"
+DEADLINE_GRACE_S = 5.0  # the root updater rolls back at the deadline; a start after it + this grace does too
 
 
 class SwitchError(Exception):
@@ -51,7 +44,7 @@ class ReleasePending:
     uplink_was_up: bool = False
     boot_id: str = ""  # the window below is measured on this boot's CLOCK_BOOTTIME (NTP steps cannot move it)
     switched_s: float = 0.0
-    ready: bool = False  # the new release sent READY=1 (seen by this launcher)
+    ready: bool = False  # the unit was active (READY=1 seen by systemd) while the root updater watched
     ports_closed_before: list[str] = dataclasses.field(default_factory=list)  # not held against the release
 
 
@@ -150,11 +143,7 @@ class ReleaseSwitch:
         p = self.pending()
         if p is None:
             return None
-        if self.current() != p.new:
-            self.marker.unlink(missing_ok=True)  # cut before the rename: the previous release never left
-            fsync_dir(self.opt)
-            self.last_error = "interrupted before the switch; previous release kept"
-            self.record(last_update_version=p.version, last_update_error=self.last_error)
+        if self.drop_if_cut(p):
             return None
         if p.starts >= MAX_STARTS:
             self.rollback(p, f"crash loop: {p.starts} starts without becoming ready")
@@ -167,6 +156,16 @@ class ReleaseSwitch:
         p.starts += 1
         self.write(p)
         return p
+
+    def drop_if_cut(self, p: ReleasePending) -> bool:
+        """The link never left the previous release (cut before the rename): drop the marker."""
+        if self.current() == p.new:
+            return False
+        self.marker.unlink(missing_ok=True)
+        fsync_dir(self.opt)
+        self.last_error = "interrupted before the switch; previous release kept"
+        self.record(last_update_version=p.version, last_update_error=self.last_error)
+        return True
 
     def commit(self, p: ReleasePending, wall_s: float | None = None) -> None:
         self.record(committed_version=p.version, committed_sha256=p.sha256, committed_wall_s=wall_s or time.time(),
@@ -184,91 +183,15 @@ class ReleaseSwitch:
         self.last_error = reason
 
 
-def _supervise(sw: ReleaseSwitch, p: ReleasePending, argv: list[str], env: dict[str, str]) -> int:
-    """Run the pending release as our child until it exits; switch back at the deadline."""
-    upstream = os.environ.get("NOTIFY_SOCKET", "")
-    relay = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-    relay.bind(f"\0courtyard-launch-{os.getpid()}")
-    relay.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # as NotifyAccess=main: only the child speaks
-    env = {**env, "NOTIFY_SOCKET": f"@courtyard-launch-{os.getpid()}"}
-    pid = os.fork()
-    if pid == 0:  # the child: its sd_notify watchdog must think it is the watched process
-        if "WATCHDOG_USEC" in env:
-            env["WATCHDOG_PID"] = str(os.getpid())
-        try:
-            os.execve(argv[0], argv, env)
-        finally:
-            os._exit(127)
-    def forward(signum: int, frame: object) -> None:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass  # already gone: waitpid below reports it
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, forward)
-    up = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) if upstream else None
-    up_addr = "\0" + upstream[1:] if upstream.startswith("@") else upstream
-    watching = True
-    while True:
-        try:
-            readable, _, _ = select.select([relay], [], [], 0.5)
-        except InterruptedError:
-            readable = []
-        msg = _from(relay, pid) if readable else None
-        if msg is not None:
-            if up is not None:
-                try:
-                    up.sendto(msg, up_addr)  # from our PID: NotifyAccess=main accepts it
-                except OSError:
-                    pass
-            if watching and b"READY=1" in msg.split(b"\n") and not p.ready:
-                p.ready = True
-                if sw.pending() is not None:
-                    sw.write(p)
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
-        if not watching:
-            continue
-        if sw.pending() is None:
-            watching = False  # committed (or rolled back) by the release itself: only relay from now on
-        elif sw.elapsed_s(p) > p.deadline_s + DEADLINE_GRACE_S:
-            sw.rollback(p, f"not committed within {p.deadline_s:g} s ({'ready, not healthy' if p.ready else 'never sent READY'})")
-            print(f"launch: {sw.last_error}; switched back to {p.previous}", file=sys.stderr, flush=True)
-            return _stop(pid)
-
-
-def _from(relay: socket.socket, pid: int) -> bytes | None:
-    """One notify datagram, if the release's main process sent it (an abstract socket is reachable by
-    any local process: a forged READY=1 must not count)."""
-    msg, ancillary, _flags, _addr = relay.recvmsg(4096, socket.CMSG_SPACE(12))
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(data) >= 12:
-            if struct.unpack("3i", data[:12])[0] == pid:
-                return msg
-    return None
-
-
-def _stop(pid: int) -> int:
-    os.kill(pid, signal.SIGTERM)
-    end = time.monotonic() + STOP_GRACE_S
-    while time.monotonic() < end:
-        if os.waitpid(pid, os.WNOHANG)[0]:
-            return RESTART_EXIT
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    return RESTART_EXIT
-
-
 def main(argv: list[str] | None = None) -> int:
-    """launch [--opt DIR] [--release-pub FILE] GATEWAY-ARGS... (e.g. `run --config /etc/.../gateway.toml`)."""
+    """launch [--opt DIR] resolve: decide a pending switch and exit 0 (the unit's ExecStartPre=+).
+    launch [--opt DIR] GATEWAY-ARGS...: the same, then exec venv/bin/gateway (units from before the
+    root updater, whose ExecStart was this file)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    opt, pub = Path(__file__).resolve().parent, DEFAULT_PUB
-    while args and args[0] in ("--opt", "--release-pub"):
+    opt = Path(__file__).resolve().parent
+    while args and args[0] in ("--opt", "--release-pub"):  # --release-pub: accepted, unused (old units)
         flag, value, args = args[0], args[1], args[2:]
-        opt, pub = (Path(value), pub) if flag == "--opt" else (opt, value)
+        opt = Path(value) if flag == "--opt" else opt
     sw = ReleaseSwitch(opt)
     try:
         p = sw.at_start()
@@ -277,12 +200,13 @@ def main(argv: list[str] | None = None) -> int:
         p = None
     if sw.last_error:
         print(f"launch: {sw.last_error}", file=sys.stderr, flush=True)
-    env = {**os.environ, "CG_RELEASE_ROOT": str(opt), "CG_RELEASE_PUB": pub}
+    elif p is not None:
+        print(f"launch: starting pending release {p.new} (start {p.starts} of {MAX_STARTS})", file=sys.stderr, flush=True)
+    if args == ["resolve"]:
+        return 0
     gateway = [str(opt / "venv/bin/gateway"), *args]
-    if p is None:
-        os.execve(gateway[0], gateway, env)
-    env["CG_RELEASE_WATCHED"] = "1"
-    return _supervise(sw, p, gateway, env)
+    os.execve(gateway[0], gateway, {**os.environ, "CG_RELEASE_ROOT": str(opt)})
+    return 127  # not reached
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Software release bundles (issue 20 "Software update with rollback"): the Ed25519-signed manifest and
-the resumable, rate-limited, hash-checked download. Install: install.py; switch: launch.py; the
-command and the commit: update.py (docs/fleet.md).
+the resumable, rate-limited, hash-checked download. The command and the health report: update.py;
+verify again, install, switch and commit as root: updater.py, install.py, launch.py (docs/fleet.md).
 
 The manifest signature covers `cg-release-v1`, version, SHA-256 and size, one per line: a release key
 (its public half installed on the gateway) vouches for exactly these bytes, whoever serves them.

@@ -61,7 +61,9 @@ def run(config_path: str, state_dir: str | None = None, runtime_dir: str | None 
 
     files = ConfigFiles(config_path)
     RUNTIME.files = files
-    log = logsetup.get(component="fleet")
+    # Lazy: bound at each use, so the decisions logged after daemon.run has set up logging (the commit,
+    # a rollback from the watch thread) come out in the configured format, not structlog's default.
+    log = logsetup.get_lazy(component="fleet")
     commit = ConfigCommit(files, log, RUNTIME.request_restart)
     try:
         if not files.pending_path.exists() or RUNTIME.hold_lock():
@@ -99,9 +101,9 @@ def _socket(cfg: Any, runtime_dir: str | None) -> str:
 
 
 def _watch_release(config_path: str, runtime_dir: str | None, stopping: threading.Event, log: Any) -> None:
-    """A software update pending (the launcher started this release as its child): commit it once
-    healthy, or switch back at its deadline (gateway/fleet/update.py). Never stops the daemon from
-    starting: without a readable config or marker the launcher's deadline decides."""
+    """A software update pending (this release was just switched to): report its health to the root
+    updater, which commits or switches back (gateway/fleet/update.py). Never stops the daemon from
+    starting: without a readable config or marker the root updater's deadline decides."""
     from gateway.config import load_config
     from gateway.fleet.update import release_root, watch_release
 

@@ -1,14 +1,14 @@
 """The `update` and `update_status` commands (issue 20 "Software update with rollback") and the new
 release's own commit check. Contract: docs/fleet.md "Software update with rollback".
 
-update: verify the Ed25519-signed manifest -> download into the state directory (resumable,
-rate-limited) -> stage a venv as install.sh does (gateway/fleet/install.py) -> switch the link
-(launch.ReleaseSwitch) -> restart (RESTART_EXIT). Every step before the switch runs beside the alarm
-path, in a worker thread; a failure there changes nothing but `last_update_error`.
+update (this unprivileged daemon): verify the Ed25519-signed manifest -> download into the state
+directory (resumable, rate-limited, hash-checked; a worker thread beside the alarm path) -> write
+`request.json` there. The daemon cannot write /opt: the root updater (gateway/fleet/updater.py, started
+by courtyard-gateway-update.path) re-verifies, stages, switches and restarts it.
 
-After the restart the launcher (gateway/fleet/launch.py) runs the new release as its child; this
-release's `watch_release` commits once it is ready, healthy (ConfigCommit's `unhealthy()`), acknowledged
-by the broker if the uplink was up before, and passes the selftest subset; otherwise it switches back.
+After the restart this release's `watch_release` reports to the root updater in `health.json`: ready,
+healthy (ConfigCommit's `unhealthy()`), acknowledged by the broker if the uplink was up before, the
+selftest subset passed. The root updater commits, or switches back at the deadline.
 """
 
 from __future__ import annotations
@@ -29,10 +29,12 @@ from gateway import log as logsetup
 from gateway.control.client import DaemonUnavailable, call
 from gateway.errors import CommandRejected, GatewayError
 from gateway.fleet.commit import POLL_S, unhealthy
-from gateway.fleet.install import install_release, release_name
+from gateway.fleet.atomic import write_atomic
+from gateway.fleet.install import release_name
 from gateway.fleet.launch import ReleasePending, ReleaseSwitch
 from gateway.fleet.release import ReleaseManifest, download, load_release_key, verify_manifest
 from gateway.fleet.runner import RUNTIME
+from gateway.fleet.updater import HEALTH, UpdateRequest, bundle_path
 
 if TYPE_CHECKING:
     from gateway.daemon import Daemon
@@ -42,26 +44,27 @@ DEADLINE_RANGE_S = (10.0, 900.0)
 DEFAULT_DEADLINE_S = 180.0  # a Pi 3 starts the daemon in 10-20 s; the uplink may take a reconnect backoff
 RATE_RANGE_BPS = (8_000.0, 10_000_000.0)
 DEFAULT_RATE_BPS = 256_000.0  # ~2 Mbit/s: an LTE modem shared with the alarm backlog
-RESTART_DELAY_S = 1.0  # as config_apply: lets the uplink publish the reply first
+REQUEST = "request.json"
 
 
 @dataclass
 class Progress:
     """The update this daemon is working on (phases before the restart; after it, the marker says)."""
 
-    phase: str = "idle"  # idle | downloading | installing | switching | restarting | failed
+    phase: str = "idle"  # idle | downloading | installing (handed to the root updater) | failed
     version: str = ""
     of: int = 0
     partial: str = ""  # the download's .partial file: `bytes` is its size, read when asked
     error: str = ""
+    request_id: str = ""  # the root updater records a refusal under this id (`failed_request`)
 
 
 PROGRESS = Progress()
 
 
 def release_root() -> ReleaseSwitch | None:
-    """The release root the launcher named (CG_RELEASE_ROOT), or the install.sh layout this venv sits
-    in (/opt/courtyard-gateway/venvs/<name>); None when run from a checkout."""
+    """CG_RELEASE_ROOT (tests, old units that started through the launcher), or the install.sh layout
+    this venv sits in (/opt/courtyard-gateway/venvs/<name>); None when run from a checkout."""
     root = os.environ.get("CG_RELEASE_ROOT")
     if not root and Path(sys.prefix).parent.name == "venvs":
         root = str(Path(sys.prefix).parent.parent)
@@ -81,8 +84,10 @@ def status_fields() -> dict[str, Any]:
         release = os.readlink(sw.link).removeprefix("venvs/") if sw is not None else ""
     except OSError:
         release = ""
+    if PROGRESS.phase == "installing" and PROGRESS.request_id and st.get("failed_request") == PROGRESS.request_id:
+        PROGRESS.phase, PROGRESS.error = "failed", str(st.get("last_update_error", ""))  # refused by the root updater
     return {"running_version": gateway.__version__, "release": release,
-            "phase": "pending" if p is not None and PROGRESS.phase in ("idle", "restarting") else PROGRESS.phase,
+            "phase": "pending" if p is not None and PROGRESS.phase in ("idle", "installing") else PROGRESS.phase,
             "version": PROGRESS.version or (p.version if p else ""), "bytes": got, "of": PROGRESS.of,
             "pending_version": p.version if p else "", "pending_starts": p.starts if p else 0,
             "committed_version": st.get("committed_version", ""), "committed_sha256": st.get("committed_sha256", ""),
@@ -130,42 +135,42 @@ class UpdateApi:
             raise CommandRejected("no_release_key", f"{key_path}: {exc}"[:200]) from None
         verify_manifest(m, key)
         files = RUNTIME.files
+        # A request the root updater has taken (gone from our directory) is being installed: wait for it.
+        # One still lying there may be replaced (e.g. the root units are missing and the operator retries).
+        in_root = status_fields()["phase"] == "installing" and not (release_dir(self.d.cfg.store.path) / REQUEST).exists()
         if (self._task is not None and not self._task.done()) or sw.pending() is not None or RUNTIME.restart_requested.is_set() \
-                or (files is not None and files.pending() is not None):
+                or in_root or (files is not None and files.pending() is not None):
             raise CommandRejected("update_pending", "an update or config apply is in progress; wait for its commit or rollback")
         if sw.current() == f"venvs/{release_name(m.version, m.sha256)}":
             return {"result": "unchanged", "version": m.version, "release": sw.current().removeprefix("venvs/")}
-        dl = Path(self.d.cfg.store.path).resolve().parent / "release"
+        dl = release_dir(self.d.cfg.store.path)
         dl.mkdir(mode=0o750, exist_ok=True)
-        dest = dl / f"courtyard-gateway-{release_name(m.version, m.sha256)}.tar.gz"
-        PROGRESS.__init__("downloading", m.version, m.size, str(dest.with_name(dest.name + ".partial")))  # type: ignore[misc]
-        self._task = asyncio.create_task(self._run(sw, m, dest, deadline_s, rate_bps))
+        dest = bundle_path(dl, m)  # the root updater computes the same name; it never takes a path from us
+        PROGRESS.__init__("downloading", m.version, m.size, str(dest.with_name(dest.name + ".partial")), "", os.urandom(8).hex())  # type: ignore[misc]
+        self._task = asyncio.create_task(self._run(m, dest, deadline_s, rate_bps))
         self.d.log.warning("update_started", version=m.version, size=m.size, deadline_s=deadline_s)
         return {"result": "downloading", "version": m.version, "of": m.size, "commit_deadline_s": deadline_s}
 
-    async def _run(self, sw: ReleaseSwitch, m: ReleaseManifest, dest: Path, deadline_s: float, rate_bps: float) -> None:
+    async def _run(self, m: ReleaseManifest, dest: Path, deadline_s: float, rate_bps: float) -> None:
         try:
             await asyncio.to_thread(download, m, dest, rate_bps)
-            PROGRESS.phase = "installing"
-            keep = (sw.current(), *([p.previous] if (p := sw.pending()) else []))
-            rel = await asyncio.to_thread(install_release, dest, sw.opt, m.version, m.sha256, keep)
-            dest.unlink(missing_ok=True)  # staged: the tarball is not needed again
-            PROGRESS.phase = "switching"
             if RUNTIME.files is not None and RUNTIME.files.pending() is not None:
                 raise CommandRejected("update_pending", "a config apply started meanwhile")
-            await asyncio.to_thread(sw.switch, rel, m.version, deadline_s, sha256=m.sha256,
-                                    uplink_was_up=self.fleet._uplink_up(), ports_closed_before=self.fleet._ports_closed())
+            req = UpdateRequest(PROGRESS.request_id, m, deadline_s, uplink_was_up=self.fleet._uplink_up(),
+                                ports_closed_before=sorted(self.fleet._ports_closed()))
+            # Written last and atomically: courtyard-gateway-update.path starts the root updater on it.
+            await asyncio.to_thread(write_atomic, dest.parent / REQUEST, msgspec.json.encode(req))
         except (GatewayError, OSError) as exc:
             PROGRESS.phase, PROGRESS.error = "failed", str(exc)[:300]
-            try:
-                sw.record(last_update_version=m.version, last_update_error=PROGRESS.error)
-            except OSError:
-                pass
             self.d.log.error("update_failed", version=m.version, error=PROGRESS.error)
             return
-        PROGRESS.phase = "restarting"
-        self.d.log.warning("update_restarting", version=m.version, release=rel)
-        asyncio.get_running_loop().call_later(RESTART_DELAY_S, RUNTIME.request_restart)
+        PROGRESS.phase = "installing"
+        self.d.log.warning("update_requested", version=m.version, request=PROGRESS.request_id)
+
+
+def release_dir(store_path: str) -> Path:
+    """The daemon's download and request directory, beside the outbox (/var/lib/courtyard-gateway/release)."""
+    return Path(store_path).resolve().parent / "release"
 
 
 def selftest_subset(status: dict[str, Any], cfg: Any, config_path: str) -> list[str]:
@@ -179,13 +184,13 @@ def selftest_subset(status: dict[str, Any], cfg: Any, config_path: str) -> list[
 
 
 def watch_release(config_path: str, socket: str, stopping: threading.Event) -> threading.Thread | None:
-    """In the new release: commit once it is ready and healthy, else switch back and restart at the
-    deadline (the launcher does the same, later, should this code be too broken to)."""
+    """In the new release: report its health to the root updater (health.json) until it resolves the
+    switch; the updater commits or switches back (gateway/fleet/updater.py)."""
     sw = release_root()
     p = sw.pending() if sw is not None else None
     if sw is None or p is None or sw.current() != p.new:
         return None
-    t = threading.Thread(target=_watch, args=(sw, p, config_path, socket, stopping), name="release-commit", daemon=True)
+    t = threading.Thread(target=_watch, args=(sw, p, config_path, socket, stopping), name="release-health", daemon=True)
     t.start()
     return t
 
@@ -193,32 +198,32 @@ def watch_release(config_path: str, socket: str, stopping: threading.Event) -> t
 def _watch(sw: ReleaseSwitch, p: ReleasePending, config_path: str, socket: str, stopping: threading.Event) -> None:
     from gateway.config import load_config
 
-    launched = os.environ.get("CG_RELEASE_WATCHED") == "1"  # the launcher sees READY=1; otherwise status answering is it
     cfg = load_config(config_path)
+    health = release_dir(cfg.store.path) / HEALTH
     why = ["daemon never answered on its control socket"]
+    said: tuple[float, list[str]] | None = None
+    log = logsetup.get(component="fleet")
     while not stopping.is_set():
         cur = sw.pending()
         if cur is None or cur.new != p.new:
-            return  # resolved by the launcher
+            st = sw.state()
+            if st.get("committed_version") == p.version and not st.get("last_update_error"):
+                logsetup.get(component="fleet").info("release_committed", version=p.version, release=p.new)
+            return  # resolved by the root updater (or at a start)
         try:
             reply = call(socket, "status", timeout_s=2.0)
             if reply.ok and isinstance(reply.result, dict):
                 why = unhealthy(reply.result, cur.uplink_was_up, frozenset(cur.ports_closed_before))
                 why += selftest_subset(reply.result, cfg, config_path)
-                if launched and not cur.ready:
-                    why.append("READY=1 not seen by the launcher")
         except DaemonUnavailable as exc:
             why = [f"control socket: {exc}"[:120]]
-        if not why:
-            sw.commit(cur, time.time())
-            log = logsetup.get(component="fleet")  # now: one bound before the daemon configured logging renders as console text
-            log.info("release_committed", version=cur.version, release=cur.new, starts=cur.starts)
-            return
-        if sw.elapsed_s(cur) >= cur.deadline_s:
-            sw.rollback(cur, f"not healthy within {cur.deadline_s:g} s: {'; '.join(why)}"[:400])
-            log = logsetup.get(component="fleet")
-            log.error("release_rolled_back", version=cur.version, reason=sw.last_error, to=cur.previous)
-            RUNTIME.request_restart()
-            return
+        if said != (cur.switched_s, why):  # written on change only: an SD card, every 0.5 s for minutes
+            try:
+                write_atomic(health, msgspec.json.encode({"release": cur.new, "switched_s": cur.switched_s,
+                                                          "healthy": not why, "why": why, "wall_s": time.time()}))
+                said = (cur.switched_s, why)
+                if not why:
+                    log.info("release_healthy", version=cur.version, release=cur.new, starts=cur.starts)
+            except OSError as exc:
+                log.error("release_health_unwritable", error=str(exc)[:200])
         stopping.wait(POLL_S)
-

@@ -21,6 +21,13 @@ def wal_budget_bytes(max_bytes: int) -> int:
     return max(64 * 1024, min(max_bytes // 8, 4 * 1024 * 1024))
 
 
+def checkpoint_due_bytes(max_bytes: int) -> int:
+    """WAL a checkpoint waits for (issue 17): a checkpoint copies every page the WAL holds once, so
+    checkpointing after ~1 MiB instead of every harden_interval_s copies a leaf once after it filled,
+    not once per pass while it fills (docs/store.md "Page size and checkpoints")."""
+    return min(wal_budget_bytes(max_bytes) // 4, 1024 * 1024)
+
+
 def wal_bytes(db_path: str) -> int:
     try:
         return os.path.getsize(db_path + "-wal")

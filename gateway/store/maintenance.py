@@ -52,11 +52,11 @@ class Maintenance:
             self.run(final)
 
     def run(self, final: bool = False) -> None:
-        """TTL, then a checkpoint (the hardening: WAL fsync + copy into the DB), then the ballast."""
+        """TTL, counters, a checkpoint if the WAL outgrew its share (always at close), then the ballast."""
         self._guarded(self.expire)
         if not final:  # at close the outbox persists them itself, with the seqs given back
             self._guarded(self.w.persist_counters)
-        self._guarded(lambda: self.checkpoint(truncate=final))
+        self._guarded(lambda: self.checkpoint(truncate=final, routine=not final))
         self._ballast()
 
     def _guarded(self, fn) -> None:
@@ -85,12 +85,19 @@ class Maintenance:
         return self.w.transaction(body, durable=False)
 
     # ---- hardening ----------------------------------------------------------------------------
-    def checkpoint(self, truncate: bool = False) -> None:
-        """Checkpoint the WAL. TRUNCATE when it outgrew its share of max_bytes (caps are on DB + WAL)."""
+    def checkpoint(self, truncate: bool = False, routine: bool = False) -> None:
+        """Checkpoint the WAL. TRUNCATE when it outgrew its share of max_bytes (caps are on DB + WAL).
+
+        A routine pass (each harden_interval_s) leaves a WAL within its share alone: SQLite's
+        autocheckpoint copies it once it holds caps.checkpoint_due_bytes (opening.connect), so each
+        page is copied into the database about once, not once per pass (issue 17). Committed data is
+        as safe in the WAL (synchronous=FULL) as in the database."""
         w = self.w
         assert w.conn is not None
         if not truncate and caps.wal_bytes(w.path) > caps.wal_budget_bytes(w.cfg.max_bytes):
             truncate = True
+        if routine and not truncate:
+            return
         w.conn.execute(f"PRAGMA wal_checkpoint({'TRUNCATE' if truncate else 'PASSIVE'})")
 
     # ---- ballast --------------------------------------------------------------------------------

@@ -13,10 +13,18 @@ from typing import Any
 
 from gateway.errors import StoreError
 from gateway.model import RecordClass
-from gateway.store.caps import wal_budget_bytes
+from gateway.store.caps import checkpoint_due_bytes, wal_budget_bytes
 from gateway.store.migrate import migrate
 
-PAGE_SIZE = 4096  # SD cards program 4 kB pages or more; smaller DB pages only add WAL frame headers
+# Issue 17 (docs/store.md "Page size and checkpoints"): a commit writes every page it touches whole, as a
+# WAL frame of page + 24 B. At 4,096 B each frame straddles two 4 KiB filesystem blocks and a group commit
+# of 20 readings rewrote ~3.5 blocks; at 512 B the same commit touches ~1.8 (measured, /proc/PID/io).
+PAGE_SIZE = 512
+# An existing database of another page size is rebuilt at open (VACUUM) only while this small: the
+# rebuild rewrites the whole file once and needs as much free space again, which a card holding a big
+# backlog may not have; a larger file keeps its page size until it has drained.
+CONVERT_MAX_BYTES = 16 * 1024 * 1024
+WAL_FRAME_HEADER = 24
 MAX_CONSUMERS = 62  # bits of `pending`, a signed 64-bit INTEGER
 
 
@@ -24,17 +32,22 @@ def connect(path: str, max_bytes: int) -> sqlite3.Connection:
     """The writer's read-write connection: WAL, bounded WAL file, autocommit mode (we own BEGIN/COMMIT)."""
     try:
         conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
-        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # effective only when the file is created
+        convert_page_size(conn)
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot open outbox {path}: {exc}") from exc
     if mode != "wal":
         conn.close()
         raise StoreError(f"outbox {path}: journal_mode is {mode!r}, WAL is required")
+    # Debian's SQLite is built with SECURE_DELETE: every deleted row is zeroed and every freed page written
+    # out again, so draining a backlog rewrote each page it had written (issue 17). FAST zeroes deleted
+    # bytes only in pages a commit writes anyway; freed pages are no longer written.
+    conn.execute("PRAGMA secure_delete=FAST")
     wal_budget = wal_budget_bytes(max_bytes)
     # The WAL file is truncated to this after each checkpoint (reliability §0.11: caps cover DB + WAL).
     conn.execute(f"PRAGMA journal_size_limit={wal_budget}")
-    conn.execute(f"PRAGMA wal_autocheckpoint={max(16, wal_budget // PAGE_SIZE // 2)}")
+    # The only routine checkpoint: SQLite's own, after the commit that takes the WAL past this many frames.
+    conn.execute(f"PRAGMA wal_autocheckpoint={max(16, checkpoint_due_bytes(max_bytes) // (PAGE_SIZE + WAL_FRAME_HEADER))}")
     try:
         migrate(conn)
     except sqlite3.Error as exc:
@@ -44,6 +57,29 @@ def connect(path: str, max_bytes: int) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def convert_page_size(conn: sqlite3.Connection) -> bool:
+    """Rebuild a small database written with another page size (an older gateway's 4,096) at PAGE_SIZE.
+
+    The page size of a WAL database cannot change, so this leaves WAL for a rollback journal, VACUUMs
+    (atomic: a crash leaves the old file whole) and the caller enters WAL again. Any failure (another
+    process has the file open, read-only card, no room for the copy) leaves the file as it was: the
+    store works at any page size, only writing more per commit. True when the file was rebuilt."""
+    pages = int(conn.execute("PRAGMA page_count").fetchone()[0])  # reads the header of an existing file
+    size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    if pages == 0:  # a new file: the size takes effect when its first page is written
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
+        return False
+    if size == PAGE_SIZE or pages * size > CONVERT_MAX_BYTES:
+        return False
+    try:
+        conn.execute("PRAGMA journal_mode=DELETE")
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
+        conn.execute("VACUUM")
+    except sqlite3.Error:
+        return False
+    return int(conn.execute("PRAGMA page_size").fetchone()[0]) == PAGE_SIZE
 
 
 def meta_get(conn: sqlite3.Connection, key: str, default: Any = None) -> Any:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gateway
-from gateway.errors import ConfigError, GatewayError, UplinkError
+from gateway.errors import CommandRejected, ConfigError, GatewayError, UplinkError
 from gateway.model import RecordClass
 from gateway.uplink import faults
 from gateway.uplink.commands import NonceCache, Verifier
@@ -69,6 +69,7 @@ class Uplink:
         verifier = Verifier(identity.gateway_id, dict(credentials.command_keys), cfg.command_window_s, clock)
         self.dispatcher = Dispatcher(verifier, NonceCache(outbox, cfg.command_window_s), handlers or {}, relay_handler,
                                      self._status_provider, clock, self.log)
+        self.dispatcher.handlers.setdefault("table", self._table_command)
         self.own = OwnMessages(self.env, clock, lambda: self._session)
         self.inbox = CommandInbox(self.dispatcher, self.own.reply, cfg.command_queue_max, clock, self.log)
         self.backoff = Backoff(cfg.reconnect_base_s, cfg.reconnect_cap_s)
@@ -352,6 +353,14 @@ class Uplink:
         while True:
             await asyncio.sleep(self.cfg.status_interval_s)
             self._publish_status(online=True)
+
+    async def _table_command(self, args: dict[str, Any]) -> dict[str, Any]:
+        """`table` {"h"}: a recent v2 stream table by hash ("" = current), for a platform that missed it."""
+        h = args.get("h", "")
+        doc = self.drainer.batcher.table_doc(h) if isinstance(h, str) else None
+        if doc is None:
+            raise CommandRejected("unknown_table", f"no recent telemetry table {str(h)[:20]!r}")
+        return doc
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         if topic in (self.env.topics.cmd, self.env.topics.relay):

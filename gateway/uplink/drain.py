@@ -19,7 +19,8 @@ import msgspec
 from gateway.errors import StoreError, UplinkError
 from gateway.model import RecordClass
 from gateway.uplink.reconnect import Backoff
-from gateway.uplink.wire import Envelope, Message, TelemetryBatcher
+from gateway.uplink.compact import CompactBatcher
+from gateway.uplink.wire import Batcher, Envelope, Message, TelemetryBatcher
 
 CONSUMER = "mqtt"
 IDLE_WAIT_S = 1.0  # re-check the outbox at least this often even without a commit notification
@@ -70,6 +71,8 @@ class Counters(msgspec.Struct):
     puback_failures: int = 0
     ack_store_errors: int = 0
     puback_timeouts: int = 0
+    tables_published: int = 0
+    tables_refused: int = 0  # PUBACK >= 0x80 on cg/v1/<gw>/table: the broker ACL predates telemetry v2
 
 
 class Drainer:
@@ -80,7 +83,8 @@ class Drainer:
         self.outbox = outbox
         self.clock = clock
         self.log = log
-        self.batcher = TelemetryBatcher(envelope, cfg.batch_max_readings, cfg.batch_max_bytes)
+        version = getattr(cfg, "telemetry_version", 2)
+        self.batcher: Batcher = (CompactBatcher if version == 2 else TelemetryBatcher)(envelope, cfg.batch_max_readings, cfg.batch_max_bytes)
         self.env = envelope
         # Capacity: one batch, but no more than 0.1 s of the rate (a slow link gets small batches, not bursts).
         self.bucket = TokenBucket(cfg.drain_readings_per_s, min(cfg.batch_max_readings, max(1.0, cfg.drain_readings_per_s / 10)), clock)
@@ -88,6 +92,7 @@ class Drainer:
         self.inflight: dict[int, Message] = {}  # mid -> message (its seqs)
         self.sent_mono: dict[int, float] = {}  # mid -> when it was handed to paho
         self.acking: set[int] = set()  # seqs PUBACKed, outbox.ack not yet committed: never re-fetch them
+        self.table_mids: set[int] = set()  # v2 stream table PUBLISHes awaiting their PUBACK
         self.wake = asyncio.Event()  # new records committed, window opened, or pause over
         self.urgent = False  # an alarm/event/status record committed since the last fetch
         self.fault = ""  # "" or e.g. "puback_135"
@@ -111,6 +116,9 @@ class Drainer:
         msg = self.inflight.pop(mid, None)
         self.sent_mono.pop(mid, None)
         self.wake.set()
+        if mid in self.table_mids:
+            self._table_acked(mid, rc)
+            return
         if msg is None:
             return  # a status or reply message: nothing to ack in the outbox
         if rc >= 0x80:
@@ -128,6 +136,15 @@ class Drainer:
             self.refused.reset()
             if self.on_recovered:
                 self.on_recovered()
+
+    def _table_acked(self, mid: int, rc: int) -> None:
+        self.table_mids.discard(mid)
+        if rc >= 0x80:
+            # Not a delivery failure of records (each session's first batch carries its table inline), but a
+            # consumer that joins late now needs the `table` command: say so once (docs/uplink.md, ACL).
+            level = self.log.warning if not self.counters.tables_refused else self.log.debug
+            self.counters.tables_refused += 1
+            level("uplink_table_refused", rc=rc, hint="the broker ACL must let the gateway write cg/v1/<id>/table")
 
     def _refused(self, msg: Message, rc: int) -> None:
         # MQTT v5 PUBACK >= 0x80 (e.g. 135 Not authorized by a broker ACL): not delivered. The rows stay;
@@ -159,6 +176,7 @@ class Drainer:
         """Forget in-flight mids (a new session re-fetches those rows from the outbox)."""
         self.inflight.clear()
         self.sent_mono.clear()
+        self.table_mids.clear()
 
     def stalled(self) -> bool:
         """True when the oldest un-PUBACKed message is older than PUBACK_TIMEOUT_S."""
@@ -174,6 +192,7 @@ class Drainer:
     async def run(self, session: Any) -> None:
         """Publish until the session closes or stalls (returns), or the task is cancelled."""
         self.bucket.reset()
+        self.batcher.session_start()
         while session.connected:
             if self.stalled():
                 self.counters.puback_timeouts += 1
@@ -203,6 +222,9 @@ class Drainer:
                 continue  # re-fetch: the batch filled up, or an alarm arrived meanwhile
             msg = self.batcher.take([self._rebased(r) for r in records[:want]])  # never more than the bucket allows
             self.bucket.spend(len(msg.seqs))
+            table = self.batcher.pop_table()
+            if table is not None:  # v2: retained before the first batch of this session that uses it
+                self._send_table(session, table)
             self._send(session, msg)
 
     async def _linger(self, records: list[Any]) -> bool:
@@ -229,10 +251,9 @@ class Drainer:
         return max(0.0, self.paused_until - self.clock.monotonic())
 
     async def _sleep(self, timeout_s: float) -> None:
-        # asyncio.timeout, not wait_for: on 3.11 wait_for returns the inner result when a cancel lands just
-        # as the wake fires (gh-86296, frequent here: every PUBACK wakes us), and the cancelled drain went on
-        # publishing while the uplink's stop waited for it (the drain-rate test hung 10 s in 3 runs of 4).
         self.wake.clear()
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that lands as the
+        # event is set (gh-86296), and the drain then outlives its session's stop (seen in the drain-rate test).
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 await self.wake.wait()
@@ -254,6 +275,17 @@ class Drainer:
         self.sent_mono[mid] = self.clock.monotonic()
         self.counters.messages_published += 1
         self.counters.records_published += len(msg.seqs)
+        self.counters.bytes_published += len(msg.payload)
+
+    def _send_table(self, session: Any, msg: Message) -> None:
+        # Not an outbox record: its PUBACK finds no inflight entry and is ignored. If it is lost, the batch
+        # still carries the table inline (docs/uplink.md "Telemetry batch v2").
+        try:
+            self.table_mids.add(session.publish(msg.topic, msg.payload, retain=True))
+        except UplinkError as exc:
+            self.log.debug("uplink_publish_skipped", reason=str(exc))
+            return
+        self.counters.tables_published += 1
         self.counters.bytes_published += len(msg.payload)
 
     def _rebased(self, rec: Any) -> Any:

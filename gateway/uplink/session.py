@@ -85,6 +85,11 @@ class Session:
         self.session_present = False
         self._connack: asyncio.Future[int] = self._loop.create_future()
         self.server_reference = ""  # MQTT v5 §3.2.2.3.16 / §3.14.2.2.5, from a CONNACK or DISCONNECT
+        # Topic aliases (MQTT v5 §3.3.2.3.4): after the first PUBLISH on a topic, later ones send a 2-byte
+        # alias instead of the ~27-byte topic (issue 17: bytes on the wire). Per connection, so per Session;
+        # only as many as the broker's CONNACK Topic Alias Maximum allows (mosquitto max_topic_alias, default 10).
+        self.topic_alias_max = 0
+        self._aliases: dict[str, int] = {}
         self.closed: asyncio.Future[int] = self._loop.create_future()  # result: disconnect reason code
         self._misc_task: asyncio.Task[None] | None = None
         self._fds: set[int] = set()
@@ -141,6 +146,7 @@ class Session:
     # ---- paho callbacks (loop thread) ----------------------------------------------------------
     def _on_connect(self, _c: Any, _u: Any, flags: Any, rc: Any, props: Any) -> None:
         self.server_reference = str(getattr(props, "ServerReference", "") or "")
+        self.topic_alias_max = int(getattr(props, "TopicAliasMaximum", 0) or 0)
         if not self._connack.done():
             self._connack.set_result(rc.value)
         if not rc.is_failure:
@@ -197,7 +203,16 @@ class Session:
         """QoS 1 PUBLISH; returns the mid. Only while connected: paho never queues for us offline."""
         if not self.connected:
             raise UplinkError("not connected")
-        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        alias = self._aliases.get(topic)
+        props = None
+        if alias is not None or len(self._aliases) < self.topic_alias_max:
+            props = Properties(PacketTypes.PUBLISH)
+            if alias is None:  # first use: topic and the alias it binds
+                alias = self._aliases[topic] = len(self._aliases) + 1
+            else:
+                topic = ""  # the broker maps the alias back to the topic
+            props.TopicAlias = alias
+        info = self.client.publish(topic, payload, qos=1, retain=retain, properties=props)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise UplinkError("publish refused by the client", int(info.rc))
         return info.mid

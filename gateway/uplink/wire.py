@@ -7,7 +7,7 @@ deterministic: the same outbox record always yields the same bytes (duplicates a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -33,6 +33,7 @@ class Topics:
         self.event = f"{base}/event"
         self.telemetry = f"{base}/telemetry"
         self.status = f"{base}/status"
+        self.table = f"{base}/table"  # retained stream tables of telemetry batch v2 (gateway/uplink/compact.py)
         self.reply = f"{base}/reply"
         self.cmd = f"{base}/cmd"  # down
         self.relay = f"{base}/relay"  # down: NB-IoT reports relayed by the platform
@@ -92,6 +93,15 @@ class Envelope:
         return Message(self.topics.reply, _ENC.encode(doc))
 
 
+class Batcher(Protocol):
+    """Telemetry batch v1 (TelemetryBatcher) or v2 (compact.CompactBatcher), by uplink.telemetry_version."""
+
+    def take(self, records: Sequence[Any]) -> Message: ...
+    def pop_table(self) -> Message | None: ...
+    def session_start(self) -> None: ...
+    def table_doc(self, h: str = "") -> dict[str, Any] | None: ...
+
+
 class TelemetryBatcher:
     """Packs consecutive telemetry records into compact batches (docs/uplink.md "Telemetry batch").
 
@@ -106,6 +116,15 @@ class TelemetryBatcher:
         self.env = envelope
         self.max_readings = max_readings
         self.max_bytes = max_bytes
+
+    def session_start(self) -> None:
+        """v1 batches are self-contained: nothing to re-announce (CompactBatcher's twin hooks)."""
+
+    def pop_table(self) -> Message | None:
+        return None
+
+    def table_doc(self, h: str = "") -> dict[str, Any] | None:
+        return None
 
     def take(self, records: Sequence[Any]) -> Message:
         """Build one batch from the head of `records` (telemetry, FIFO). Always takes at least one."""

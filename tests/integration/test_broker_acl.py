@@ -226,7 +226,7 @@ def test_emqx_rules_state_the_same_rights_as_the_mosquitto_acl():
     emqx = (BROKER_DIR / "emqx-acl.conf").read_text()
     writes = set(re.findall(r"^pattern write cg/v1/%u/(\w+)$", acl, re.M))
     reads = set(re.findall(r"^pattern read cg/v1/%u/(\w+)$", acl, re.M))
-    assert writes == {"alarm", "event", "telemetry", "status", "reply"} and reads == {"cmd", "relay"}
+    assert writes == {"alarm", "event", "telemetry", "status", "reply", "table"} and reads == {"cmd", "relay"}
     gw_pub = re.search(r"\{allow, all, publish, \[(.*?)\]\}\.", emqx, re.S).group(1)
     gw_sub = re.search(r"\{allow, all, subscribe, \[(.*?)\]\}\.", emqx, re.S).group(1)
     assert set(re.findall(r"cg/v1/\$\{username\}/(\w+)", gw_pub)) == writes

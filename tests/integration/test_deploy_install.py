@@ -183,13 +183,18 @@ def test_install_builds_a_venv_per_release_and_points_the_unit_path_at_it(staged
     gateway = opt / "venv/bin/gateway"
     assert os.access(gateway, os.X_OK)
     assert os.readlink(root / "usr/local/bin/gateway") == "/opt/courtyard-gateway/venv/bin/gateway"
-    # The unit runs the release launcher (outside the venvs), which execs venv/bin/gateway.
-    assert "ExecStart=/opt/courtyard-gateway/launch run --config" in (REPO / "systemd/courtyard-gateway.service").read_text()
+    # The unit's ExecStartPre=+ runs the release resolver (outside the venvs), as root.
     assert mode(opt / "launch") == 0o755 and (opt / "launch").read_bytes() == (REPO / "gateway/fleet/launch.py").read_bytes()
-    # Remote updates: the service may add venvs and switch its own link, not touch root's files.
+    # The code is root's: the service can neither add venvs nor switch the link (the root updater does).
+    assert (mode(opt), opt.stat().st_uid, opt.stat().st_gid) == (0o755, 0, 0)
+    assert (opt / "venv").lstat().st_uid == 0  # a link's own mode is always 0777
+    assert all(p.stat().st_uid == 0 and not p.stat().st_mode & 0o022 for p in (opt, opt / "venvs", opt / link, opt / link / "bin"))
     uid, gid = user_ids(root)
-    assert mode(opt) == 0o1775 and (opt.stat().st_uid, opt.stat().st_gid) == (0, gid)
-    assert (opt / "venvs").stat().st_uid == uid and (opt / "venv").lstat().st_uid == uid
+    rel_dir = root / "var/lib/courtyard-gateway/release"  # the daemon's downloads and requests
+    assert (mode(rel_dir), rel_dir.stat().st_uid, rel_dir.stat().st_gid) == (0o750, uid, gid)
+    for unit in ("courtyard-gateway-update.service", "courtyard-gateway-update.path"):
+        assert (root / "etc/systemd/system" / unit).read_bytes() == (REPO / "systemd" / unit).read_bytes()
+    assert (root / "etc/systemd/system/multi-user.target.wants/courtyard-gateway-update.path").is_symlink()
     assert (root / "etc/courtyard-gateway/release.pub").read_text() == "11" * 32 + "\n"
     assert (opt / "release").read_text().startswith("version=0.1.0\n")
     # The installed code is the release's: the venv imports gateway from its own site-packages.
@@ -223,12 +228,23 @@ def test_upgrade_switches_venv_keeps_previous_and_the_admins_files_and_never_tou
     rules.write_text(rules.read_text() + 'SUBSYSTEMS=="usb", ATTRS{serial}=="SITE1", SYMLINK+="courtyard-rs485"\n')
     edited = rules.read_bytes()
 
+    # An install from before the root updater: $OPT sticky and group-writable, venvs and link the service's.
+    uid, gid = user_ids(root)
+    opt = root / "opt/courtyard-gateway"
+    os.chown(opt, 0, gid)
+    opt.chmod(0o1775)
+    for p in (opt / "venvs", opt / old_link, opt / old_link / "bin/gateway"):
+        os.chown(p, uid, gid)
+    os.chown(opt / "venv", uid, gid, follow_symlinks=False)
+
     newer = make_release(tmp_path / "rel", version="0.1.1", patch="\n# 0.1.1\n")
     top = tmp_path / "rel/courtyard-gateway-0.1.1"
     (top / "config/profiles/pump_station.toml").write_text((top / "config/profiles/pump_station.toml").read_text() + "\n# new\n")
     with tarfile.open(newer, "w:gz") as tar:
         tar.add(top, arcname=top.name)
     r = install(root, newer)
+    assert (mode(opt), opt.stat().st_uid, opt.stat().st_gid) == (0o755, 0, 0) and "took /opt/courtyard-gateway back" in r.stdout
+    assert not [p for p in opt.rglob("*") if p.lstat().st_uid != 0 or (p.lstat().st_mode & 0o022 and not p.is_symlink())]
     new_link = os.readlink(root / "opt/courtyard-gateway/venv")
     assert new_link.startswith("venvs/0.1.1-") and new_link != old_link
     assert (root / "opt/courtyard-gateway" / old_link / ".complete").exists(), "previous release kept for rollback"

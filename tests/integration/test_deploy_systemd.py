@@ -14,9 +14,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 HOST_UNITS = Path("/usr/lib/systemd/system")
-UNITS = {
-    "courtyard-gateway.service": "/opt/courtyard-gateway/launch",
-    "courtyard-gateway-firstboot.service": "/opt/courtyard-gateway/scripts/firstboot.sh",
+UNITS = {  # unit -> the executables its Exec*= lines name
+    "courtyard-gateway.service": ("/opt/courtyard-gateway/launch", "/opt/courtyard-gateway/venv/bin/gateway"),
+    "courtyard-gateway-firstboot.service": ("/opt/courtyard-gateway/scripts/firstboot.sh",),
+    "courtyard-gateway-update.service": ("/opt/courtyard-gateway/venv/bin/python",),
+    "courtyard-gateway-update.path": (),
 }
 
 
@@ -35,9 +37,9 @@ def stage(root: Path, with_exec: bool = True) -> Path:
             shutil.copy(unit, lib / unit.name)
     etc = root / "etc/systemd/system"
     etc.mkdir(parents=True)
-    for name, exec_path in UNITS.items():
+    for name, exec_paths in UNITS.items():
         shutil.copy(REPO / "systemd" / name, etc / name)
-        if with_exec:
+        for exec_path in exec_paths if with_exec else ():
             stub = root / exec_path.lstrip("/")
             stub.parent.mkdir(parents=True, exist_ok=True)
             stub.write_text("#!/bin/sh\nexit 0\n")
@@ -63,13 +65,17 @@ def test_daemon_unit_exposure_is_at_most_2_5(tmp_path):
     assert float(m.group(1)) <= 2.5, r.stdout
 
 
-def test_daemon_unit_has_watchdog_restart_forever_and_serial_access_without_private_users():
-    text = (REPO / "systemd/courtyard-gateway.service").read_text()
-    settings = {}
-    for line in text.splitlines():
+def settings_of(unit: str) -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in (REPO / "systemd" / unit).read_text().splitlines():
         if "=" in line and not line.startswith("#"):
             k, v = line.split("=", 1)
             settings.setdefault(k, []).append(v)
+    return settings
+
+
+def test_daemon_unit_has_watchdog_restart_forever_and_serial_access_without_private_users():
+    settings = settings_of("courtyard-gateway.service")
     assert settings["Type"] == ["notify"] and settings["WatchdogSec"] == ["30s"]
     assert settings["Restart"] == ["always"] and settings["StartLimitIntervalSec"] == ["0"]
     assert settings["SupplementaryGroups"] == ["dialout"]
@@ -77,3 +83,24 @@ def test_daemon_unit_has_watchdog_restart_forever_and_serial_access_without_priv
     assert "PrivateUsers" not in settings and "DynamicUser" not in settings
     assert {"char-ttyUSB rw", "char-ttyACM rw"} <= set(settings["DeviceAllow"]) and settings["DevicePolicy"] == ["closed"]
     assert settings["CapabilityBoundingSet"] == [""]
+
+
+def test_the_daemon_cannot_write_the_code_it_runs_and_root_decides_updates():
+    """docs/fleet.md "Trust boundaries": /opt/courtyard-gateway is read-only to the daemon
+    (ProtectSystem=strict, no ReadWritePaths= naming it); the pending-release decisions at start run
+    with full privileges (ExecStartPre=+); the root updater is started by the request file and runs
+    the committed release's code, re-verifying with root's release key."""
+    daemon = settings_of("courtyard-gateway.service")
+    assert daemon["ProtectSystem"] == ["strict"] and daemon["User"] == ["courtyard"]
+    assert not any("/opt" in path for paths in daemon.get("ReadWritePaths", []) for path in paths.split())
+    assert daemon["ExecStartPre"] == ["+/opt/courtyard-gateway/launch resolve"]
+    assert daemon["ExecStart"] == ["/opt/courtyard-gateway/venv/bin/gateway run --config /etc/courtyard-gateway/gateway.toml"]
+    assert daemon["NotifyAccess"] == ["main"]
+    path = settings_of("courtyard-gateway-update.path")
+    assert path["PathChanged"] == ["/var/lib/courtyard-gateway/release/request.json"]
+    assert path["Unit"] == ["courtyard-gateway-update.service"]
+    root = settings_of("courtyard-gateway-update.service")
+    assert "User" not in root and root["Type"] == ["oneshot"]
+    (exec_start,) = root["ExecStart"]
+    assert exec_start.startswith("/opt/courtyard-gateway/venv/bin/python -m gateway.fleet.updater ")
+    assert "--release-pub /etc/courtyard-gateway/release.pub" in exec_start

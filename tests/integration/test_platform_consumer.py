@@ -79,3 +79,46 @@ def test_two_shared_consumers_see_every_seq_exactly_once_and_commands_get_matche
     assert snap["gateways"][GW]["online"] is True and snap["online"] == 1
     view = json.loads(watch.stdout.splitlines()[-1])
     assert watch.returncode == 0 and view["gateways"][GW]["online"] is True  # the retained status reaches a new watcher
+
+
+@pytest.mark.slow
+def test_a_late_consumer_without_the_retained_table_asks_for_it_and_loses_nothing(broker, tmp_path):
+    """Telemetry batch v2 (issue 17): the retained table cleared (a broker that lost it), a consumer joining
+    after the session's first batch parks the batches it cannot expand, asks with the signed `table`
+    command, and expands them from the gateway's reply."""
+    early, late = Seen(), Seen()
+    first = PlatformConsumer(broker.url, client_id="early", on_record=early)
+    first.start()
+
+    async def main():
+        clock = Clock("assume_synced")
+        outbox = await open_outbox(tmp_path, clock)
+        up = make_uplink(broker.url, outbox, clock, Credentials(command_keys={KEY_ID: KEY}), batch_linger_ms=20)
+        task = asyncio.create_task(up.run())
+        try:
+            await async_wait_for(lambda: up.state == "connected", what="connected")
+            for i in range(40):
+                outbox.put_reading(reading(clock, f"hydrant-{i % 4}", i))
+            await async_wait_for(lambda: len(early.keys) >= 40, timeout_s=20, what="first readings (table inline)")
+            first.c.publish(f"cg/v1/{GW}/table", b"", qos=1, retain=True).wait_for_publish(5)  # the broker forgets the table
+            c = PlatformConsumer(broker.url, client_id="late", on_record=late, table_key=(KEY_ID, KEY), session_expiry_s=0)
+            await asyncio.to_thread(c.start)
+            try:
+                for i in range(40, 80):
+                    outbox.put_reading(reading(clock, f"hydrant-{i % 4}", i))
+                await async_wait_for(lambda: len(late.keys) >= 40, timeout_s=20, what="late consumer expands every batch")
+                return c.snapshot(), up.health()
+            finally:
+                c.stop()
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await outbox.close()
+
+    try:
+        snap, health = asyncio.run(main())
+    finally:
+        first.stop()
+    assert sorted(k[2] for k in late.keys) == sorted(k[2] for k in early.keys)[40:80]  # every later reading, once
+    assert snap["parked"] == 0 and snap["undecodable"] == 0
+    assert health["commands"]["accepted"] >= 1 and health["tables_published"] >= 1

@@ -261,3 +261,30 @@ def test_restart_resends_unacknowledged_records_with_the_same_seq_and_bytes(brok
     platform.close()
     assert len(alarms) == 2 and alarms[0] == alarms[1]  # a keyed duplicate: identical bytes
     assert [(c, s) for c, s in platform.seqs()] == [("alarm", seq), ("alarm", seq)]
+
+
+def test_topic_aliases_replace_the_topic_after_the_first_publish_and_subscribers_see_full_topics(broker, tmp_path):
+    """Issue 17: MQTT v5 topic aliases within the broker's Topic Alias Maximum (mosquitto: 10)."""
+    from gateway.uplink.session import Session
+
+    platform = Platform(broker.port)
+    acked: list[int] = []
+
+    async def main():
+        s = Session("gw-alias", 30, 0, 20, lambda mid, rc: acked.append(rc), lambda t, p: None)
+        await s.connect("127.0.0.1", broker.port, 10)
+        try:
+            for i in range(3):
+                s.publish(f"cg/v1/{GW}/telemetry", b'{"n":%d}' % i)
+            s.publish(f"cg/v1/{GW}/event", b'{"n":9}')
+            await async_wait_for(lambda: len(acked) == 4, what="four PUBACKs")
+            return s.topic_alias_max, dict(s._aliases)
+        finally:
+            await s.disconnect()
+
+    alias_max, aliases = asyncio.run(main())
+    wait_for(lambda: len(platform.snapshot()) >= 4, what="four messages at the platform")
+    got = [(t, p) for t, p, _r in platform.snapshot()]
+    platform.close()
+    assert alias_max == 10 and aliases == {f"cg/v1/{GW}/telemetry": 1, f"cg/v1/{GW}/event": 2} and acked == [0, 0, 0, 0]
+    assert got == [(f"cg/v1/{GW}/telemetry", b'{"n":%d}' % i) for i in range(3)] + [(f"cg/v1/{GW}/event", b'{"n":9}')]

@@ -17,6 +17,7 @@ from gateway.config.schema import Uplink as UplinkCfg
 from gateway.model import Reading, RecordClass
 from gateway.platform.consumer import PlatformConsumer
 from gateway.platform.decode import records_of
+from gateway.platform.tables import TableCache
 from gateway.uplink.client import Uplink
 from tests.support.wait import wait_for
 
@@ -52,9 +53,13 @@ class Platform:
     def seqs(self) -> list[tuple[str, int]]:
         """(class, seq) of every delivered record, in arrival order (telemetry batches expanded, duplicates kept)."""
         out: list[tuple[str, int]] = []
+        tables = TableCache()  # telemetry v2: tables from cg/v1/<gw>/table and from batches' inline `tab`
         for topic, payload, _r in self.snapshot():
             leaf = topic.rsplit("/", 1)[1]
-            out += [(rec["cls"], rec["seq"]) for rec in records_of(leaf, json.loads(payload))]
+            doc = json.loads(payload)
+            if leaf == "table":
+                tables.learn(doc["gateway_id"], doc, doc["h"])
+            out += [(rec["cls"], rec["seq"]) for rec in records_of(leaf, doc, tables)]
         return out
 
     def publish(self, topic: str, payload: bytes) -> None:

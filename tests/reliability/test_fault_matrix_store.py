@@ -41,11 +41,11 @@ async def platform_has_no_hole(rig: Rig, alarms: int = 1) -> None:
 
 
 def fill(path: Path) -> None:
-    with open(path, "wb") as f:
+    # Unbuffered: a buffered file kept the bytes the full disk refused and raised ENOSPC again at close.
+    with open(path, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError:
             pass
 

@@ -1,8 +1,12 @@
-"""Software update end to end (issue 20): the simulated courtyard's daemon runs from an install.sh-style
-release root through the launcher (gateway/fleet/launch.py), as systemd runs it; scripts/release.sh
-builds and signs a bundle served by a loopback HTTP server; `gateway fleet update`'s wave code sends it
-over mosquitto. A wrong signature and a tampered bundle change nothing; the good release is downloaded,
-staged with pip --no-index, switched to, restarted, and commits itself once ready and healthy.
+"""Software update end to end (issue 20), privilege-separated as on a gateway: the simulated courtyard's
+daemon runs from an install.sh-style release root with that root mounted read-only in its own mount
+namespace (the unit's ProtectSystem=strict without ReadWritePaths= for it: it cannot write /opt), after
+`launch resolve` (ExecStartPre=+); the root updater (gateway/fleet/updater.py) runs in this test
+process whenever the daemon's request file appears, as courtyard-gateway-update.path starts it.
+scripts/release.sh builds and signs a bundle served by a loopback HTTP server; `gateway fleet update`'s
+wave code sends it over mosquitto. A wrong signature and a tampered bundle change nothing; the good
+release is downloaded by the daemon, re-verified, staged with pip --no-index, switched to and the
+daemon restarted by the root side, which commits once the new release reports ready and healthy.
 
 The old release is a venv without pip whose .pth names this checkout; dependencies come from the test
 venv through PYTHONPATH and pip runs with PIP_NO_DEPS=1 (the test bundle ships our wheel only, built
@@ -18,6 +22,7 @@ import sys
 import sysconfig
 import threading
 import time
+import tomllib
 from collections.abc import AsyncIterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -26,7 +31,8 @@ from typing import Any
 
 import pytest
 
-from gateway.fleet import launch
+from gateway.control.client import DaemonUnavailable, call
+from gateway.fleet import launch, updater
 from gateway.fleet.launch import ReleaseSwitch
 from tests.reliability.fleet_rig import GW, FleetRig
 
@@ -47,8 +53,17 @@ def old_release(opt: Path) -> None:
     os.symlink("venvs/0.1.0-old", opt / "venv")
 
 
+def read_only(opt: Path) -> list[str]:
+    """A command prefix: a private mount namespace where `opt` is read-only (what ProtectSystem=strict
+    does for the unit); the root side, outside it, still writes."""
+    user = ["-r"] if os.geteuid() != 0 else []  # without root: a user namespace allows the mounts
+    return ["unshare", *user, "-m", "--propagation", "private", "sh", "-c",
+            'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" && exec "$@"', str(opt)]
+
+
 class UpdateRig(FleetRig):
-    """The fleet rig, its daemon started by the launcher from tmp/opt (systemd's ExecStart)."""
+    """The fleet rig, its daemon started as the unit starts it (resolve, then venv/bin/gateway) and the
+    root updater run when the daemon asks (courtyard-gateway-update.path)."""
 
     def __init__(self, tmp_path: Path, broker: Any) -> None:
         super().__init__(tmp_path, broker)
@@ -57,16 +72,64 @@ class UpdateRig(FleetRig):
         old_release(self.opt)
         subprocess.run(["bash", str(ROOT / "scripts/release.sh"), "keygen", str(self.keys)], check=True, timeout=60,
                        capture_output=True, env={**os.environ, "PY": sys.executable})
+        self.outcomes: list[str] = []
+        self.at: dict[str, float] = {}  # wall-clock instants of the root side's steps
+        self._path_unit: asyncio.Task[None] | None = None
+
+    @property
+    def request(self) -> Path:
+        store = tomllib.loads(self.config.read_text())["store"]["path"]
+        return Path(store).resolve().parent / "release/request.json"
 
     def spawn(self, nofile: int | None = None, refused: bool = False) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "PYTHONPATH": sysconfig.get_paths()["purelib"], "PIP_NO_DEPS": "1"}
+        pre = subprocess.run([sys.executable, launch.__file__, "--opt", str(self.opt), "resolve"], capture_output=True, timeout=30)
+        assert pre.returncode == 0, pre.stderr
+        env = {**os.environ, "PYTHONPATH": sysconfig.get_paths()["purelib"], "CG_RELEASE_PUB": str(self.keys / "release.pub")}
         env.pop("NOTIFY_SOCKET", None)
         log = self.log.open("ab")
-        proc = subprocess.Popen([sys.executable, launch.__file__, "--opt", str(self.opt), "--release-pub", str(self.keys / "release.pub"),
-                                 "run", "--config", str(self.config)], cwd=self.tmp, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen([*read_only(self.opt), str(self.opt / "venv/bin/gateway"), "run", "--config", str(self.config)],
+                                cwd=self.tmp, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         (self.refused if refused else self.daemons).append(proc)
         return proc
+
+    async def start_all(self) -> None:
+        await super().start_all()
+        self._path_unit = asyncio.create_task(self._watch_request())
+
+    async def _watch_request(self) -> None:
+        """courtyard-gateway-update.path: the root updater once per request (bounded by the test's timeout)."""
+        hooks = updater.Hooks(self._restart_unit, self._unit_active)
+        while True:
+            if self.request.exists():
+                self.at["request_seen"] = time.time()
+                self.outcomes.append(await asyncio.to_thread(
+                    updater.handle, self.request, ReleaseSwitch(self.opt), self.keys / "release.pub", hooks, 0.2))
+                self.at["resolved"] = time.time()
+            await asyncio.sleep(0.05)
+
+    def _restart_unit(self) -> None:
+        """systemctl restart courtyard-gateway (from the root updater's thread)."""
+        self.at["restart"] = time.time()
+        proc = self.daemons[-1]
+        proc.terminate()
+        proc.wait(30)
+        self.daemons.remove(proc)
+        self.restarted.append(proc)
+        self.spawn()
+
+    def _unit_active(self) -> bool:
+        """systemctl is-active: the daemon's main process runs and answers (READY=1 sent)."""
+        try:
+            return self.daemons[-1].poll() is None and call(self.socket, "status", timeout_s=2).ok
+        except (DaemonUnavailable, IndexError):
+            return False
+
+    async def stop(self) -> list[int]:
+        if self._path_unit is not None:
+            self._path_unit.cancel()
+            await asyncio.gather(self._path_unit, return_exceptions=True)
+        return await super().stop()
 
 
 class Served:
@@ -92,7 +155,8 @@ class Served:
 
 
 @pytest.fixture
-async def urig(tmp_path: Path, broker: Any) -> AsyncIterator[UpdateRig]:
+async def urig(tmp_path: Path, broker: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[UpdateRig]:
+    monkeypatch.setenv("PIP_NO_DEPS", "1")  # the root side's pip, in this process (see the module docstring)
     r = UpdateRig(tmp_path, broker)
     yield r
     await r.stop()
@@ -129,10 +193,15 @@ async def test_signed_release_is_refused_when_tampered_and_committed_when_good(u
     status = await _settled(rig, lambda s: s["phase"] == "failed")
     assert "SHA-256" in status["last_update_error"] and status["release"] == "0.1.0-old"
     assert sw.current() == "venvs/0.1.0-old" and sw.pending() is None and sorted(os.listdir(rig.opt / "venvs")) == ["0.1.0-old"]
+    assert not rig.request.exists() and rig.outcomes == []  # nothing was asked of the root side
     assert rig.alarm_path_ready(), rig.why_not_ready
+    # The daemon cannot write the release root (as under the unit's ProtectSystem=strict).
+    probe = subprocess.run([*read_only(rig.opt), "touch", str(rig.opt / "venv.new")], capture_output=True, text=True, timeout=30)
+    assert probe.returncode != 0 and "Read-only file system" in probe.stderr, probe
 
-    # The good bytes, sent by `gateway fleet update` (waves, signed command): staged, switched,
-    # restarted, committed; the tool prints the outcome.
+    # The good bytes, sent by `gateway fleet update` (waves, signed command): downloaded and requested
+    # by the daemon; re-verified, staged, switched, restarted and committed by the root side; the tool
+    # prints the outcome.
     server.tamper = False
     key_id, key = rig.key
     (tmp_path / "ops.hex").write_text(key)
@@ -147,32 +216,34 @@ async def test_signed_release_is_refused_when_tampered_and_committed_when_good(u
     gw, outcome, release = tool.stdout.split()[:3]
     assert (gw, outcome) == (GW, "committed") and release.startswith("0.1.1-"), tool.stdout
     assert sw.current().startswith("venvs/0.1.1-") and sw.pending() is None
+    assert rig.outcomes == ["committed"]
     final = rig.status()
     assert final["version"] == "0.1.1"  # the new venv's own copy of the code runs now
     assert (rig.opt / sw.current() / ".complete").exists() and (rig.opt / "venvs/0.1.0-old").exists()  # previous kept
-    assert len(rig.restarted) == 1  # one restart, by RESTART_EXIT
+    assert len(rig.restarted) == 1  # one restart, by the root side
     # The new venv has its own pip (from the bundle's wheel): the next update can be installed from it.
     assert subprocess.run([str(rig.opt / sw.current() / "bin/python"), "-I", "-m", "pip", "--version"], capture_output=True, timeout=60).returncode == 0
     await rig.wait_alarm_path()
     await rig.smoke()  # the alarm path on the new release: sounder and SMS
-    rig.figures.update(_phases(rig.log))
+    rig.figures.update(_phases(rig.log, rig.at))
     print(f"FLEET update {rig.figures}")
 
 
-def _phases(log: Path) -> dict[str, float]:
-    """Seconds between the daemon's own events of the good update (docs/fleet.md "Measured")."""
+def _phases(log: Path, at: dict[str, float]) -> dict[str, float]:
+    """Seconds between the steps of the good update (docs/fleet.md "Measured"): the daemon's own events
+    and the root side's instants (wall clock, both)."""
     from datetime import datetime
 
-    at: dict[str, float] = {}
     for line in log.read_text().splitlines():
         if line.startswith("{") and '"event"' in line:
             doc = json.loads(line)
             event = "update_accepted" if doc.get("command") == "update" else doc["event"]  # the last one: the good release
-            if event in ("update_accepted", "update_restarting", "daemon_ready", "release_committed"):
+            if event in ("update_accepted", "update_requested", "daemon_ready", "release_committed"):
                 at[event] = datetime.fromisoformat(doc["timestamp"].replace("Z", "+00:00")).timestamp()
-    return {"download_install_s": round(at["update_restarting"] - at["update_accepted"], 1),
-            "restart_to_ready_s": round(at["daemon_ready"] - at["update_restarting"], 1),
-            "ready_to_committed_s": round(at["release_committed"] - at["daemon_ready"], 1)}
+    return {"download_s": round(at["update_requested"] - at["update_accepted"], 1),
+            "verify_install_switch_s": round(at["restart"] - at["request_seen"], 1),
+            "restart_to_ready_s": round(at["daemon_ready"] - at["restart"], 1),
+            "ready_to_committed_s": round(at["resolved"] - at["daemon_ready"], 1)}
 
 
 async def _settled(rig: UpdateRig, done: Any, timeout_s: float = 60) -> dict[str, Any]:

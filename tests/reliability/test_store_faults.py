@@ -178,11 +178,11 @@ async def test_corrupt_database_is_moved_aside_and_a_new_store_reports_it(tmpfs)
 
 
 def fill(path: Path) -> None:
-    with open(path, "wb") as f:
+    # Unbuffered: a buffered file kept the bytes the full disk refused and raised ENOSPC again at close.
+    with open(path, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
 

@@ -1,6 +1,7 @@
-"""The new release's own commit check (issue 20, gateway/fleet/update.py): committed once its daemon
-answers healthy on the control socket; switched back at the deadline when the uplink it had before
-is not acknowledged; and the `update` arguments are checked before anything is fetched."""
+"""The new release's health report and the root updater's commit (issue 20, gateway/fleet/update.py
+and updater.py): committed once the daemon answers healthy on the control socket; switched back and
+restarted at the deadline when the uplink it had before is not acknowledged, with the release's own
+reason; and the `update` arguments are checked before anything is fetched."""
 
 from __future__ import annotations
 
@@ -16,12 +17,11 @@ import jsonschema
 import pytest
 
 from gateway.errors import CommandRejected
-from gateway.fleet import update
+from gateway.fleet import update, updater
 from gateway.fleet.launch import ReleaseSwitch
-from gateway.fleet.runner import RUNTIME
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = str(ROOT / "config/gateway.example.toml")
+EXAMPLE = ROOT / "config/gateway.example.toml"
 SIG = "ab" * 64
 HEALTHY = {"uptime_s": 12.0, "active_alarms": 0, "tasks": {"rules": {"running": True}},
            "drivers": {"rs485": {"state": "ok"}}, "uplink": {"up": True}}
@@ -51,24 +51,34 @@ class StatusServer:
 
 @pytest.fixture
 def rel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ReleaseSwitch, StatusServer]]:
+    """A release root, and a config whose store lies in tmp_path (health.json goes to tmp_path/release)."""
+    (tmp_path / "release").mkdir()
+    text = EXAMPLE.read_text().replace('"/var/lib/courtyard-gateway/outbox.db"', f'"{tmp_path / "outbox.db"}"')
+    (tmp_path / "gateway.toml").write_text(text.replace('profiles_dir = "profiles"', f'profiles_dir = "{ROOT / "config/profiles"}"'))
     for name in ("old", "new"):
         (tmp_path / "venvs" / name).mkdir(parents=True)
         (tmp_path / "venvs" / name / ".complete").touch()
     os.symlink("venvs/old", tmp_path / "venv")
     monkeypatch.setenv("CG_RELEASE_ROOT", str(tmp_path))
-    monkeypatch.delenv("CG_RELEASE_WATCHED", raising=False)
     server = StatusServer(tmp_path / "control.sock")
     yield ReleaseSwitch(tmp_path), server
     server.sock.close()
 
 
-def test_a_healthy_release_commits_itself(rel: tuple[ReleaseSwitch, StatusServer]) -> None:
+def _root(sw: ReleaseSwitch, restarts: list[bool]) -> str:
+    """courtyard-gateway-update.service's supervision, the unit active (READY=1 seen by systemd)."""
+    return updater.supervise(sw, sw.opt / "release" / updater.HEALTH, updater.Hooks(lambda: restarts.append(True), lambda: True), poll_s=0.05)
+
+
+def test_a_healthy_release_is_committed(rel: tuple[ReleaseSwitch, StatusServer]) -> None:
     sw, server = rel
     sw.switch("venvs/new", "2.0.0", 30, sha256="cd" * 32, uplink_was_up=True)
-    t = update.watch_release(EXAMPLE, server.path, threading.Event())
+    t = update.watch_release(str(sw.opt / "gateway.toml"), server.path, threading.Event())
     assert t is not None
+    restarts: list[bool] = []
+    assert _root(sw, restarts) == "committed" and restarts == []
     t.join(20)
-    assert sw.pending() is None and sw.current() == "venvs/new"
+    assert not t.is_alive() and sw.pending() is None and sw.current() == "venvs/new"
     st = update.status_fields()
     assert (st["committed_version"], st["last_update_error"], st["release"], st["phase"]) == ("2.0.0", "", "new", "idle")
     # The same object goes into the retained status under `update`: it must pass its schema.
@@ -77,15 +87,14 @@ def test_a_healthy_release_commits_itself(rel: tuple[ReleaseSwitch, StatusServer
     assert set(st) <= set(schema["properties"])
 
 
-def test_an_uplink_not_acknowledged_by_the_deadline_switches_back(rel: tuple[ReleaseSwitch, StatusServer],
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_uplink_not_acknowledged_by_the_deadline_switches_back(rel: tuple[ReleaseSwitch, StatusServer]) -> None:
     sw, server = rel
     server.status = {**HEALTHY, "uplink": {"up": False, "reason": "connection refused"}}
     restarts: list[bool] = []
-    monkeypatch.setattr(RUNTIME, "request_restart", lambda: restarts.append(True))
     sw.switch("venvs/new", "2.0.1", 1.0, uplink_was_up=True)
-    t = update.watch_release(EXAMPLE, server.path, threading.Event())
+    t = update.watch_release(str(sw.opt / "gateway.toml"), server.path, threading.Event())
     assert t is not None
+    assert _root(sw, restarts) == "rolled_back"
     t.join(20)
     assert sw.current() == "venvs/old" and sw.pending() is None and restarts == [True]
     assert sw.state()["last_update_error"] == "not healthy within 1 s: uplink not acknowledged (connection refused)"

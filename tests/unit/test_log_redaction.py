@@ -90,3 +90,13 @@ def test_damper_makes_one_line_per_window_with_a_count():
     assert lost == [("gone", None), ("gone", 59), ("other", None)]
     assert pending == 9  # t=161..169, reported with the next such line
     assert sum(1 for x in lines if x["event"] == "poll_ok") == 70
+
+
+def test_a_lazy_logger_made_before_setup_follows_the_setup_of_its_use():
+    """gateway.fleet.runner makes its logger before the daemon configures logging; its commit/rollback
+    lines must still be the configured JSON with the gateway id (issue 20)."""
+    early = logsetup.get_lazy(component="fleet")
+    buf = _capture("info", "json")
+    early.info("config_committed", version="v2")
+    line = json.loads(buf.getvalue().strip().splitlines()[-1])
+    assert (line["event"], line["component"], line["gateway_id"]) == ("config_committed", "fleet", "gw-test-01")

@@ -16,16 +16,20 @@ from tests.unit.uplink_fakes import FakeOutbox
 
 
 class FakeSession:
-    """Records PUBLISHes; the test decides when PUBACKs arrive (the edge of the unit)."""
+    """Records PUBLISHes (v2 stream tables apart, in `tables`); the test decides when PUBACKs arrive."""
 
     def __init__(self) -> None:
         self.connected = True
         self.sent: list[tuple[int, str, bytes]] = []
+        self.tables: list[tuple[int, bytes, bool]] = []
         self._mid = 0
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> int:
         self._mid += 1
-        self.sent.append((self._mid, topic, payload))
+        if topic.endswith("/table"):
+            self.tables.append((self._mid, payload, retain))
+        else:
+            self.sent.append((self._mid, topic, payload))
         return self._mid
 
 
@@ -173,4 +177,20 @@ def test_missing_puback_ends_the_session_so_a_half_open_link_is_dropped():
         d.wake.set()
         await asyncio.wait_for(task, 5)  # run() returns: the uplink drops the session and reconnects
         assert d.counters.puback_timeouts == 1 and seq in outbox.rows
+    asyncio.run(main())
+
+
+def test_a_refused_table_publish_is_counted_and_never_holds_or_fails_records():
+    """Telemetry v2 on a broker whose ACL predates cg/v1/<gw>/table: the batch (table inline) still goes."""
+    async def main():
+        clock, outbox, d, s = _setup()
+        for i in range(5):
+            _reading(outbox, clock, i)
+        await _run_until(d, s, lambda: clock.advance(0.01) or (s.sent and s.tables), "table and batch published")
+        table_mid, _payload, retain = s.tables[0]
+        assert retain and "tab" in json.loads(s.sent[0][2])
+        d.on_publish(table_mid, 135)
+        d.on_publish(s.sent[0][0], 0)
+        await async_wait_for(lambda: not outbox.rows, what="batch acknowledged")
+        assert d.counters.tables_refused == 1 and d.fault == "" and d.counters.puback_failures == 0
     asyncio.run(main())

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "gateway" / "uplink" / "schemas"
-TOPIC_SCHEMA = {"alarm": "record", "event": "record", "telemetry": "telemetry", "status": "status", "reply": "reply",
+TOPIC_SCHEMA = {"alarm": "record", "event": "record", "telemetry": "telemetry", "status": "status", "reply": "reply", "table": "table",
                 "cmd": "command", "relay": "command"}
 
 
@@ -26,9 +27,16 @@ def load(name: str) -> dict[str, Any]:
     return schema
 
 
+@functools.cache
+def _registry() -> Registry:
+    """Every schema by its $id, so one can $ref another (telemetry.json's v2 `tab` is table.json's table)."""
+    docs = [json.loads(p.read_text()) for p in sorted(SCHEMAS.glob("*.json"))]
+    return Registry().with_resources((d["$id"], Resource.from_contents(d)) for d in docs)
+
+
 def errors(schema: dict[str, Any], value: Any) -> list[str]:
     """Every violation, as `$.path: message`; [] when `value` is valid."""
-    return [f"{e.json_path}: {e.message}" for e in Draft202012Validator(schema).iter_errors(value)]
+    return [f"{e.json_path}: {e.message}" for e in Draft202012Validator(schema, registry=_registry()).iter_errors(value)]
 
 
 def check_message(topic: str, payload: bytes) -> list[str]:
