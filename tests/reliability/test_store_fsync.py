@@ -3,6 +3,7 @@ telemetry does not fsync per reading (strace -f -e trace=fsync,fdatasync, CLARIF
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -11,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from gateway.store.seqs import BLOCK_MIN
 
 ROOT = Path(__file__).resolve().parents[2]
 ALARMS = 20
@@ -68,5 +71,8 @@ def test_every_alarm_commit_fsyncs_the_wal_and_telemetry_does_not_per_reading(tm
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     counts = syncs_per_phase(log.read_text())
     assert counts.get("alarms", 0) >= ALARMS, f"WAL syncs per phase: {counts}"
-    # 5,000 readings in one group commit: no fsync at all (NORMAL); hardening is the checkpoint's job.
-    assert counts.get("readings", 0) <= 1, f"WAL syncs per phase: {counts}"
+    # 5,000 readings: one group commit at the flush, plus the seq-block reservations they cross
+    # (gateway/store/seqs.py: a small FULL commit per BLOCK_MIN seqs, ahead of use; whether the one
+    # the alarms' seqs started lands in this phase depends on the writer thread's timing). Never one
+    # per reading.
+    assert counts.get("readings", 0) <= 1 + math.ceil(READINGS / BLOCK_MIN), f"WAL syncs per phase: {counts}"
