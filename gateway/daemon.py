@@ -30,6 +30,7 @@ import functools
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -204,12 +205,12 @@ class Daemon:
         if self.inspection is not None:
             out.update(self.inspection.status())  # "power", "selfcheck"
         from gateway.fleet.runner import RUNTIME as FLEET
-
-        if FLEET.files is not None:  # config_version, its hash, the last apply's outcome (docs/fleet.md)
-            out["config"] = FLEET.files.status_fields()
         from gateway.fleet.update import status_fields as update_status_fields
 
-        out["update"] = update_status_fields()  # software update progress and result (docs/fleet.md)
+        # Fleet state read from files: a card that cannot be read costs these fields, never the status.
+        if FLEET.files is not None:  # config_version, its hash, the last apply's outcome (docs/fleet.md)
+            out["config"] = _fields_or_error(FLEET.files.status_fields)
+        out["update"] = _fields_or_error(update_status_fields)  # software update progress and result
         return out
 
     def _store_status(self) -> dict[str, Any]:
@@ -490,6 +491,13 @@ class Daemon:
                 await self.outbox.close()
             except Exception as exc:  # noqa: BLE001 - a broken store must not turn a clean stop into a crash
                 self.log.error("store_close_failed", error=str(exc)[:200])
+
+
+def _fields_or_error(read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return read()
+    except Exception as exc:  # noqa: BLE001 - status is how faults are seen: it must always answer
+        return {"error": f"{type(exc).__name__}: {exc}"[:200]}
 
 
 def _credentials(cfg: Config) -> tuple[Credentials, str]:
