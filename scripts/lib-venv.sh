@@ -14,6 +14,10 @@ ensure_venv() {
         python3 -m venv .venv
     fi
     local stamp=".venv/.installed-${extra:-run}"
+    # [dev] includes [sim]: a test venv already has what the demos need (no second pip run).
+    if [ "$extra" = sim ] && [ -f .venv/.installed-dev ] && [ ! pyproject.toml -nt .venv/.installed-dev ]; then
+        stamp=.venv/.installed-dev
+    fi
     # Reinstall only when the project's dependencies changed: a demo should start in seconds.
     if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
         .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
