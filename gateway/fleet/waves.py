@@ -40,29 +40,51 @@ class WavePlan:
     results: list[Result] = field(default_factory=list)
 
 
-def apply_one(t: Transport, gw: str, args: dict[str, Any], plan: WavePlan, clock: Callable[[], float] = time.monotonic) -> Result:
-    """config_apply to one gateway, then config_status until the apply is committed or rolled back."""
-    reply = t.command(gw, "config_apply", args, plan.reply_timeout_s)
+def _sent(t: Transport, gw: str, command: str, args: dict[str, Any], plan: WavePlan) -> Result | dict[str, Any]:
+    """The accepted reply's result, or the Result that ends this gateway's turn (no answer, rejected,
+    unchanged)."""
+    reply = t.command(gw, command, args, plan.reply_timeout_s)
     if reply is None:
-        return Result(gw, NO_ANSWER, "no reply to config_apply")
+        return Result(gw, NO_ANSWER, f"no reply to {command}")
     if reply.get("status") != "accepted":
         return Result(gw, REJECTED, f"{reply.get('reason')}: {reply.get('result', {}).get('detail', '')}"[:200])
-    res = reply.get("result", {})
+    res: dict[str, Any] = reply.get("result", {})
     if res.get("result") == "unchanged":
-        return Result(gw, UNCHANGED, "", res.get("config_hash", ""))
+        return Result(gw, UNCHANGED, "", res.get("config_hash", "") or res.get("release", ""))
+    return res
+
+
+def _settle(t: Transport, gw: str, status_command: str, plan: WavePlan, verdict: Callable[[dict[str, Any]], Result | str],
+            clock: Callable[[], float]) -> Result:
+    """Ask `status_command` every poll_s until `verdict` gives a Result (it returns what it waits for
+    otherwise), or settle_timeout_s passes."""
     deadline = clock() + plan.settle_timeout_s
-    last = "restarting"
+    last = "no status yet"
     while clock() < deadline:
-        st = t.command(gw, "config_status", {}, plan.reply_timeout_s)
+        st = t.command(gw, status_command, {}, plan.reply_timeout_s)
         if st is not None and st.get("status") == "accepted":
-            s = st.get("result", {})
-            if not s.get("pending_version") and s.get("last_apply_version") == args["version"]:
-                if s.get("config_version") == args["version"] and not s.get("last_apply_error"):
-                    return Result(gw, COMMITTED, "", s.get("config_hash", ""))
-                return Result(gw, ROLLED_BACK, s.get("last_apply_error", ""), s.get("config_hash", ""))
-            last = f"pending {s.get('pending_version')}"
+            v = verdict(st.get("result", {}))
+            if isinstance(v, Result):
+                return v
+            last = v
         time.sleep(plan.poll_s)
     return Result(gw, NO_ANSWER, f"not settled within {plan.settle_timeout_s:g} s ({last})")
+
+
+def apply_one(t: Transport, gw: str, args: dict[str, Any], plan: WavePlan, clock: Callable[[], float] = time.monotonic) -> Result:
+    """config_apply to one gateway, then config_status until the apply is committed or rolled back."""
+    sent = _sent(t, gw, "config_apply", args, plan)
+    if isinstance(sent, Result):
+        return sent
+
+    def verdict(s: dict[str, Any]) -> Result | str:
+        if not s.get("pending_version") and s.get("last_apply_version") == args["version"]:
+            if s.get("config_version") == args["version"] and not s.get("last_apply_error"):
+                return Result(gw, COMMITTED, "", s.get("config_hash", ""))
+            return Result(gw, ROLLED_BACK, s.get("last_apply_error", ""), s.get("config_hash", ""))
+        return f"pending {s.get('pending_version')}"
+
+    return _settle(t, gw, "config_status", plan, verdict, clock)
 
 
 UPDATE_BUSY = ("downloading", "installing", "switching", "restarting")
@@ -71,28 +93,20 @@ UPDATE_BUSY = ("downloading", "installing", "switching", "restarting")
 def update_one(t: Transport, gw: str, args: dict[str, Any], plan: WavePlan, clock: Callable[[], float] = time.monotonic) -> Result:
     """`update` (args = the signed release manifest) to one gateway, then update_status until the
     release is committed, rolled back or failed before its switch (docs/fleet.md)."""
-    reply = t.command(gw, "update", args, plan.reply_timeout_s)
-    if reply is None:
-        return Result(gw, NO_ANSWER, "no reply to update")
-    if reply.get("status") != "accepted":
-        return Result(gw, REJECTED, f"{reply.get('reason')}: {reply.get('result', {}).get('detail', '')}"[:200])
-    if reply.get("result", {}).get("result") == "unchanged":
-        return Result(gw, UNCHANGED, "", reply["result"].get("release", ""))
-    deadline = clock() + plan.settle_timeout_s
-    last = "downloading"
-    while clock() < deadline:
-        st = t.command(gw, "update_status", {}, plan.reply_timeout_s)
-        if st is not None and st.get("status") == "accepted":
-            s = st.get("result", {})
-            if s.get("phase") == FAILED and s.get("version") == args["version"]:
-                return Result(gw, FAILED, s.get("last_update_error", ""), s.get("release", ""))
-            if s.get("phase") not in UPDATE_BUSY and not s.get("pending_version") and s.get("last_update_version") == args["version"]:
-                if s.get("committed_version") == args["version"] and not s.get("last_update_error"):
-                    return Result(gw, COMMITTED, "", s.get("release", ""))
-                return Result(gw, ROLLED_BACK, s.get("last_update_error", ""), s.get("release", ""))
-            last = f"{s.get('phase')} {s.get('bytes', 0)}/{s.get('of', 0)}"
-        time.sleep(plan.poll_s)
-    return Result(gw, NO_ANSWER, f"not settled within {plan.settle_timeout_s:g} s ({last})")
+    sent = _sent(t, gw, "update", args, plan)
+    if isinstance(sent, Result):
+        return sent
+
+    def verdict(s: dict[str, Any]) -> Result | str:
+        if s.get("phase") == FAILED and s.get("version") == args["version"]:
+            return Result(gw, FAILED, s.get("last_update_error", ""), s.get("release", ""))
+        if s.get("phase") not in UPDATE_BUSY and not s.get("pending_version") and s.get("last_update_version") == args["version"]:
+            if s.get("committed_version") == args["version"] and not s.get("last_update_error"):
+                return Result(gw, COMMITTED, "", s.get("release", ""))
+            return Result(gw, ROLLED_BACK, s.get("last_update_error", ""), s.get("release", ""))
+        return f"{s.get('phase')} {s.get('bytes', 0)}/{s.get('of', 0)}"
+
+    return _settle(t, gw, "update_status", plan, verdict, clock)
 
 
 def roll_out(t: Transport, gateways: list[str], args: dict[str, Any], plan: WavePlan,
