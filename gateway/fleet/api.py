@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import tomllib
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -55,10 +54,10 @@ class FleetApi:
             b = parse_bundle(args)
             current = files.config.read_bytes().decode()
             try:
-                new_text, changed = candidate(current, b)
+                new_text, sections = candidate(current, b)
             except (TypeError, ValueError) as exc:
                 raise CommandRejected("invalid_config", f"patch cannot be written as TOML: {exc}"[:200]) from None
-            if not changed:
+            if not sections:
                 # Same content as the running config: nothing restarts; the version label is adopted.
                 st = files.update_state(config_version=b.version, last_apply_version=b.version, last_apply_error="")
                 return {"result": "unchanged", "version": b.version, "config_hash": files.config_hash(), "state": st.config_version}
@@ -69,7 +68,6 @@ class FleetApi:
                               uplink_was_up=self._uplink_up(), applied_wall_s=now_wall(),
                               ports_closed_before=self._ports_closed())
             await asyncio.to_thread(self._swap, files, pending, current)
-            sections = changed_sections(current, new_text)
             if sections <= RELOADABLE:
                 return self._reload_in_place(files, pending, cfg, sections)
         asyncio.get_running_loop().call_later(RESTART_DELAY_S, self.runtime.request_restart)
@@ -123,12 +121,6 @@ class FleetApi:
         files.write_pending(pending)
         os.replace(files.staging, files.config)
         fsync_dir(files.config.parent)
-
-
-def changed_sections(old_text: str, new_text: str) -> frozenset[str]:
-    """Top-level TOML sections whose parsed value differs (both texts were parsed before: valid TOML)."""
-    old, new = tomllib.loads(old_text), tomllib.loads(new_text)
-    return frozenset(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
 
 
 def _sha(text: str) -> str:

@@ -77,9 +77,10 @@ def parse_bundle(args: dict[str, Any]) -> Bundle:
     return b
 
 
-def candidate(current_text: str, b: Bundle) -> tuple[str, bool]:
-    """(new config text, changed?). A patch replaces whole top-level sections of the running config;
-    unchanged means the parsed documents are equal, whatever the formatting."""
+def candidate(current_text: str, b: Bundle) -> tuple[str, frozenset[str]]:
+    """(new config text, the top-level sections whose parsed value changes). A patch replaces whole
+    top-level sections of the running config; none changed means the parsed documents are equal,
+    whatever the formatting."""
     try:
         current = tomllib.loads(current_text)
     except tomllib.TOMLDecodeError as exc:  # the running file was readable at start; say so if not now
@@ -91,10 +92,14 @@ def candidate(current_text: str, b: Bundle) -> tuple[str, bool]:
             raise CommandRejected("invalid_config", f"TOML: {str(exc)[:160]}") from None
         if new.get("identity") != current.get("identity"):
             raise CommandRejected("invalid_config", "identity differs from the running config (wrong gateway?)")
-        return b.config, new != current
+        return b.config, _changed(current, new)
     assert b.patch is not None
     merged = {**current, **b.patch}
     if merged == current:
-        return current_text, False
+        return current_text, frozenset()
     header = f"# Written by config_apply (docs/fleet.md): sections {', '.join(sorted(b.patch))} from the platform.\n"
-    return header + dumps_config(merged), True
+    return header + dumps_config(merged), _changed(current, merged)
+
+
+def _changed(old: dict[str, Any], new: dict[str, Any]) -> frozenset[str]:
+    return frozenset(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))

@@ -48,10 +48,10 @@ def test_bundle_is_refused_when_tampered_ambiguous_or_rehoming() -> None:
 
 def test_an_identical_patch_or_whole_config_is_unchanged_whatever_the_formatting() -> None:
     same = parse_bundle(make_bundle_args("v1", patch={"contacts": [{"id": "guard", "phone": "+8613800000001"}]}))
-    assert candidate(OLD, same) == (OLD, False)
-    assert candidate(OLD, parse_bundle(make_bundle_args("v1", config=OLD.replace("\n\n", "\n"))))[1] is False
+    assert candidate(OLD, same) == (OLD, frozenset())
+    assert candidate(OLD, parse_bundle(make_bundle_args("v1", config=OLD.replace("\n\n", "\n"))))[1] == frozenset()
     text, changed = candidate(OLD, parse_bundle(make_bundle_args("v2", patch={"contacts": [{"id": "guard", "phone": "+1"}]})))
-    assert changed and '"+1"' in text
+    assert changed == {"contacts"} and '"+1"' in text
     with pytest.raises(CommandRejected):  # a whole config for another gateway
         candidate(OLD, parse_bundle(make_bundle_args("v2", config=OLD.replace("gw-1", "gw-2"))))
 
