@@ -8,13 +8,11 @@ import hashlib
 import os
 from pathlib import Path
 
+# One fsync_dir: the release resolver (gateway/fleet/launch.py) is standard library only and imports
+# nothing from `gateway`, so it holds it and this module takes it from there.
+from gateway.fleet.launch import fsync_dir
 
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+__all__ = ["fsync_dir", "remove_durably", "sha256_file", "write_atomic"]
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
