@@ -65,7 +65,7 @@ def profile_text(registers: int | None) -> str:
 
 
 def config(work: Path, sim_port: int, broker_port: int, period_s: float, linger_ms: float | None,
-           registers: int | None = None, telemetry_version: int | None = None) -> Path:
+           registers: int | None = None, telemetry_version: int | None = None, commit_interval_s: float | None = None) -> Path:
     profiles = work / "profiles"
     profiles.mkdir()
     (profiles / "hydrant_monitor.toml").write_text(profile_text(registers))
@@ -86,6 +86,7 @@ broker_url = "mqtt://127.0.0.1:{broker_port}"
 {"" if telemetry_version is None else f"telemetry_version = {telemetry_version}"}
 [store]
 path = "{work}/state/outbox.db"
+{"" if commit_interval_s is None else f"commit_interval_s = {commit_interval_s}"}
 [control]
 socket = "{work}/run/control.sock"
 [ports.tcp]
@@ -167,7 +168,8 @@ def run(args: argparse.Namespace) -> None:
     px = ProxyThread(broker.port)
     view = PlatformView(broker.url, GW, out=io.StringIO())
     view.start()
-    cfg = config(work, sim_port, px.proxy.port, args.period_ms / 1000, args.linger_ms, args.registers, args.telemetry_version)
+    cfg = config(work, sim_port, px.proxy.port, args.period_ms / 1000, args.linger_ms, args.registers, args.telemetry_version,
+                 args.commit_interval_s)
     code_root = Path(args.root).resolve()
     daemon = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--config", str(cfg)], cwd=code_root,
                               env={**os.environ, "PYTHONPATH": str(code_root)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -217,7 +219,8 @@ def run(args: argparse.Namespace) -> None:
         sim.terminate()
         broker.stop()
     linger = ("" if args.linger_ms is None else f", linger {args.linger_ms:g} ms") + ("" if args.registers is None else f", {args.registers} values") + (
-        "" if args.telemetry_version is None else f", telemetry v{args.telemetry_version}")
+        "" if args.telemetry_version is None else f", telemetry v{args.telemetry_version}") + (
+        "" if args.commit_interval_s is None else f", commit interval {args.commit_interval_s:g} s")
     label = f"{UNITS} units x {args.period_ms:g} ms ({code_root.name}{linger})"
     print(f"{label}: uplink up {args.steady_s:g} s: {up['polls_per_s']:.0f} polls/s, {up['bytes_per_poll']:.1f} B written/poll "
           f"({up['bytes_per_s'] / 1024:.1f} KiB/s), {up['writes_per_s']:.1f} write syscalls/s, telemetry age p50 {pct(age, 50):.0f} ms "
@@ -239,5 +242,6 @@ if __name__ == "__main__":
     ap.add_argument("--strace", metavar="FILE", help="also strace the daemon's writes into FILE (finding what writes)")
     ap.add_argument("--registers", type=int, default=None, help="read only the profile's first N registers (values per reading; default 5)")
     ap.add_argument("--telemetry-version", type=int, default=None, choices=(1, 2), help="uplink.telemetry_version (default: the gateway's own)")
+    ap.add_argument("--commit-interval-s", type=float, default=None, help="store.commit_interval_s (default: the gateway's own)")
     ap.add_argument("--root", default=str(ROOT), help="checkout whose gateway runs (the script itself stays this one)")
     run(ap.parse_args())
