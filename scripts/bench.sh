@@ -34,7 +34,7 @@ else
     "scripts/bench_gb26875.py"
     "scripts/bench_sdwear.py --period-ms 100 --steady-s 60 --outage-s 60"
     "scripts/bench_sdwear.py --period-ms 1000 --steady-s 60 --outage-s 60"
-    "scripts/bench_demo_sdwear.py --warmup-s 180 --seconds 300"
+    "scripts/bench_demo_sdwear.py --warmup-s 420 --seconds 300"
   )
 fi
 

@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ from gateway.config.schema import Store  # noqa: E402
 from gateway.model import Event, EventKind, Reading, RecordClass  # noqa: E402
 from gateway.pipeline import Pipeline  # noqa: E402
 from gateway.rules.engine import RuleEngine  # noqa: E402
+from tests.support.stats import spread  # noqa: E402
 from tests.unit.rules_support import CONTACTS, DEVICES, SqliteOutbox, rules  # noqa: E402
 
 RULES = [
@@ -117,11 +117,6 @@ async def on_item_cost_us(n: int = 100_000) -> float:
     return (time.process_time() - t0) / n * 1e6
 
 
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
-
-
 async def main(args) -> dict:
     logsetup.setup("critical")
     tmp = Path(tempfile.mkdtemp(prefix="bench-alarm-"))
@@ -162,8 +157,11 @@ async def main(args) -> dict:
             pipeline.emit(ev)
             await asyncio.wait_for(ctx.sounder_on.wait(), 10)
             sounder_lat.append((ctx.sounder_on_ns[-1] - ev.stamp.mono_ns) / 1e6)
+            # The detector reports the smoke gone (a manual clear of a condition still present raises it
+            # again at once, issue 15 item 8), then acknowledge and clear so the next alarm switches the coil on.
+            pipeline.emit(Event(ev.device_id, EventKind.ALARM_CLEARED, clock.now(), code="smoke"))
             await engine.flush()
-            for a in engine.active():  # acknowledge and clear so the next alarm switches the coil on again
+            for a in engine.active():
                 await engine.ack(a.id, "bench")
                 await engine.clear(a.id, "bench")
             await asyncio.sleep(rng.uniform(0.5, 1.5) / args.alarms_per_s)  # not phase-locked to the group commit
@@ -184,8 +182,8 @@ async def main(args) -> dict:
         "seconds": round(elapsed, 1),
         "readings_per_s": round(readings / elapsed),
         "alarms": len(sounder_lat),
-        "sounder_actuate_ms": {"p50": round(statistics.median(sounder_lat), 2), "p99": round(pct(sounder_lat, 99), 2), "max": round(max(sounder_lat), 2)},
-        "record_committed_ms": {"p50": round(statistics.median(commit_lat), 2), "p99": round(pct(commit_lat, 99), 2), "max": round(max(commit_lat), 2)},
+        "sounder_actuate_ms": spread(sounder_lat),
+        "record_committed_ms": spread(commit_lat),
         "on_item_cpu_us_per_reading": round(await on_item_cost_us(), 2),
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }

@@ -31,6 +31,7 @@ from drivers.lorawan.config import LorawanPort, LorawanProfile  # noqa: E402
 from drivers.lorawan.simdevices import SimDevice  # noqa: E402
 from gateway.clock import Clock  # noqa: E402
 from gateway.model import Device, DeviceType, Reading  # noqa: E402
+from tests.support.stats import pct  # noqa: E402
 
 EUI = bytes.fromhex("0016c001ff10a235")
 DEVICES = 100
@@ -101,10 +102,6 @@ async def run_once(n: int, window: int, trickle: int) -> tuple[float, float, lis
     return n / elapsed, cpu / n, loaded, latencies[n:]
 
 
-def pct(values: list[float], p: float) -> float:
-    return sorted(values)[min(len(values) - 1, int(len(values) * p))] * 1000
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--uplinks", type=int, default=20_000)
@@ -126,8 +123,8 @@ def main() -> None:
           f"(min {min(rates):,.0f}, max {max(rates):,.0f})")
     cpu_us = statistics.median(cpus) * 1e6
     print(f"CPU per uplink (median, whole process incl. the sender): {cpu_us:.0f} µs = {1e6 / cpu_us:,.0f} uplinks/s per core")
-    print(f"sent -> emitted at full load, window {args.window}: p50 {pct(loaded, .5):.2f} ms, p99 {pct(loaded, .99):.2f} ms")
-    print(f"sent -> emitted, isolated frames: p50 {pct(idle, .5):.3f} ms, p99 {pct(idle, .99):.3f} ms, max {max(idle) * 1000:.3f} ms")
+    print(f"sent -> emitted at full load, window {args.window}: p50 {pct(loaded, 50) * 1000:.2f} ms, p99 {pct(loaded, 99) * 1000:.2f} ms")
+    print(f"sent -> emitted, isolated frames: p50 {pct(idle, 50) * 1000:.3f} ms, p99 {pct(idle, 99) * 1000:.3f} ms, max {max(idle) * 1000:.3f} ms")
 
 
 if __name__ == "__main__":

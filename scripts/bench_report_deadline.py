@@ -42,6 +42,7 @@ from tests.integration.gb26875_support import cfg as gb_cfg  # noqa: E402
 from tests.integration.gb26875_support import open_outbox  # noqa: E402
 from tests.integration.uplink_support import Platform, make_uplink  # noqa: E402
 from tests.support.broker import Broker  # noqa: E402
+from tests.support.stats import pct  # noqa: E402
 from tests.unit.rules_support import CONTACTS, DEVICES, rules  # noqa: E402
 
 SMOKES = ["smoke-401", "smoke-502", "smoke-b3"]
@@ -56,9 +57,10 @@ class TimedPlatform(Platform):
         self.at: list[tuple[float, dict]] = []
         super().__init__(port)
 
-    def _on_message(self, c, u, msg) -> None:
-        if msg.topic.endswith("/alarm"):
-            self.at.append((time.monotonic(), json.loads(msg.payload)))
+    def _on_message(self, topic: str, payload: bytes, retain: bool) -> None:
+        super()._on_message(topic, payload, retain)
+        if topic.endswith("/alarm"):
+            self.at.append((time.monotonic(), json.loads(payload)))
 
 
 class Ctx:
@@ -73,11 +75,6 @@ class Ctx:
 
     def notify_uplink(self) -> None:
         return None
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def summary(values: list[float]) -> dict:

@@ -35,6 +35,7 @@ from gateway.control.client import DaemonUnavailable, call  # noqa: E402
 from gateway.simulate.platform import PlatformView  # noqa: E402
 from gateway.simulate.proxy import FaultProxy, Mode  # noqa: E402
 from tests.support.broker import Broker, free_port  # noqa: E402
+from tests.support.stats import pct  # noqa: E402
 
 GW = "gw-bench-01"
 UNITS = 20
@@ -147,13 +148,6 @@ def ages_ms(view: PlatformView, since_mono: float, until_mono: float) -> list[fl
     with view.lock:
         recs = [r for r in view.records if r.get("cls") == "telemetry" and r["fresh"] and since_mono <= r["received_mono"] < until_mono]
     return [(r["received_mono"] + offset) * 1000 - r["ts_ms"] for r in recs]
-
-
-def pct(xs: list[float], p: float) -> float:
-    if not xs:
-        return float("nan")
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
 
 
 def run(args: argparse.Namespace) -> None:

@@ -23,6 +23,7 @@ from gateway import log as logsetup
 from gateway.clock import Clock
 from gateway.model import RecordClass
 from tests.integration.uplink_support import GW, make_uplink, open_outbox
+from tests.support.stats import pct
 from tests.support.wait import async_wait_for
 
 COMMANDS = int(os.environ.get("FLOOD_COMMANDS", "3000"))
@@ -54,10 +55,6 @@ def _flood(port: int, n: int, path) -> subprocess.Popen:
     # Niced: in service the attacker runs elsewhere; on this shared test box it must not take the CPU the
     # figure is about (the gateway's own loop).
     return subprocess.Popen([sys.executable, "-c", ATTACKER, str(port), f"cg/v1/{GW}/cmd", str(path)], preexec_fn=lambda: os.nice(19))
-
-
-def _pct(values: list[float], q: float) -> float:
-    return sorted(values)[min(len(values) - 1, int(q * len(values)))]
 
 
 async def _measure(up, outbox, clock, until) -> tuple[list[float], list[float], list[float]]:
@@ -108,12 +105,12 @@ def test_a_flood_of_unsigned_commands_does_not_delay_alarms_and_every_one_is_acc
     cmds = health["commands"]
     answered = cmds["rejected"].get("unsigned", 0) + cmds["rejected"].get("busy", 0)
     print(f"\nflood: {COMMANDS} x {PAD_BYTES} B unsigned commands in {elapsed:.1f} s; "
-          f"timer lag ms quiet p50 {statistics.median(quiet[0]):.2f} p99 {_pct(quiet[0], .99):.2f} max {max(quiet[0]):.2f}; "
-          f"flood p50 {statistics.median(busy[0]):.2f} p99 {_pct(busy[0], .99):.2f} max {max(busy[0]):.2f}; "
-          f"self-caused lag ms quiet p99 {_pct(quiet[1], .99):.2f}, flood p50 {statistics.median(busy[1]):.2f} "
-          f"p99 {_pct(busy[1], .99):.2f} max {max(busy[1]):.2f}; "
+          f"timer lag ms quiet p50 {statistics.median(quiet[0]):.2f} p99 {pct(quiet[0], 99):.2f} max {max(quiet[0]):.2f}; "
+          f"flood p50 {statistics.median(busy[0]):.2f} p99 {pct(busy[0], 99):.2f} max {max(busy[0]):.2f}; "
+          f"self-caused lag ms quiet p99 {pct(quiet[1], 99):.2f}, flood p50 {statistics.median(busy[1]):.2f} "
+          f"p99 {pct(busy[1], 99):.2f} max {max(busy[1]):.2f}; "
           f"alarm commit ms quiet p50 {statistics.median(quiet[2]):.2f} flood p50 {statistics.median(busy[2]):.2f} "
-          f"p99 {_pct(busy[2], .99):.2f} max {max(busy[2]):.2f}; commands {cmds}")
+          f"p99 {pct(busy[2], 99):.2f} max {max(busy[2]):.2f}; commands {cmds}")
     # Every message is accounted for: verified and rejected, refused busy, or counted unanswered.
     assert cmds["received"] == COMMANDS
     assert answered + cmds["refusals_unanswered"] == COMMANDS and cmds["accepted"] == 0
@@ -121,4 +118,4 @@ def test_a_flood_of_unsigned_commands_does_not_delay_alarms_and_every_one_is_acc
     # "A few ms": what the flood costs the loop between two timer ticks (one message's verification is
     # ~0.4 ms) stays at a few ms in the median and well under the sounder's budget at p99.
     assert statistics.median(busy[1]) < 5.0, busy[1][-20:]
-    assert _pct(busy[1], 0.99) < 30.0, sorted(busy[1])[-20:]
+    assert pct(busy[1], 99) < 30.0, sorted(busy[1])[-20:]
