@@ -21,8 +21,9 @@ async def listen(port: str, baud: int = 9600, keys: Mapping[int, bytes | None] |
     try:
         while True:
             try:
-                data = await asyncio.wait_for(reader.read(512), timeout=3.0)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(3.0):
+                    data = await reader.read(512)
+            except TimeoutError:
                 data, items = b"", deframer.expire()  # quiet line: a partial frame will not complete
             else:
                 if not data:

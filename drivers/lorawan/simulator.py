@@ -142,7 +142,8 @@ class LorawanSimulator:
             while len(self.downlinks) < count:
                 self._downlink_event.clear()
                 await self._downlink_event.wait()
-        await asyncio.wait_for(until(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await until()
         return self.downlinks
 
     # -- internals ----------------------------------------------------------------------------------

@@ -124,8 +124,9 @@ def listen(target: Target, port_name: str | None, seconds: float, state_dir: str
 
     async def main() -> None:
         try:
-            await asyncio.wait_for(driver.run(emit), timeout=seconds)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(seconds):
+                await driver.run(emit)
+        except TimeoutError:
             pass
 
     if not as_json:

@@ -173,8 +173,9 @@ def listen(target: Target, port: str | None, seconds: float, baud: int, as_json:
                                            f"{_decoded_text(f)}", 100))
 
         try:
-            await asyncio.wait_for(consume(), timeout=seconds)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(seconds):
+                await consume()
+        except TimeoutError:
             pass
 
     if not as_json:

@@ -33,7 +33,8 @@ class ControlLink:
         """One request, one reply line. Raises LinkDown; the next call reconnects."""
         async with self._lock:
             try:
-                return await asyncio.wait_for(self._roundtrip(cmd, args or {}), self.timeout_s)
+                async with asyncio.timeout(self.timeout_s):
+                    return await self._roundtrip(cmd, args or {})
             except (OSError, EOFError, TimeoutError, msgspec.DecodeError, ValueError) as exc:
                 await self.close()
                 raise LinkDown(f"control socket {self.path}: {type(exc).__name__}: {exc}") from None

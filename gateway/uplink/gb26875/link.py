@@ -91,8 +91,9 @@ class Link:
                 self.counters["frames_sent"] += 1
                 self.log.debug("frame_sent", serial=serial, what=what, attempt=attempt, hex=raw.hex())
                 try:
-                    answer = await asyncio.wait_for(fut, self.cfg.ack_timeout_s)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(self.cfg.ack_timeout_s):
+                        answer = await fut
+                except TimeoutError:
                     continue
                 if answer is Command.CONFIRM:
                     self.counters["confirms"] += 1
@@ -113,6 +114,7 @@ class Link:
                 fut.cancel()
         self.writer.close()
         try:
-            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
-        except (OSError, asyncio.TimeoutError):
+            async with asyncio.timeout(1.0):
+                await self.writer.wait_closed()
+        except (OSError, TimeoutError):
             pass
