@@ -6,8 +6,12 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from drivers.lora.crypto import DOWNLINK, UPLINK, aes_cmac, lorawan_mic, payload_cipher  # noqa: F401 - re-exported
+from drivers.lora.crypto import DOWNLINK, UPLINK, aes_cmac, lorawan_mic, payload_cipher
 from gateway.errors import ConfigError
+
+# The data-frame primitives are re-exported: LoRaWAN code takes all its cryptography from this module.
+__all__ = ["DOWNLINK", "KEY_BYTES", "UPLINK", "aes_cmac", "decrypt_join_accept", "encrypt_join_accept", "join_mic",
+           "lorawan_mic", "parse_keys", "payload_cipher", "session_keys"]
 
 KEY_BYTES = 16
 
