@@ -165,7 +165,9 @@ def _store_line(store: dict[str, Any]) -> str:
     if "bytes_written" in store:
         line += f", {render.size(store['bytes_written'])} written since daemon start"
     if store.get("bytes_written_per_day"):  # projected from the last hour: SD-card wear at a glance (issue 17)
-        line += f" (~{render.size(store['bytes_written_per_day'])}/day)"
+        span = store.get("bytes_written_span_s", 0)
+        over = f" over the last {span // 60} min" if 0 < span < 3000 else ""  # a young projection says so
+        line += f" (~{render.size(store['bytes_written_per_day'])}/day{over})"
     line += f", fault: {store.get('fault') or 'none'}"
     return line
 

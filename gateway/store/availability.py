@@ -79,7 +79,7 @@ class Availability:
             "telemetry_dropped": self._writer.stats.dropped + self.journal.readings_dropped,
             "last_error": self.last_error, "moved_to": self.moved_to, "seq_skipped": self.alloc.skipped,
             "telemetry_in_memory": self.behind.depth(), "telemetry_written_behind": self.behind.written,
-            "bytes_written_per_day": self.wear.per_day(), **self.counters,
+            "bytes_written_per_day": self.wear.per_day(), "bytes_written_span_s": self.wear.span_s(), **self.counters,
         }
 
     # ---- going down ---------------------------------------------------------------------------

@@ -55,19 +55,21 @@ def proc_write_bytes() -> int:
 
 
 class WearMeter:
-    """bytes_written per day projected from the last hour of /proc/self/io (issue 17: SD wear at a glance)."""
+    """bytes_written per day projected from the last hour of /proc/self/io (issue 17: SD wear at a glance).
+    now/read: the clock and the byte counter (injectable for tests)."""
 
     SAMPLE_S = 60.0
     SPAN_S = 3600.0
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], float] = time.monotonic, read: Callable[[], int] = proc_write_bytes) -> None:
         self.samples: deque[tuple[float, int]] = deque()
+        self._now, self._read = now, read
 
     def sample(self) -> None:
-        now = time.monotonic()
+        now = self._now()
         if self.samples and now - self.samples[-1][0] < self.SAMPLE_S:
             return
-        self.samples.append((now, proc_write_bytes()))
+        self.samples.append((now, self._read()))
         while len(self.samples) > 2 and now - self.samples[1][0] >= self.SPAN_S:
             self.samples.popleft()
 
@@ -75,8 +77,13 @@ class WearMeter:
         """0 until two samples a minute apart exist."""
         if len(self.samples) < 2:
             return 0
-        (t0, b0), (t1, b1) = self.samples[0], (time.monotonic(), proc_write_bytes())
+        (t0, b0), (t1, b1) = self.samples[0], (self._now(), self._read())
         return int((b1 - b0) / max(t1 - t0, 1.0) * 86400)
+
+    def span_s(self) -> int:
+        """How many seconds per_day() is projected from (up to an hour; less soon after a start, when an
+        alarm burst or a backlog drain weighs as much as a day's worth would)."""
+        return int(self._now() - self.samples[0][0]) if len(self.samples) >= 2 else 0
 
 
 class Outbox(Availability):
