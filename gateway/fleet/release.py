@@ -4,6 +4,10 @@ verify again, install, switch and commit as root: updater.py, install.py, launch
 
 The manifest signature covers `cg-release-v1`, version, SHA-256 and size, one per line: a release key
 (its public half installed on the gateway) vouches for exactly these bytes, whoever serves them.
+
+Rollback floor: a signed release older (PEP 440) than the one committed or running is refused, so a
+replayed manifest of an old release with a known hole cannot take a gateway back to it. Going back on
+purpose means re-releasing the older code under a newer version (docs/fleet.md).
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from gateway.errors import CommandRejected, GatewayError
 
 if TYPE_CHECKING:  # cryptography is imported when a release is checked, not by `gateway run` (issue 17 RSS)
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+    from packaging.version import Version
+
+    from gateway.fleet.launch import ReleaseSwitch
 
 CHUNK = 64 * 1024
 MAX_RELEASE_BYTES = 512 * 1024 * 1024
@@ -39,6 +46,42 @@ class ReleaseManifest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class DownloadError(GatewayError):
     """The release could not be fetched (network, server); resumable: the partial file is kept."""
+
+
+def release_version(version: str) -> Version:
+    """The manifest's version: 1..64 of [A-Za-z0-9.+-_] (it names a venv directory) and PEP 440 (pip
+    installs the release as courtyard-gateway==<version>); else CommandRejected("bad_release")."""
+    from packaging.version import InvalidVersion, Version
+
+    if not version or len(version) > 64 or not all(c.isalnum() or c in ".+-_" for c in version):
+        raise CommandRejected("bad_release", "version must be 1..64 of [A-Za-z0-9.+-_]")
+    try:
+        return Version(version)
+    except InvalidVersion:
+        raise CommandRejected("bad_release", f"version {version[:32]} is not a PEP 440 version") from None
+
+
+def rollback_floor(sw: ReleaseSwitch) -> Version | None:
+    """The oldest version an update may install: the newer of the committed release and the running one
+    (`venvs/<version>-<hash>`, as install.sh and the updater name them). None when neither parses."""
+    from packaging.version import InvalidVersion, Version
+
+    known = []
+    for text in (str(sw.state().get("committed_version") or ""), sw.current().removeprefix("venvs/").rpartition("-")[0]):
+        try:
+            known.append(Version(text))
+        except InvalidVersion:
+            continue
+    return max(known, default=None)
+
+
+def check_release(m: ReleaseManifest, sw: ReleaseSwitch) -> None:
+    """Version well formed and not below the rollback floor; else CommandRejected."""
+    version = release_version(m.version)
+    floor = rollback_floor(sw)
+    if floor is not None and version < floor:
+        raise CommandRejected("downgrade_refused", f"release {m.version} is older than {floor}, the rollback floor; "
+                                                   "to go back, re-release that code under a newer version")
 
 
 def signed_bytes(version: str, sha256: str, size: int) -> bytes:

@@ -32,7 +32,7 @@ from gateway.fleet.commit import POLL_S, unhealthy
 from gateway.fleet.atomic import write_atomic
 from gateway.fleet.install import release_name
 from gateway.fleet.launch import ReleasePending, ReleaseSwitch
-from gateway.fleet.release import ReleaseManifest, download, load_release_key, verify_manifest
+from gateway.fleet.release import ReleaseManifest, check_release, download, load_release_key, release_version, verify_manifest
 from gateway.fleet.runner import RUNTIME
 from gateway.fleet.updater import HEALTH, UpdateRequest, bundle_path
 
@@ -103,8 +103,7 @@ def parse_update(args: dict[str, Any]) -> tuple[ReleaseManifest, float, float]:
         m = msgspec.convert({k: v for k, v in args.items() if k not in extra}, ReleaseManifest)
     except msgspec.ValidationError as exc:
         raise CommandRejected("bad_release", str(exc)[:160]) from None
-    if not m.version or len(m.version) > 64 or not all(c.isalnum() or c in ".+-_" for c in m.version):
-        raise CommandRejected("bad_release", "version must be 1..64 of [A-Za-z0-9.+-_]")  # it names a directory
+    release_version(m.version)  # it names a directory and pip installs it by it
     out = []
     for key, default, (lo, hi) in (("commit_deadline_s", DEFAULT_DEADLINE_S, DEADLINE_RANGE_S), ("rate_bps", DEFAULT_RATE_BPS, RATE_RANGE_BPS)):
         value = extra.get(key, default)
@@ -134,6 +133,7 @@ class UpdateApi:
         except (OSError, ValueError) as exc:
             raise CommandRejected("no_release_key", f"{key_path}: {exc}"[:200]) from None
         verify_manifest(m, key)
+        check_release(m, sw)  # refused before a download; the root updater checks again on its own record
         files = RUNTIME.files
         # A request the root updater has taken (gone from our directory) is being installed: wait for it.
         # One still lying there may be replaced (e.g. the root units are missing and the operator retries).

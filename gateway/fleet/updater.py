@@ -9,7 +9,8 @@ of its verdicts: it re-verifies the manifest's Ed25519 signature with root's rel
 bundle out of the daemon's directory while hashing it (the copy is what it checked and what it
 unpacks), stages the venv, switches the link, restarts the daemon, then supervises the commit: the new
 release writes `health.json` beside the request; healthy and the unit active -> committed; the deadline
-passed -> switched back and restarted. At most, a forged request installs a release the release key signed.
+passed -> switched back and restarted. At most, a forged request installs a release the release key signed
+and that is not older than the one committed or running (the rollback floor, release.check_release).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import msgspec
 from gateway.errors import CommandRejected, GatewayError
 from gateway.fleet.install import install_release, release_name
 from gateway.fleet.launch import ReleasePending, ReleaseSwitch, fsync_dir
-from gateway.fleet.release import CHUNK, ReleaseManifest, load_release_key, verify_manifest
+from gateway.fleet.release import CHUNK, ReleaseManifest, check_release, load_release_key, verify_manifest
 
 POLL_S = 0.5
 MAX_REQUEST_BYTES = 64 * 1024
@@ -114,8 +115,7 @@ def install_request(req: UpdateRequest, request_dir: Path, sw: ReleaseSwitch, pu
     except (OSError, ValueError) as exc:
         raise CommandRejected("no_release_key", f"{pub}: {exc}"[:200]) from None
     verify_manifest(m, key)  # root's key, not the daemon's word
-    if not m.version or len(m.version) > 64 or not all(c.isalnum() or c in ".+-_" for c in m.version):
-        raise CommandRejected("bad_release", "version must be 1..64 of [A-Za-z0-9.+-_]")
+    check_release(m, sw)  # and root's own record of what runs: no way back to an older signed release
     if sw.pending() is not None:
         raise CommandRejected("update_pending", "an update is already pending")
     name = release_name(m.version, m.sha256)

@@ -186,6 +186,17 @@ async def test_signed_release_is_refused_when_tampered_and_committed_when_good(u
     reply = await rig.send(rig.signed("update", forged))
     assert reply["status"] == "rejected" and reply["reason"] == "bad_release_signature", reply
 
+    # A genuinely signed manifest of a release older than the running 0.1.0 (a replay of an old one with a
+    # known hole): refused at once by the rollback floor, nothing downloaded.
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from gateway.fleet.release import sign_release
+
+    key = load_pem_private_key((rig.keys / "release.key").read_bytes(), None)
+    old = {**manifest, "version": "0.0.9", "sig": sign_release(key, "0.0.9", manifest["sha256"], manifest["size"])}  # type: ignore[arg-type]
+    reply = await rig.send(rig.signed("update", old))
+    assert reply["status"] == "rejected" and reply["reason"] == "downgrade_refused", reply
+
     # The right manifest, tampered bytes on the wire: downloaded, refused on its hash, nothing switched.
     server.tamper = True
     reply = await rig.send(rig.signed("update", {**manifest, "commit_deadline_s": 60}))

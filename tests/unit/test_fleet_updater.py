@@ -36,11 +36,12 @@ def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[ReleaseSwitch
     return ReleaseSwitch(opt), state, key, pub
 
 
-def _request(state: Path, key: Ed25519PrivateKey, data: bytes = BUNDLE, sig: str | None = None, **extra: object) -> dict[str, object]:
+def _request(state: Path, key: Ed25519PrivateKey, data: bytes = BUNDLE, sig: str | None = None, version: str = "9.9.9",
+             **extra: object) -> dict[str, object]:
     sha = hashlib.sha256(BUNDLE).hexdigest()
-    m = {"version": "9.9.9", "sha256": sha, "size": len(BUNDLE), "url": "https://p.example/r.tgz",
-         "sig": sig or sign_release(key, "9.9.9", sha, len(BUNDLE))}
-    (state / f"courtyard-gateway-9.9.9-{sha[:12]}.tar.gz").write_bytes(data)
+    m = {"version": version, "sha256": sha, "size": len(BUNDLE), "url": "https://p.example/r.tgz",
+         "sig": sig or sign_release(key, version, sha, len(BUNDLE))}
+    (state / f"courtyard-gateway-{version}-{sha[:12]}.tar.gz").write_bytes(data)
     req = {"id": "r1", "manifest": m, "commit_deadline_s": 60, **extra}
     (state / "request.json").write_text(json.dumps(req))
     return req
@@ -76,6 +77,46 @@ def test_a_request_the_release_key_did_not_sign_changes_nothing(root: tuple[Rele
     st = sw.state()
     assert error in str(st["last_update_error"]) and st["failed_request"] == ("r1" if case != "path" else "")
     assert not list((sw.opt / "venvs").glob("9.9.9*"))
+
+
+@pytest.mark.parametrize("floor_from", ["committed", "running"])
+def test_a_signed_release_older_than_the_floor_is_refused_and_nothing_changes(
+        root: tuple[ReleaseSwitch, Path, Ed25519PrivateKey, Path], floor_from: str) -> None:
+    """A replayed manifest of an old release (its signature is genuine) cannot take the gateway back."""
+    sw, state, key, pub = root
+    if floor_from == "committed":
+        sw.record(committed_version="9.10.0")  # PEP 440 order: 9.9.9 < 9.10.0 (not string order)
+    else:
+        (sw.opt / "venvs/9.10.0-0123456789ab").mkdir()
+        (sw.opt / "venvs/old").rename(sw.opt / "venvs/gone")
+        os.replace(sw.opt / "venv", sw.opt / "venv.old")
+        os.symlink("venvs/9.10.0-0123456789ab", sw.opt / "venv")
+    running = sw.current()
+    _request(state, key, version="9.9.9")
+    assert _handle(sw, state, pub) == "failed"
+    assert sw.current() == running and sw.pending() is None
+    assert "older than 9.10.0, the rollback floor" in str(sw.state()["last_update_error"])
+    assert not list((sw.opt / "venvs").glob("9.9.9*"))
+
+
+def test_a_newer_release_passes_the_floor_and_a_malformed_version_is_refused(
+        root: tuple[ReleaseSwitch, Path, Ed25519PrivateKey, Path]) -> None:
+    from gateway.errors import CommandRejected
+    from gateway.fleet.release import ReleaseManifest, check_release, rollback_floor
+
+    sw, _, _, _ = root
+    assert rollback_floor(sw) is None  # "venvs/old" names no version, nothing committed yet: no floor
+    sw.record(committed_version="0.2.0")
+
+    def manifest(version: str) -> ReleaseManifest:
+        return ReleaseManifest(version=version, sha256="0" * 64, size=1, url="", sig="")
+
+    check_release(manifest("0.2.0"), sw)  # the same version again (another build) is not a downgrade
+    check_release(manifest("0.10.0rc1"), sw)
+    for bad, reason in (("0.1.9", "downgrade_refused"), ("latest", "bad_release"), ("../x", "bad_release")):
+        with pytest.raises(CommandRejected) as exc:
+            check_release(manifest(bad), sw)
+        assert exc.value.reason == reason, bad
 
 
 def test_the_daemon_reports_the_root_sides_refusal(root: tuple[ReleaseSwitch, Path, Ed25519PrivateKey, Path]) -> None:
