@@ -8,10 +8,12 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import Callable
+from typing import TypeVar
 
 import serial_asyncio_fast
+from structlog.typing import FilteringBoundLogger
 
-from drivers.cellular.at import MAX_LINE_CHARS, AtParser, Done, Prompt, Reboot, Urc
+from drivers.cellular.at import MAX_LINE_CHARS, AtCommand, AtParser, Done, Prompt, Reboot, Urc
 from drivers.cellular.commands import Timeouts, command_for
 from gateway.errors import DeviceTimeout, ModemUnavailable
 
@@ -20,6 +22,8 @@ from gateway.errors import DeviceTimeout, ModemUnavailable
 SETTLE_QUIET_S = 0.1
 SETTLE_CAP_S = 1.0
 CTRL_Z = b"\x1a"  # 27.005 §3.5.1: ends the PDU after the prompt
+
+_T = TypeVar("_T")
 
 
 class AtChannel(asyncio.Protocol):
@@ -30,17 +34,17 @@ class AtChannel(asyncio.Protocol):
     They run on the event loop's monotonic timer, which is what asyncio waits on.
     """
 
-    def __init__(self, log, timeouts: Timeouts, on_urc: Callable[[Urc], None], on_reboot: Callable[[str], None],
+    def __init__(self, log: FilteringBoundLogger, timeouts: Timeouts, on_urc: Callable[[Urc], None], on_reboot: Callable[[str], None],
                  on_lost: Callable[[Exception | None], None] | None = None) -> None:
         self.log = log
         self.timeouts = timeouts
         self.on_urc, self.on_reboot, self.on_lost = on_urc, on_reboot, on_lost
         self.parser = AtParser()
-        self.counters: Counter = Counter()
+        self.counters: Counter[str] = Counter()
         self._transport: asyncio.Transport | None = None
         self._lock = asyncio.Lock()
-        self._done: asyncio.Future | None = None
-        self._prompt: asyncio.Future | None = None
+        self._done: asyncio.Future[Done] | None = None
+        self._prompt: asyncio.Future[None] | None = None
         self._closed: asyncio.Future[None] | None = None  # aclose() waits on it
         self._last_rx = 0.0
         self._dirty = False  # a command timed out: settle before the next one
@@ -124,7 +128,7 @@ class AtChannel(asyncio.Protocol):
         cmd, default = command_for(text, self.timeouts)
         return await self._run(cmd, timeout_s or default, payload)
 
-    async def _run(self, cmd, timeout_s: float, payload: bytes | None) -> tuple[str, ...]:
+    async def _run(self, cmd: AtCommand, timeout_s: float, payload: bytes | None) -> tuple[str, ...]:
         async with self._lock:
             if not self.is_open:
                 raise ModemUnavailable("serial port is not open")
@@ -153,7 +157,7 @@ class AtChannel(asyncio.Protocol):
                 raise done.error
             return done.lines
 
-    async def _wait(self, fut: asyncio.Future, text: str, timeout_s: float):
+    async def _wait(self, fut: asyncio.Future[_T], text: str, timeout_s: float) -> _T:
         loop = asyncio.get_running_loop()
         start = loop.time()
         # Hard cap: the silence timeout plus the wire time of the longest legal line.
@@ -188,7 +192,7 @@ class AtChannel(asyncio.Protocol):
         self.counters["bytes_out"] += len(data)
         self._transport.write(data)
 
-    def _settle_future(self, fut: asyncio.Future | None, item: Done) -> None:
+    def _settle_future(self, fut: asyncio.Future[Done] | None, item: Done) -> None:
         if fut is not None and not fut.done():
             fut.set_result(item)
 
@@ -197,7 +201,7 @@ class AtChannel(asyncio.Protocol):
             if fut is not None and not fut.done():
                 fut.set_exception(exc)
 
-    def _call(self, fn: Callable, arg) -> None:
+    def _call(self, fn: Callable[[_T], None], arg: _T) -> None:
         # A handler bug must not kill the reader (nothing is raised out of data_received).
         try:
             fn(arg)
@@ -206,6 +210,6 @@ class AtChannel(asyncio.Protocol):
             self.log.exception("urc_handler_failed")
 
 
-def at_counters(ch: AtChannel) -> Counter:
+def at_counters(ch: AtChannel) -> Counter[str]:
     """The channel's and its parser's counters, prefixed "at_" for health()."""
     return Counter({f"at_{k}": v for k, v in (ch.counters + ch.parser.counters).items()})

@@ -8,21 +8,41 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
-from types import ModuleType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import structlog
 
-from drivers.codecs import CodecMeta
+from drivers.codecs import CodecMeta, Decode
 from drivers.codecs import nbiot_smoke
 from drivers.counters import CounterStore
 from drivers.sequence import SequenceGuard, Verdict, is_alarm, screen, security_event
+from gateway.clock import Clock
 from gateway.errors import CodecError, FrameError
 from gateway.model import Device, Event, EventKind, Item, Stamp
 
+
+class Header(Protocol):
+    """Who sent a datagram, read before its device (and so its codec's decode) is known."""
+
+    @property
+    def imei(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+
+
+class Envelope(Protocol):
+    """What an NB-IoT codec module offers beyond decode (nbiot_smoke is one)."""
+
+    def header(self, payload: bytes) -> Header:
+        """Raises CodecError when the datagram is not this codec's."""
+        ...
+
+    def ack(self, payload: bytes) -> bytes: ...
+
+
 # NB-IoT codecs also say who sent a datagram (`header(payload).imei/.seq`) and how to ack it (`ack`),
 # which the modem path needs before it knows the device. Decoding itself goes through CODECS.
-ENVELOPES: dict[str, ModuleType] = {nbiot_smoke.NAME: nbiot_smoke}
+ENVELOPES: dict[str, Envelope] = {nbiot_smoke.NAME: nbiot_smoke}
 # UDP (and a platform relaying a backlog) can reorder: an unseen sequence this close below the newest is
 # accepted as late, not suspected. Sensors send a few reports a day, so 16 covers any real reordering.
 REORDER_WINDOW = 16
@@ -36,7 +56,7 @@ class Accepted(NamedTuple):
     replay_suspect: bool = False  # items = the security event + the report's alarms, flagged
 
 
-def _decoder(codec: str):
+def _decoder(codec: str) -> Decode:
     from drivers.codecs.registry import CODECS
 
     return CODECS[codec]  # the profile schema only admits registered codec names
@@ -46,7 +66,7 @@ class Ingest:
     """`store` persists the sequence state (None: memory only). `dedupe_window_s` is kept for callers
     and has no effect: a retry is recognised by (device, sequence, content) however late it comes."""
 
-    def __init__(self, devices: tuple[Device, ...], profiles: dict[str, Any], clock, dedupe_window_s: float = 600.0,
+    def __init__(self, devices: tuple[Device, ...], profiles: dict[str, Any], clock: Clock, dedupe_window_s: float = 600.0,
                  store: CounterStore | None = None, resync_frames: int = 3, resync_min_s: float = 60.0) -> None:
         self.clock = clock
         self.store = store or CounterStore(None, "nbiot", structlog.get_logger())
@@ -55,11 +75,11 @@ class Ingest:
         self.by_id = {d.id: d for d in devices}
         self.codec_of = {d.id: profiles[d.profile].codec for d in devices if d.profile in profiles}
         self.ack_of = {d.id: profiles[d.profile].ack for d in devices if d.profile in profiles}
-        self.counters: Counter = Counter()
+        self.counters: Counter[str] = Counter()
 
-    def identify(self, payload: bytes) -> tuple[Device, Any]:
+    def identify(self, payload: bytes) -> tuple[Device, Header]:
         """Which configured device sent this datagram (by the IMEI inside it). FrameError if none."""
-        problems = []
+        problems: list[str] = []
         for name in sorted(set(self.codec_of.values())):
             envelope = ENVELOPES.get(name)
             if envelope is None:

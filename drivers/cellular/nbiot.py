@@ -11,17 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
+from typing import Any
 
-from drivers.base import DriverHealth, DriverState, Emit
+from drivers.base import DriverContext, DriverHealth, DriverState, Emit
 from drivers.cellular import info, status
 from drivers.cellular.at import Urc
 from drivers.cellular.channel import AtChannel, at_counters
+from drivers.cellular.config import NbiotPort
 from drivers.cellular.info import Datagram
 from drivers.cellular.ingest import Ingest
 from drivers.cellular.relay import RelayIngest
 from drivers.counters import CounterStore
 from drivers.reopen import FIRST_DELAY_S, Reopen
 from gateway.errors import CodecError, DeviceTimeout, FrameError, GatewayError, ModemError, ModemUnavailable
+from gateway.model import Item, Stamp
 
 VIA = "nbiot-modem"
 BOOT_SETTLE_S = 1.0  # a rebooting BC95 prints REBOOT_CAUSE_*, Neul, OK over ~1 s before it takes commands
@@ -33,18 +36,19 @@ SEND_BUSY_PAUSE_S = 0.03
 class NbiotDriver:
     name = "nbiot_bc95"
 
-    def __init__(self, ctx) -> None:
-        self.ctx, self.cfg, self.clock = ctx, ctx.port, ctx.clock
+    def __init__(self, ctx: DriverContext) -> None:
+        self.ctx, self.clock = ctx, ctx.clock
+        self.cfg: NbiotPort = ctx.port
         self.log = ctx.log
         # Sequence numbers survive a restart (drivers/counters.py): a replayed datagram after one is a suspect.
         self.store = CounterStore(getattr(ctx, "state_dir", None), ctx.port_name, self.log)
         self.ingest = Ingest(tuple(ctx.devices), ctx.profiles, ctx.clock, ctx.port.dedupe_window_s, store=self.store)
         self.relay = RelayIngest(self.ingest, self._emit_item, ctx.clock, self.log)
         self.modem = status.ModemStatus()
-        self.counters: Counter = Counter()
+        self.counters: Counter[str] = Counter()
         self.state = DriverState.STARTING
-        self.last_ok = None
-        self.last_datagram = None
+        self.last_ok: Stamp | None = None
+        self.last_datagram: Stamp | None = None
         self.socket: int | None = None
         self._emit: Emit | None = None
         self._wake = asyncio.Event()
@@ -54,7 +58,7 @@ class NbiotDriver:
         self._reopen = Reopen(self.log, self.cfg.reopen_cap_s)  # modem reopen backoff and its warn-once report
         self._serving = False  # registration changes move the state only after bring-up
         self._channel: AtChannel | None = None
-        self._at_totals: Counter = Counter()  # AT counters of closed channels (they survive a reopen)
+        self._at_totals: Counter[str] = Counter()  # AT counters of closed channels (they survive a reopen)
 
     # ---- driver boundary -----------------------------------------------------------------------
 
@@ -99,11 +103,11 @@ class NbiotDriver:
                   "devices": {d: {"last_seq": guard.last(d), "replay": guard.stats(d)} for d in self.ingest.by_id}}
         return DriverHealth(self.state, self.last_ok, counters, detail)
 
-    def info(self) -> dict:
+    def info(self) -> dict[str, Any]:
         """For `gateway modem info` through the control socket."""
         return self.health().detail
 
-    def submit_relay(self, body) -> dict:
+    def submit_relay(self, body: dict[str, Any]) -> dict[str, Any]:
         """The platform-relay path (relay.RelayIngest.submit); the uplink calls this."""
         return self.relay.submit(body)
 
@@ -260,7 +264,7 @@ class NbiotDriver:
         self.counters["drain_capped"] += 1
         self.log.warning("nsorf_drain_capped", socket=sock, reads=MAX_READS_PER_DRAIN)
 
-    async def _datagram(self, ch: AtChannel, dg: Datagram, stamp) -> None:
+    async def _datagram(self, ch: AtChannel, dg: Datagram, stamp: Stamp) -> None:
         self.counters["datagrams"] += 1
         self.log.debug("datagram_rx", ip=dg.ip, port=dg.port, hex=dg.data.hex())
         try:
@@ -276,7 +280,7 @@ class NbiotDriver:
         if accepted.ack is not None:
             await self._send(ch, dg.ip, dg.port, accepted.ack, stamp)
 
-    async def _send(self, ch: AtChannel, ip: str, port: int, data: bytes, received) -> None:
+    async def _send(self, ch: AtChannel, ip: str, port: int, data: bytes, received: Stamp) -> None:
         cmd = f"AT+NSOST={self.socket},{ip},{port},{len(data)},{data.hex().upper()}"
         for attempt in range(SEND_BUSY_RETRIES + 1):
             try:
@@ -291,7 +295,7 @@ class NbiotDriver:
         if (self.clock.monotonic_ns() - received.mono_ns) / 1e9 > self.cfg.ack_within_s:
             self.counters["acks_late"] += 1
 
-    def _emit_item(self, item) -> None:
+    def _emit_item(self, item: Item) -> None:
         if self._emit is None:
             raise ModemUnavailable("driver is not running")
         self._emit(item)
@@ -324,7 +328,7 @@ class NbiotDriver:
     def _on_reboot(self, line: str) -> None:
         self._request_reinit(f"reboot evidence: {line}")
 
-    def _on_lost(self, exc) -> None:
+    def _on_lost(self, exc: Exception | None) -> None:
         self._wake.set()
 
     def _request_reinit(self, reason: str) -> None:
@@ -346,7 +350,7 @@ class NbiotDriver:
             self.last_ok = self.clock.now()
             self.log.info("network_recovered")
 
-    def _reject(self, counter: str, exc: Exception, **kv) -> None:
+    def _reject(self, counter: str, exc: Exception, **kv: object) -> None:
         self.counters[counter] += 1
         level = "warning" if self.counters[counter] == 1 else "debug"
         getattr(self.log, level)(counter, error=str(exc), **kv)

@@ -9,8 +9,11 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from structlog.typing import FilteringBoundLogger
+
 from drivers.cellular.info import MAX_DATAGRAM
 from drivers.cellular.ingest import Ingest
+from gateway.clock import Clock
 from gateway.errors import CodecError, CommandRejected, FrameError
 from gateway.model import Item, Stamp
 
@@ -28,7 +31,7 @@ class RelayIngest:
     "bad_payload", detail) so the uplink can answer the platform with the reason.
     """
 
-    def __init__(self, ingest: Ingest, emit: Callable[[Item], None], clock, log) -> None:
+    def __init__(self, ingest: Ingest, emit: Callable[[Item], None], clock: Clock, log: FilteringBoundLogger) -> None:
         self.ingest, self.emit, self.clock, self.log = ingest, emit, clock, log
 
     def submit(self, body: Any) -> dict[str, Any]:

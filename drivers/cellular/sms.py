@@ -14,14 +14,16 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter, deque
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from drivers.base import CallOutcome, DriverHealth, DriverState, Emit
+from drivers.base import CallOutcome, DriverContext, DriverHealth, DriverState, Emit
 from drivers.cellular import info, pdu, status, voice
 from drivers.cellular.at import Urc
 from drivers.cellular.channel import AtChannel, at_counters
+from drivers.cellular.config import SmsPort
 from drivers.reopen import FIRST_DELAY_S, Reopen
 from gateway.errors import CommandRejected, DeviceTimeout, FrameError, GatewayError, ModemError, ModemUnavailable
+from gateway.model import Stamp
 
 
 class _Job(NamedTuple):
@@ -30,7 +32,7 @@ class _Job(NamedTuple):
     number: str
     text: str
     parts: list[pdu.Pdu]
-    done: asyncio.Future
+    done: asyncio.Future[None]
 
 
 class _CallJob(NamedTuple):
@@ -40,24 +42,25 @@ class _CallJob(NamedTuple):
     text: str
     ring_timeout_s: float
     key_wait_s: float
-    done: asyncio.Future
+    done: asyncio.Future[CallOutcome]
 
 
 class SmsDriver:
     name = "sms_ec200"
 
-    def __init__(self, ctx) -> None:
-        self.ctx, self.cfg, self.clock, self.log = ctx, ctx.port, ctx.clock, ctx.log
+    def __init__(self, ctx: DriverContext) -> None:
+        self.ctx, self.clock, self.log = ctx, ctx.clock, ctx.log
+        self.cfg: SmsPort = ctx.port
         self.modem = status.ModemStatus()
-        self.counters: Counter = Counter()
+        self.counters: Counter[str] = Counter()
         self.state = DriverState.STARTING
-        self.last_ok = None
+        self.last_ok: Stamp | None = None
         self._queue: asyncio.Queue[_Job | _CallJob] | None = None
         self._sent_at: dict[str, deque[float]] = {}  # per recipient: monotonic send times, last hour
         self._global: deque[float] = deque()  # all sends, last minute
         self._reference = random.randrange(256)  # 23.040 concatenation reference, per message
         self._channel: AtChannel | None = None
-        self._at_totals: Counter = Counter()  # AT counters of closed channels (they survive a reopen)
+        self._at_totals: Counter[str] = Counter()  # AT counters of closed channels (they survive a reopen)
         self._unavailable = "modem not started yet"
         self._reopen = Reopen(self.log, self.cfg.reopen_cap_s)  # modem reopen backoff and its warn-once report
         self._session: voice.CallSession | None = None  # the call in progress, fed our URCs
@@ -69,7 +72,7 @@ class SmsDriver:
         not registered), CommandRejected (bad number, rate limit, queue full), ModemError, DeviceTimeout."""
         await self.submit_sms(number, text)
 
-    def submit_sms(self, number: str, text: str) -> asyncio.Future:
+    def submit_sms(self, number: str, text: str) -> asyncio.Future[None]:
         if self._unavailable:
             raise ModemUnavailable(self._unavailable)
         assert self._queue is not None
@@ -149,7 +152,7 @@ class SmsDriver:
                   "unavailable": self._unavailable}
         return DriverHealth(self.state, self.last_ok, counters, detail)
 
-    def info(self) -> dict:
+    def info(self) -> dict[str, Any]:
         return self.health().detail
 
     # ---- session -------------------------------------------------------------------------------

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+
+from structlog.typing import FilteringBoundLogger
 
 from drivers.base import CallOutcome
 from drivers.cellular.at import CALL_WORDS, Urc, fields
+from drivers.cellular.channel import AtChannel
 from gateway.errors import FrameError, GatewayError, ModemUnavailable
 
 ACK_KEY = "1"  # "确认请按1"
@@ -30,7 +34,7 @@ def ucs2_hex(text: str) -> str:
 class CallSession:
     """Feed it the module's URCs (`on_urc`) while `run(ch)` places the call; `abort` when the module is gone."""
 
-    def __init__(self, number: str, text: str, ring_timeout_s: float, key_wait_s: float, log) -> None:
+    def __init__(self, number: str, text: str, ring_timeout_s: float, key_wait_s: float, log: FilteringBoundLogger) -> None:
         self.number, self.text = number, text
         self.ring_timeout_s, self.key_wait_s = ring_timeout_s, key_wait_s
         self.log = log
@@ -54,7 +58,7 @@ class CallSession:
             self._urcs.put_nowait(None)
 
     # ---- the call --------------------------------------------------------------------------------
-    async def run(self, ch) -> CallOutcome:
+    async def run(self, ch: AtChannel) -> CallOutcome:
         loop = asyncio.get_running_loop()
         start = loop.time()
         await ch.command("AT+QTONEDET=1")  # DTMF detection on: keys come as +QTONEDET: <ASCII code>
@@ -78,7 +82,7 @@ class CallSession:
             if not self._ended and not self._aborted:
                 await self._hangup(ch)
 
-    async def _until_answered(self, ch, start: float) -> bool:
+    async def _until_answered(self, ch: AtChannel, start: float) -> bool:
         """True once the call is active (or ended: see _ended); False when ring_timeout_s passed."""
         loop = asyncio.get_running_loop()
         while loop.time() - start < self.ring_timeout_s:
@@ -92,7 +96,7 @@ class CallSession:
             await self._wait(lambda u: False, POLL_S)
         return False
 
-    async def _clcc(self, ch) -> int | None:
+    async def _clcc(self, ch: AtChannel) -> int | None:
         """Our call's <stat>, None when the module lists no call."""
         for line in await ch.command("AT+CLCC"):
             try:
@@ -103,7 +107,7 @@ class CallSession:
                 continue
         return None
 
-    async def _wait(self, done, timeout_s: float) -> None:
+    async def _wait(self, done: Callable[[Urc], bool], timeout_s: float) -> None:
         """Take URCs until `done(urc)`, the ack key, the call's end or the timeout."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_s
@@ -137,6 +141,6 @@ class CallSession:
         if key == ACK_KEY:
             self._key = key
 
-    async def _hangup(self, ch) -> None:
+    async def _hangup(self, ch: AtChannel) -> None:
         with contextlib.suppress(GatewayError):
             await ch.command("ATH")
