@@ -24,6 +24,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 import msgspec
 
@@ -167,7 +168,7 @@ class SequenceGuard:
                                                 "recent": {str(c): d for c, d in t.recent.items()}}, urgent)
 
 
-def is_alarm(item: Item) -> bool:
+def is_alarm(item: Item) -> TypeGuard[Event]:
     """Alarm-class: what the rules raise an alarm from (fire, gas, flow, cover ...)."""
     return isinstance(item, Event) and item.kind == EventKind.ALARM
 

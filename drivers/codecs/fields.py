@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, overload
 
 from drivers.codecs import CodecMeta
 from gateway.errors import CodecError
@@ -39,6 +39,13 @@ def reason(codec: str, table: Sequence[str], value: int) -> str:
     if value >= len(table):
         raise CodecError(codec, f"unknown report reason {value}")
     return table[value]
+
+
+# missing=None: the field has no "not measured" value, so the result is always a number.
+@overload
+def scaled(raw: int, scale: float, missing: None, digits: int = 2) -> float: ...
+@overload
+def scaled(raw: int, scale: float, missing: int | None, digits: int = 2) -> float | None: ...
 
 
 def scaled(raw: int, scale: float, missing: int | None, digits: int = 2) -> float | None:

@@ -44,7 +44,8 @@ def encode(r: TiltReport) -> bytes:
 
 def parse(payload: bytes) -> TiltReport:
     why, status, x, y, z, pct, threshold = unpack(NAME, FORMAT, payload)
-    return TiltReport(reason(NAME, REASONS, why), bits(status, STATUS), *(scaled(a, 0.01, None) for a in (x, y, z)),
+    x_deg, y_deg, z_deg = (scaled(a, 0.01, None) for a in (x, y, z))  # no "not measured" value: always a number
+    return TiltReport(reason(NAME, REASONS, why), bits(status, STATUS), x_deg, y_deg, z_deg,
                       None if pct == NO_PCT or pct > 100 else pct, threshold)
 
 

@@ -8,7 +8,7 @@ from drivers.codecs import CodecMeta
 from drivers.codecs.fields import event, reading
 from drivers.codecs.milesight import Channel, humidity, pack, temperature, u8, walk
 from gateway.errors import CodecError
-from gateway.model import EventKind, Item
+from gateway.model import EventKind, Item, Value
 
 WS303: dict[tuple[int, int], Channel] = {
     (0x01, 0x75): ("battery_pct", 1, u8),
@@ -29,7 +29,7 @@ def _decode(name: str, table: dict[tuple[int, int], Channel], payload: bytes, me
     f = walk(name, payload, table)
     if set(f) == {"history"}:
         raise CodecError(name, "a historical record only (retransmitted from memory), nothing current")
-    values = {k: v for k, v in f.items() if k in ("battery_pct", "temperature_c", "humidity_pct", "firmware_version")}
+    values: dict[str, Value | None] = {k: v for k, v in f.items() if k in ("battery_pct", "temperature_c", "humidity_pct", "firmware_version")}
     if "leak" in f:
         values["leak"] = f["leak"] == 1
     out: list[Item] = [reading(meta, values)]
