@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drivers.base import Command, DriverContext, DriverHealth, DriverState, Emit
+from drivers.modbus.config import RtuPort, TcpPort
 from drivers.modbus.framing import Request
-from drivers.modbus.link import PortLost, RtuLink, TcpLink
+from drivers.modbus.link import PortLost, Reply, RtuLink, TcpLink
 from drivers.modbus.mapping import DeviceMap
 from drivers.modbus.poller import COUNTERS, Schedule, SlaveState
 from drivers.reopen import Reopen
@@ -23,7 +24,7 @@ from gateway.model import Event, EventKind, Item, Stamp
 class _Job:
     kind: str  # "write" | "poll"
     unit: int
-    fut: asyncio.Future
+    fut: asyncio.Future[list[Item]]  # a poll's items; [] for a write
     command: Command | None = None
     items: list[Item] = field(default_factory=list)
 
@@ -33,17 +34,18 @@ class ModbusDriver:
 
     def __init__(self, ctx: DriverContext, tcp: bool) -> None:
         self.name = "modbus_tcp" if tcp else "modbus_rtu"
-        self.ctx, self.cfg, self.clock, self.log = ctx, ctx.port, ctx.clock, ctx.log
+        self.ctx, self.clock, self.log = ctx, ctx.clock, ctx.log
+        self.cfg: RtuPort | TcpPort = ctx.port
         self.maps: dict[int, DeviceMap] = {}
         self.by_id: dict[str, DeviceMap] = {}
-        slaves = []
+        slaves: list[SlaveState] = []
         now = self.clock.monotonic()
         for dev in ctx.devices:
             m = DeviceMap(dev.id, int(dev.address), ctx.profiles[dev.profile], self.name)
             self.maps[m.unit], self.by_id[dev.id] = m, m
             slaves.append(SlaveState(m.unit, m.profile.poll_period_s or self.cfg.poll_period_s, now))
         self.schedule = Schedule(slaves, self.cfg.backoff_cap_s, self.cfg.offline_after, self.cfg.catch_up_periods)
-        self.link = (TcpLink if tcp else RtuLink)(self.cfg, self.clock, self._count)
+        self.link: RtuLink | TcpLink = TcpLink(ctx.port, self.clock, self._count) if tcp else RtuLink(ctx.port, self.clock, self._count)
         self._writes: collections.deque[_Job] = collections.deque()
         self._polls: collections.deque[_Job] = collections.deque()
         self._wake = asyncio.Event()
@@ -134,11 +136,9 @@ class ModbusDriver:
             if job.kind == "write":
                 assert job.command is not None  # a write job always carries its command
                 await self._do_write(job.command)
-                result: Any = None
             else:
                 await self._poll_slave(self.schedule.slaves[job.unit], job.items)
-                result = job.items
-            job.fut.set_result(result)
+            job.fut.set_result(job.items)
         except PortLost as exc:
             job.fut.set_exception(exc)
             raise
@@ -189,7 +189,7 @@ class ModbusDriver:
                 self._emit_item(Event(m.device_id, EventKind.ONLINE, self._last_ok or self.clock.now(),
                                       code="answered", via=self.name), collect)
 
-    async def _transact(self, s: SlaveState, req: Request) -> tuple[list, Stamp]:
+    async def _transact(self, s: SlaveState, req: Request) -> Reply:
         """One request with the retry policy: re-send only after a corrupted/mismatched reply."""
         for attempt in range(self.cfg.retries + 1):
             try:
@@ -270,12 +270,12 @@ class ModbusDriver:
             raise CommandRejected("unknown_device", f"{device_id!r} is not on port {self.ctx.port_name}")
         return m
 
-    def _future(self) -> asyncio.Future:
+    def _future(self) -> asyncio.Future[list[Item]]:
         if self._emit is None:
             raise TransientError(f"modbus port {self.ctx.port_name} is not running")
         return asyncio.get_running_loop().create_future()
 
-    async def _submit(self, queue: collections.deque, job: _Job) -> Any:
+    async def _submit(self, queue: collections.deque[_Job], job: _Job) -> list[Item]:
         if not self.link.is_open:
             raise PortLost(f"port {self.ctx.port_name} is down: {self._port_error}")
         queue.append(job)

@@ -13,7 +13,9 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from drivers.modbus.config import RtuPort, TcpPort
 from drivers.modbus.framing import MbapParser, Request, RtuParser, mbap_adu, parse_reply, rtu_adu
+from gateway.clock import Clock
 from gateway.errors import DeviceTimeout, FrameError, ModbusDeviceError, TransientError
 from gateway.model import Stamp
 
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     import serial
 
 Count = Callable[[int, str], None]  # (unit, counter name)
+Reply = tuple[list[int] | list[bool], Stamp]  # registers or bits (empty for writes), when the reply arrived
 
 
 class PortLost(TransientError):
@@ -40,11 +43,11 @@ def frame_gap_s(baud: int, bits_per_char: int = 11) -> float:
 class _Link:
     """The shared half: one pending request, a reply future, counters by unit."""
 
-    def __init__(self, clock, count: Count) -> None:
+    def __init__(self, clock: Clock, count: Count) -> None:
         self.clock = clock
         self.count = count
         self._pending: Request | None = None
-        self._reply: asyncio.Future | None = None
+        self._reply: asyncio.Future[Reply] | None = None
         self.opens = 0
 
     @property
@@ -70,7 +73,7 @@ class _Link:
         if self._reply is not None and not self._reply.done():
             self._reply.set_exception(exc)
 
-    async def transact(self, req: Request, timeout_s: float) -> tuple[list, Stamp]:
+    async def transact(self, req: Request, timeout_s: float) -> Reply:
         """Send one request and wait for its reply. Raises DeviceTimeout, ModbusDeviceError,
         FrameError (corrupted/mismatched reply: the slave is alive) or PortLost."""
         if not self.is_open:
@@ -102,7 +105,7 @@ class _Link:
 class RtuLink(_Link):
     """Modbus RTU over a serial port, read with loop.add_reader (no threads)."""
 
-    def __init__(self, cfg, clock, count: Count) -> None:
+    def __init__(self, cfg: RtuPort, clock: Clock, count: Count) -> None:
         super().__init__(clock, count)
         self.cfg = cfg
         self._ser: serial.Serial | None = None
@@ -232,11 +235,11 @@ class TcpLink(_Link):
     """Modbus TCP: transaction ids match replies; a silent unit behind a gateway does not close
     the connection, a broken stream does."""
 
-    def __init__(self, cfg, clock, count: Count) -> None:
+    def __init__(self, cfg: TcpPort, clock: Clock, count: Count) -> None:
         super().__init__(clock, count)
         self.cfg = cfg
         self._writer: asyncio.StreamWriter | None = None
-        self._reader_task: asyncio.Task | None = None
+        self._reader_task: asyncio.Task[None] | None = None
         self._tid = 0
 
     @property

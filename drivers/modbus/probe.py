@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import msgspec
+
 from drivers.modbus.config import RtuPort, TcpPort
 from drivers.modbus.framing import Request
-from drivers.modbus.link import RtuLink, TcpLink
+from drivers.modbus.link import PortLost, RtuLink, TcpLink
 from gateway.clock import Clock
 from gateway.errors import DeviceTimeout, FrameError, ModbusDeviceError
 
@@ -17,7 +19,13 @@ def _link(path: str, baud: int, parity: str = "N") -> RtuLink | TcpLink:
     if path.startswith("tcp://"):
         host, _, port = path.removeprefix("tcp://").rpartition(":")
         return TcpLink(TcpPort(host=host.strip("[]"), port=int(port or 502)), Clock("assume_synced"), lambda unit, name: None)
-    return RtuLink(RtuPort(path=path, baud=baud, parity=parity), Clock("assume_synced"), lambda unit, name: None)
+    # Checked like a [ports.X] section: a baud or parity outside the config's set is refused here, as a
+    # port that cannot be opened, instead of reaching pyserial unchecked.
+    try:
+        cfg = msgspec.convert({"path": path, "baud": baud, "parity": parity}, RtuPort)
+    except msgspec.ValidationError as exc:
+        raise PortLost(f"cannot open {path}: {exc}") from None
+    return RtuLink(cfg, Clock("assume_synced"), lambda unit, name: None)
 
 
 async def scan(path: str, baud: int, ids: Sequence[int], timeout_s: float,
