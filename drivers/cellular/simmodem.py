@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import os
 import random
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import structlog
 
@@ -18,6 +20,7 @@ from drivers.simport import SimPort
 
 log = structlog.get_logger("cellular_sim")
 CRLF = "\r\n"
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -51,7 +54,7 @@ class AtModemSim:
         self._inbuf = bytearray()
         self._payload_for: str | None = None  # the command waiting for its prompt payload
         self._out: asyncio.Queue[bytes] = asyncio.Queue()
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -86,7 +89,7 @@ class AtModemSim:
         self._fd = self._port.open()
         asyncio.get_running_loop().add_reader(self._fd, self._readable)
 
-    def spawn(self, coro, name: str) -> asyncio.Task:
+    def spawn(self, coro: Coroutine[Any, Any, _T], name: str) -> asyncio.Task[_T]:
         task = asyncio.get_running_loop().create_task(coro, name=f"cellular-sim-{name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

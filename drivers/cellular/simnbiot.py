@@ -66,14 +66,14 @@ class NbiotModemSim(AtModemSim):
 
     def deliver(self, ip: str, port: int, data: bytes) -> bool:
         """A datagram from a sensor arrives over the air for our listening socket."""
-        sock = next((s for s, v in self.sockets.items() if v is not None), None)
-        if sock is None or self.stat not in (1, 5):
+        sock, socket = next(((s, v) for s, v in self.sockets.items() if v is not None), (None, None))
+        if sock is None or socket is None or self.stat not in (1, 5):
             self.dropped += 1
             return False
         if self.nsonmi == 2:
             self.urc(f"+NSONMI:{sock},{ip},{port},{len(data)},{data.hex().upper()}")
             return True
-        self.sockets[sock].buffer.append((ip, port, data))
+        socket.buffer.append((ip, port, data))
         self.urc(f"+NSONMI:{sock},{len(data)}")
         return True
 
@@ -242,7 +242,7 @@ class SmokeSensorSim:
         self.sent: list[bytes] = []  # every datagram put on the air, retries included
         self.acked: set[int] = set()
         self._acks: dict[int, asyncio.Event] = {}
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         assert self.modem is not None, "add the sensor to a modem first"

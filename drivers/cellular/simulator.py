@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -21,7 +23,7 @@ def _faults(sim: AtModemSim, garbage_s: float, urc_s: float, loose_urc: bool) ->
     sim.faults.garbage_period_s, sim.faults.urc_period_s, sim.faults.strict_urc = garbage_s, urc_s, not loose_urc
 
 
-def _serve(sim: AtModemSim, pty: str, banner: str, on_start=None) -> None:
+def _serve(sim: AtModemSim, pty: str, banner: str, on_start: Callable[[], object] | None = None) -> None:
     async def start() -> None:
         await sim.start(pty, create_pty=True)
         if on_start is not None:
@@ -42,8 +44,10 @@ _common = [
     click.option("--no-sim", is_flag=True, help="no SIM inserted (+CME ERROR: 10)"),
 ]
 
+_F = TypeVar("_F", bound=Callable[..., Any])  # a click command function
 
-def _with_common(fn):
+
+def _with_common(fn: _F) -> _F:
     for option in reversed(_common):
         fn = option(fn)
     return fn

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from drivers.codecs import gas, manhole, milesight_care, smoke, water_flow
 from drivers.lora.frame import FrameType, encode
@@ -23,7 +24,22 @@ EFFECTS: dict[str, dict[str, dict[str, bool]]] = {
                 "closed": {"opened": False, "tilt": False}, "water_high": {"water_high": True},
                 "water_normal": {"water_high": False}, "battery_low": {"battery_low": True}},
 }
-CODECS = {"smoke": smoke, "gas": gas, "water_flow": water_flow, "manhole": manhole}
+
+
+class SensorCodec(Protocol):
+    """What the simulator uses of a LoRa sensor codec module (smoke, gas, water_flow, manhole)."""
+
+    @property
+    def REASONS(self) -> tuple[str, ...]: ...
+    @property
+    def STATUS(self) -> tuple[str, ...]: ...
+
+    # Any: each module encodes its own report class (SmokeReport, GasReport ...), which _report builds
+    # by name from keyword values; a Protocol cannot name "the report class of this module".
+    def encode(self, r: Any) -> bytes: ...
+
+
+CODECS: dict[str, SensorCodec] = {"smoke": smoke, "gas": gas, "water_flow": water_flow, "manhole": manhole}
 HEARTBEAT_S = {"smoke": 12 * 3600.0, "gas": 4 * 3600.0, "water_flow": 6 * 3600.0, "manhole": 6 * 3600.0,  # protocols.md §4
                "sos_button": 18 * 3600.0, "door_contact": 18 * 3600.0, "water_meter": 3600.0}  # Milesight defaults
 
@@ -52,7 +68,7 @@ class SimSensor:
         if self.kind == "gas":
             self.status.setdefault("mains_ok", True)
 
-    def report(self, reason: str = "heartbeat", **values) -> bytes:
+    def report(self, reason: str = "heartbeat", **values: float) -> bytes:
         """The next uplink frame: apply the reason's effects, encode with the codec, count."""
         if self.kind in milesight_care.SIM_REASONS:
             if reason not in milesight_care.SIM_REASONS[self.kind]:
@@ -70,7 +86,7 @@ class SimSensor:
         self.sent.append(raw)
         return raw
 
-    def _report(self, codec, reason: str, values: dict):
+    def _report(self, codec: SensorCodec, reason: str, values: dict[str, float]) -> object:
         cls = {"smoke": smoke.SmokeReport, "gas": gas.GasReport, "water_flow": water_flow.FlowReport,
                "manhole": manhole.TiltReport}[self.kind]
         names = {f.name for f in dataclasses.fields(cls)}

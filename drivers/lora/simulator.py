@@ -13,7 +13,9 @@ import contextlib
 import dataclasses
 import os
 import random
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import click
@@ -59,7 +61,7 @@ class LoraSimulator:
         self.downlinks: list[Downlink] = []
         self.config_answers: list[bytes] = []
         self._faults: dict[str, int | None] = {}  # name -> target device (None: any)
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._fd: int | None = None
         self._port: SimPort | None = None
         self._cfg_buf = bytearray()
@@ -76,7 +78,7 @@ class LoraSimulator:
             self._spawn(self._heartbeats(sensor))
         return sensor
 
-    def trigger(self, device_id: int, reason: str, **values) -> None:
+    def trigger(self, device_id: int, reason: str, **values: float) -> None:
         """A scripted event now: e.g. trigger(0x1A2B3C4D, "alarm")."""
         self.send_frame(self.sensors[device_id].report(reason, **values), device_id)
 
@@ -151,6 +153,8 @@ class LoraSimulator:
     # -- the module's UART -----------------------------------------------------------------------
 
     def _readable(self) -> None:
+        if self._fd is None:  # closed since the loop saw it readable
+            return
         try:
             data = os.read(self._fd, 4096)
         except (BlockingIOError, OSError):
@@ -201,7 +205,9 @@ class LoraSimulator:
         frame = got[0] if got else None
         self.downlinks.append(Downlink(int.from_bytes(data[:2], "big") if len(data) >= 2 else -1,
                                        data[2] if len(data) >= 3 else -1, frame, bytes(data)))
-        sensor = self.sensors.get(frame.device_id) if frame else None
+        if frame is None:
+            return
+        sensor = self.sensors.get(frame.device_id)
         if sensor is not None and frame.type is FrameType.COMMAND and frame.payload:
             names = {v: k for k, v in COMMANDS.items()}
             sensor.commands.append(names.get(frame.payload[0], f"0x{frame.payload[0]:02x}"))
@@ -256,8 +262,9 @@ class LoraSimulator:
         except OSError:  # the gateway side vanished (unplug): drop what was queued
             sent = len(self._out)
         del self._out[:sent]
-        with contextlib.suppress(Exception):
-            loop.remove_writer(self._fd)
+        if self._fd is not None:
+            with contextlib.suppress(Exception):
+                loop.remove_writer(self._fd)
         if self._out and self._fd is not None:
             loop.add_writer(self._fd, self._drain)
 
@@ -268,7 +275,7 @@ class LoraSimulator:
             self.send_frame(s.report("heartbeat"), s.device_id)
             await asyncio.sleep(s.heartbeat_s / self.time_scale)
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

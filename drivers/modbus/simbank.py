@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import random
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import msgspec
 from pymodbus.constants import ExcCodes
@@ -30,6 +32,17 @@ class Fault:
     exception: int = 0  # answer every request with this exception code
     wrong_unit: bool = False  # answer with unit id + 1
     truncated: bool = False  # send only the first half of the reply
+
+
+class FaultKnobs(TypedDict, total=False):
+    """Fault's fields as keyword arguments (ModbusSimulator.set_fault)."""
+
+    silent: bool
+    late_ms: int
+    bad_crc: bool
+    exception: int
+    wrong_unit: bool
+    truncated: bool
 
 
 def load_profile(path: Path) -> tuple[str, ModbusProfile]:
@@ -75,7 +88,7 @@ class SlaveSim:
         vals = [self.tables[t].get(a, 0) for a in range(address, address + count)]
         return [bool(v) for v in vals] if t in "cd" else vals
 
-    def put(self, fc: int, address: int, values: list) -> ExcCodes | None:
+    def put(self, fc: int, address: int, values: Sequence[int]) -> ExcCodes | None:
         t = _TABLE.get(fc)
         if t not in ("c", "h"):
             return ExcCodes.ILLEGAL_FUNCTION
@@ -134,10 +147,10 @@ class SimContext:
     def __init__(self, slaves: dict[int, SlaveSim]) -> None:
         self.slaves = slaves
 
-    async def async_getValues(self, device_id: int, func_code: int, address: int, count: int = 1):
+    async def async_getValues(self, device_id: int, func_code: int, address: int, count: int = 1) -> list[int] | list[bool] | ExcCodes:
         return self.slaves[device_id].get(func_code, address, count)
 
-    async def async_setValues(self, device_id: int, func_code: int, address: int, values):
+    async def async_setValues(self, device_id: int, func_code: int, address: int, values: Sequence[int] | Sequence[bool]) -> ExcCodes | None:
         return self.slaves[device_id].put(func_code, address, list(values))
 
 

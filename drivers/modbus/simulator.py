@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, Unpack
 
 import click
 import structlog
@@ -19,7 +21,7 @@ from pymodbus.pdu import DecodePDU
 
 from drivers.modbus.framing import MbapFrame, MbapParser, RtuFrame, RtuParser, mbap_adu, rtu_adu
 from drivers.modbus.link import char_time_s
-from drivers.modbus.simbank import Fault, SimContext, SlaveSim, load_profile
+from drivers.modbus.simbank import Fault, FaultKnobs, SimContext, SlaveSim, load_profile
 from drivers.simport import SimPort, serve_until_interrupted
 
 log = structlog.get_logger("modbus_sim")
@@ -35,7 +37,7 @@ class ModbusSimulator:
         self.baud, self.turnaround_s, self.tick_s = baud, turnaround_ms / 1000, tick_s
         self.requests_seen = 0
         self.log: list[tuple[int, int]] = []  # (unit, function) of every answered request, in order
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._fd: int | None = None  # RTU: our end of the serial line
         self._port: SimPort | None = None
         self._tcp: asyncio.AbstractServer | None = None
@@ -44,7 +46,7 @@ class ModbusSimulator:
 
     # -- control API (tests, courtyard simulator) -----------------------------------------------
 
-    def set_fault(self, unit: int, **knobs) -> None:
+    def set_fault(self, unit: int, **knobs: Unpack[FaultKnobs]) -> None:
         self.slaves[unit].fault = Fault(**knobs)
 
     def clear_faults(self) -> None:
@@ -82,7 +84,8 @@ class ModbusSimulator:
     async def start_tcp(self, host: str = "127.0.0.1", port: int = 0) -> int:
         self._tcp = await asyncio.start_server(self._tcp_client, host, port)
         self._spawn(self._drift(), "drift")
-        return self._tcp.sockets[0].getsockname()[1]
+        port_bound: int = self._tcp.sockets[0].getsockname()[1]  # getsockname() is typed Any
+        return port_bound
 
     async def stop(self) -> None:
         for t in list(self._tasks):
@@ -171,7 +174,7 @@ class ModbusSimulator:
             self._clients.discard(writer)
             writer.close()
 
-    async def _answer_tcp(self, frame, writer: asyncio.StreamWriter) -> None:
+    async def _answer_tcp(self, frame: MbapFrame, writer: asyncio.StreamWriter) -> None:
         reply = await self._respond(frame.unit, frame.pdu)
         if reply is None:
             return
@@ -201,7 +204,9 @@ class ModbusSimulator:
         if slave.fault.exception:
             out = bytes([req.function_code | 0x80, slave.fault.exception])
         else:
-            resp = await req.datastore_update(self.context, unit)
+            # pymodbus annotates the nominal ModbusServerContext (deprecated, its __init__ logs so) but calls
+            # only async_getValues/async_setValues, which SimContext implements with the same signatures.
+            resp = await req.datastore_update(self.context, unit)  # type: ignore[arg-type]
             out = bytes([resp.function_code]) + resp.encode()
         return (unit + 1) % 256 if slave.fault.wrong_unit else unit, out, slave.fault
 
@@ -211,7 +216,7 @@ class ModbusSimulator:
             for s in self.slaves.values():
                 s.tick(self.tick_s)
 
-    def _spawn(self, coro, name: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=f"modbus-sim-{name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -247,6 +252,7 @@ def cli(profile_name: str, profiles_dir: str, units: tuple[int, ...], tcp: str |
             bound = await sim.start_tcp(host or "127.0.0.1", int(port))
             click.echo(f"modbus simulator: {profile_name} units {list(units)} on tcp {host}:{bound}")
         else:
+            assert pty is not None  # exactly one of --tcp / --pty, checked above
             await sim.start_rtu(pty, create_pty=True)
             click.echo(f"modbus simulator: {profile_name} units {list(units)} on {pty} (baud emulation {baud or 'off'})")
 
