@@ -10,8 +10,12 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from gateway.simulate.courtyard import Courtyard
 
 
 def default_trigger_socket() -> str:
@@ -48,7 +52,8 @@ class _Group(click.Group):
 
             module, attr = self.LAZY[name]
             _need_sim_extra()
-            return getattr(importlib.import_module(module), attr)
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
         return super().get_command(ctx, name)
 
 
@@ -90,7 +95,7 @@ def simulate(ctx: click.Context, courtyard: str | None, out: str | None, broker:
     asyncio.run(main())
 
 
-async def _serve_trigger(cy, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _serve_trigger(cy: Courtyard, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         line = await reader.readline()
         req = json.loads(line)

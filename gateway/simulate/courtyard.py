@@ -14,8 +14,9 @@ import asyncio
 import os
 import random
 import tomllib
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -23,6 +24,9 @@ from gateway.config.write import dumps_config
 
 from gateway.config.schema import Contact
 from gateway.simulate.proxy import FaultProxy, Mode
+
+if TYPE_CHECKING:
+    from drivers.cellular.simnbiot import SmokeSensorSim
 
 
 class SimDevice(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -111,7 +115,16 @@ class Courtyard:
         self.sims: dict[str, Any] = {}
         self.proxy: FaultProxy | None = None
         self.events: list[dict[str, Any]] = []  # what the simulator did, for the demo's live view
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Set by the protocol parts (gateway/simulate/parts.py, lorawan_part.py) as they start.
+        self.tcp_port = 0  # the Modbus TCP simulator's bound port
+        self.lorawan_port = 0  # the gateway's GWMP port the packet forwarder sends to
+        self.lorawan_muted: set[str] = set()  # LoRaWAN devices gone silent (scenario "silent")
+        self.nbiot_sensors: dict[str, SmokeSensorSim] = {}  # device id -> its simulated detector
+        # Secrets made at the first ask, fresh at each run (they go to the 0600 credentials file).
+        self.lora_keys: dict[str, str] | None = None
+        self.lorawan_keys: dict[str, str] | None = None
+        self.command_key: str | None = None
 
     # ---- description ------------------------------------------------------------------------
     def _all_devices(self) -> list[SimDevice]:
@@ -123,7 +136,8 @@ class Courtyard:
 
     def _profile_type(self, profile: str) -> str:
         with (self.profiles_dir / f"{profile}.toml").open("rb") as f:
-            return tomllib.load(f)["type"]
+            kind: str = tomllib.load(f)["type"]  # the profile schema's `type`, a string
+        return kind
 
     def tty(self, name: str) -> str:
         return str(self.workdir / f"tty-{name}")
@@ -151,7 +165,7 @@ class Courtyard:
 
         await parts.stop_all(self)
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         t = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)

@@ -10,6 +10,7 @@ import tomllib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from drivers.lorawan.simulator import LorawanSimulator
     from gateway.simulate.courtyard import Courtyard, SimDevice
 
 # Profile type -> simulated device kind (drivers/lorawan/simdevices.py payloads).
@@ -33,7 +34,7 @@ def devices(c: Courtyard) -> list[SimDevice]:
 
 def keys(c: Courtyard) -> dict[str, str]:
     """"NwkSKey:AppSKey" per ABP device, fresh at each start (they go to the 0600 credentials file)."""
-    if not hasattr(c, "lorawan_keys"):
+    if c.lorawan_keys is None:
         c.lorawan_keys = {d.id: f"{secrets.token_hex(16)}:{secrets.token_hex(16)}" for d in devices(c)}
     return c.lorawan_keys
 
@@ -58,7 +59,7 @@ async def start(c: Courtyard) -> None:
     c.sims["lorawan"] = sim
 
 
-async def _heartbeats(c: Courtyard, sim: Any, device_id: str, period_s: float) -> None:
+async def _heartbeats(c: Courtyard, sim: LorawanSimulator, device_id: str, period_s: float) -> None:
     await asyncio.sleep(c.rng.uniform(0.05, 1.0) * min(period_s, 30.0))
     while True:
         if device_id not in c.lorawan_muted:

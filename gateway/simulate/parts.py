@@ -9,15 +9,16 @@ from typing import TYPE_CHECKING, Any
 from gateway.simulate import lorawan_part
 
 if TYPE_CHECKING:
-    from gateway.simulate.courtyard import Courtyard, SimDevice
+    from drivers.modbus.simulator import ModbusSimulator
+    from gateway.simulate.courtyard import Bus, Courtyard, SimDevice
 
 
 # ---- Modbus ------------------------------------------------------------------------------------
-def _modbus_sim(c: Courtyard, bus: Any, baud: int) -> Any:
+def _modbus_sim(c: Courtyard, bus: Bus, baud: int) -> ModbusSimulator:
     from drivers.modbus.simbank import SlaveSim, load_profile
     from drivers.modbus.simulator import ModbusSimulator
 
-    slaves = []
+    slaves: list[SlaveSim] = []
     for d in bus.devices:
         kind, profile = load_profile(c.profiles_dir / f"{d.profile}.toml")
         slaves.append(SlaveSim(int(d.address), kind, profile))
@@ -95,7 +96,7 @@ def _lora_keyed(c: Courtyard, profile: str) -> tuple[bool, bool]:
 
 def _lora_keys(c: Courtyard) -> dict[str, str]:
     """One AES-128 key per keyed LoRa sensor, made fresh at each start (they go to the 0600 credentials file)."""
-    if not hasattr(c, "lora_keys"):
+    if c.lora_keys is None:
         import secrets
 
         devices = c.spec.lora.devices if c.spec.lora else ()
@@ -103,14 +104,14 @@ def _lora_keys(c: Courtyard) -> dict[str, str]:
     return c.lora_keys
 
 
-async def _start_lora(c: Courtyard) -> None:
+async def _start_lora(c: Courtyard, bus: Bus) -> None:
     from drivers.lora.simsensors import SimSensor
     from drivers.lora.simulator import LoraSimulator
 
     sim = LoraSimulator(time_scale=c.time_scale)
     await sim.start(c.tty("lora"), create_pty=True)
     keys = _lora_keys(c)
-    for d in c.spec.lora.devices:
+    for d in bus.devices:
         key = bytes.fromhex(keys[d.id]) if d.id in keys else None
         encrypt = _lora_keyed(c, d.profile)[1]
         sim.add_sensor(SimSensor(int(d.address), c.types[d.id], key=key, encrypt=encrypt, rssi_dbm=c.rng.randint(-105, -70)))
@@ -143,13 +144,13 @@ def _lora_trigger(c: Courtyard, name: str, d: SimDevice, duration_s: float) -> N
 NBIOT_EVENTS = {"smoke": "alarm", "clear": "clear", "battery_low": "battery_low", "test_button": "self_test"}
 
 
-async def _start_nbiot(c: Courtyard) -> None:
+async def _start_nbiot(c: Courtyard, bus: Bus) -> None:
     from drivers.cellular.simnbiot import NbiotModemSim, SmokeSensorSim, make_imei
 
     modem = NbiotModemSim(imei=make_imei(900001))
     await modem.start(c.tty("nbiot"), create_pty=True)
     c.nbiot_sensors = {}
-    for i, d in enumerate(c.spec.nbiot.devices):
+    for i, d in enumerate(bus.devices):
         with (c.profiles_dir / f"{d.profile}.toml").open("rb") as f:
             import tomllib
 
@@ -224,11 +225,11 @@ async def start_all(c: Courtyard) -> None:
         c.tcp_port = await sim.start_tcp("127.0.0.1", 0)
         c.sims["modbus_tcp"] = sim
     if c.spec.lora is not None:
-        await _start_lora(c)
+        await _start_lora(c, c.spec.lora)
     if c.spec.lorawan is not None:
         await lorawan_part.start(c)
     if c.spec.nbiot is not None:
-        await _start_nbiot(c)
+        await _start_nbiot(c, c.spec.nbiot)
     if c.spec.sms:
         await _start_sms(c)
     if c.spec.gb26875_centre:
@@ -263,7 +264,7 @@ def ports(c: Courtyard) -> dict[str, Any]:
 
 
 def device_ports(c: Courtyard) -> list[tuple[str, SimDevice]]:
-    out = []
+    out: list[tuple[str, SimDevice]] = []
     for port, bus in (("rs485", c.spec.modbus_rtu), ("pumphouse", c.spec.modbus_tcp), ("lora", c.spec.lora), ("lorawan", c.spec.lorawan),
                       ("nbiot", c.spec.nbiot)):
         for d in bus.devices if bus else ():
@@ -284,7 +285,7 @@ def credentials(c: Courtyard) -> dict[str, Any]:
     fresh at each start; the platform side of a demo or test reads them from the 0600 file."""
     import secrets
 
-    if not hasattr(c, "command_key"):
+    if c.command_key is None:
         c.command_key = secrets.token_hex(32)
     out: dict[str, Any] = {"command_keys": {"demo-ops": c.command_key}}
     keys = {**(_lora_keys(c) if c.spec.lora is not None else {}), **lorawan_part.keys(c)}
@@ -294,7 +295,7 @@ def credentials(c: Courtyard) -> dict[str, Any]:
 
 
 async def trigger(c: Courtyard, name: str, device: str, duration_s: float) -> None:
-    if device in getattr(c, "nbiot_sensors", {}):
+    if device in c.nbiot_sensors:
         event = NBIOT_EVENTS.get(name)
         if event is None:
             raise ValueError(f"scenario {name!r} does not apply to NB-IoT smoke detector {device}")

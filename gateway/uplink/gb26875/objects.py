@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Union
 
@@ -173,7 +174,8 @@ def _part_analog(b: bytes) -> PartAnalog:
 
 
 # type flag -> (object class, object size in bytes, parser)
-_LAYOUT = {
+# type flag -> (object class, size on the wire, parser)
+_LAYOUT: dict[TypeFlag, tuple[type[Object], int, Callable[[bytes], Object]]] = {
     TypeFlag.PART_STATE: (PartState, 46, _part_state),
     TypeFlag.PART_ANALOG: (PartAnalog, 16, _part_analog),
     TypeFlag.DEVICE_STATE: (DeviceState, 7, lambda b: DeviceState(b[0], time_tag(b[1:7]))),

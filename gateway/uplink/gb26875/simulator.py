@@ -45,7 +45,7 @@ class Centre:
         self.connections = 0
         self._serials = SerialCounter(0x8000)  # far from the gateway's, so logs are easy to read
         self._writers: set[asyncio.StreamWriter] = set()
-        self._clients: set[asyncio.Task] = set()
+        self._clients: set[asyncio.Task[Any]] = set()  # the server's client tasks, as current_task() gives them
         self._server: asyncio.Server | None = None
 
     async def start(self) -> "Centre":
