@@ -31,7 +31,7 @@ class _Proto(asyncio.Protocol):
 
     def __init__(self, driver: "LoraDriver") -> None:
         self.driver = driver
-        self.lost: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.lost: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
 
     def data_received(self, data: bytes) -> None:
         self.driver.on_bytes(data)

@@ -81,7 +81,7 @@ class LorawanDriver:
         self._transport: asyncio.DatagramTransport | None = None
         self._emit: Emit | None = None
         self._last_ok: Stamp | None = None
-        self._sending: set[asyncio.Task] = set()
+        self._sending: set[asyncio.Task[None]] = set()
         self._rx2: dict[int, tuple[gwmp.TxPk, str]] = {}  # PULL_RESP token -> its RX2 twin, until TX_ACK  # downlinks waiting for their state to reach the disk
         self._bind_error = ""
         self._down = False
@@ -117,7 +117,7 @@ class LorawanDriver:
         self._emit = emit
         loop = asyncio.get_running_loop()
         tries = 0
-        bridge_task: asyncio.Task | None = None
+        bridge_task: asyncio.Task[None] | None = None
         flusher = loop.create_task(self.store.run(), name=f"lorawan:{self.ctx.port_name}:counters")
         try:
             while self._transport is None:

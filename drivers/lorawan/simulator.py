@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +55,7 @@ class LorawanSimulator:
         self._token = self.rng.getrandbits(16)
         self._t0 = 0.0
         self._transport: asyncio.DatagramTransport | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._downlink_event = asyncio.Event()
         self.last_sent_tmst, self.last_sent_freq = 0, 0.0  # of the latest rxpk, for timing checks
 
@@ -189,7 +190,7 @@ class LorawanSimulator:
                 next_stat = loop.time() + self.stat_s
             await asyncio.sleep(self.keepalive_s)
 
-    def _spawn(self, coro) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
