@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.platform.signing import sign_command
 
@@ -31,7 +33,12 @@ class MqttTransport:
             self.c.username_pw_set(username, password)
         self.c.on_message = self._on_message
         connected = threading.Event()
-        self.c.on_connect = lambda c, u, f, rc, p: (c.subscribe("cg/v1/+/reply", qos=1), connected.set())
+
+        def on_connect(c: mqtt.Client, u: Any, f: mqtt.ConnectFlags, rc: ReasonCode, p: Properties | None) -> None:
+            c.subscribe("cg/v1/+/reply", qos=1)
+            connected.set()
+
+        self.c.on_connect = on_connect
         self.c.connect(url.hostname or "127.0.0.1", url.port or (8883 if url.scheme == "mqtts" else 1883), 30)
         self.c.loop_start()
         if not connected.wait(10):
