@@ -7,7 +7,7 @@ import functools
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -103,7 +103,7 @@ def ask(target: Target, cmd: str, args: dict[str, Any] | None = None, timeout_s:
     return resp.result
 
 
-def fail(message: str, code: int = EXIT_FAIL) -> None:
+def fail(message: str, code: int = EXIT_FAIL) -> NoReturn:
     click.echo(message, err=True)
     raise SystemExit(code)
 
