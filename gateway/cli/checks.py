@@ -314,9 +314,11 @@ CHECKS: list[Callable[[Env], list[Check]]] = [
 ]
 
 
-GROUPS = {check_config: "config", check_daemon: "daemon", check_trouble: "daemon", check_credentials: "security", check_ports: "ports and radios",
-          check_lora_modules: "ports and radios", check_devices: "devices", check_broker: "uplink", check_clock: "system",
-          check_disk: "system"}
+GROUPS: dict[Callable[[Env], list[Check]], str] = {
+    check_config: "config", check_daemon: "daemon", check_trouble: "daemon", check_credentials: "security",
+    check_ports: "ports and radios", check_lora_modules: "ports and radios", check_devices: "devices", check_broker: "uplink",
+    check_clock: "system", check_disk: "system",
+}
 
 
 def run_checks(env: Env) -> list[Check]:

@@ -7,7 +7,7 @@ import functools
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -20,6 +20,9 @@ EXIT_OK = 0
 EXIT_FAIL = 1  # a check failed, the config is invalid, the daemon or a device refused
 EXIT_USAGE = 2  # click's own usage errors
 EXIT_UNAVAILABLE = 3  # daemon or device not reachable
+
+# A click command callback: click calls it with keyword arguments named after its options.
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class DaemonRefused(GatewayError):
@@ -67,8 +70,9 @@ def locate(config_path: str, socket_override: str | None = None) -> Target:
     return Target(config_path, sock, store_path, note)
 
 
-def target_options(f: Callable) -> Callable:
-    """Add --config and --socket to a command; it receives `target: Target` instead."""
+def target_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --config and --socket to a command; it receives `target: Target` instead (so the
+    wrapper's keyword arguments differ from `f`'s: no narrower type than Callable[..., Any] holds)."""
 
     @click.option(
         "--config", "config_path", envvar="COURTYARD_CONFIG", default=DEFAULT_CONFIG, show_default=True,
@@ -85,7 +89,7 @@ def target_options(f: Callable) -> Callable:
     return wrapper
 
 
-def json_option(f: Callable) -> Callable:
+def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="machine-readable output")(f)
 
 
@@ -99,7 +103,7 @@ def ask(target: Target, cmd: str, args: dict[str, Any] | None = None, timeout_s:
     return resp.result
 
 
-def fail(message: str, code: int = EXIT_FAIL) -> None:
+def fail(message: str, code: int = EXIT_FAIL) -> NoReturn:
     click.echo(message, err=True)
     raise SystemExit(code)
 
@@ -121,5 +125,7 @@ def port_drivers(target: Target) -> dict[str, str]:
             raw = tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError):
         return {}
-    ports = raw.get("ports") if isinstance(raw.get("ports"), dict) else {}
+    ports = raw.get("ports")
+    if not isinstance(ports, dict):
+        return {}
     return {str(p["path"]): str(p.get("driver", "")) for p in ports.values() if isinstance(p, dict) and p.get("path")}

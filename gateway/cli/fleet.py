@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from gateway.cli.common import EXIT_FAIL, EXIT_UNAVAILABLE, fail
 from gateway.fleet.bundle import DEFAULT_DEADLINE_S, make_bundle_args
 
 
@@ -24,11 +25,16 @@ def _gateways(ids: tuple[str, ...], listfile: str | None) -> list[str]:
 
 
 def _transport(o: dict[str, Any]) -> Any:
-    from gateway.fleet.tool import MqttTransport
+    from gateway.fleet.tool import BrokerRefused, MqttTransport
 
     key_hex = Path(o["key_file"]).read_text().strip()
     password = Path(o["password_file"]).read_text().strip() if o["password_file"] else ""
-    return MqttTransport(o["broker"], o["key_id"], key_hex, username=o["username"] or "", password=password, ca_file=o["ca_file"] or "")
+    try:
+        return MqttTransport(o["broker"], o["key_id"], key_hex, username=o["username"] or "", password=password, ca_file=o["ca_file"] or "")
+    except BrokerRefused as exc:  # credentials or rights: nothing was sent to any gateway
+        fail(f"broker: {exc}", EXIT_FAIL)
+    except OSError as exc:  # no TCP/TLS connection, no CONNACK within 10 s
+        fail(f"broker {o['broker']} unreachable: {exc}", EXIT_UNAVAILABLE)
 
 
 def _common(f: Any) -> Any:

@@ -86,7 +86,9 @@ def journal_path(target: Target) -> str:
             raw = tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError):
         raw = {}
-    section = raw.get("selfcheck") if isinstance(raw.get("selfcheck"), dict) else {}
+    section = raw.get("selfcheck")
+    if not isinstance(section, dict):
+        section = {}
     return str(section.get("journal_path") or default_path(target.store_path))
 
 

@@ -96,12 +96,9 @@ def listen(target: Target, port_name: str | None, seconds: float, state_dir: str
     creds = load_credentials(cfg.uplink.credentials_file) if cfg.uplink.credentials_file else None
     devices = tuple(d for d in resolve_devices(cfg).values() if d.port == name)
 
-    class _Ctx(DriverContext, frozen=True):
-        state_dir: str | None = None
-
-    ctx = _Ctx(name, cfg.ports[name][1], devices, {d.profile: cfg.profile_specs.get(d.profile) for d in devices},
-               Clock(cfg.clock.sync), structlog.get_logger(), secrets=dict(creds.lora_keys) if creds else {},
-               state_dir=state_dir or str(Path(cfg.store.path).parent))
+    ctx = DriverContext(name, cfg.ports[name][1], devices, {d.profile: cfg.profile_specs.get(d.profile) for d in devices},
+                        Clock(cfg.clock.sync), structlog.get_logger(), secrets=dict(creds.lora_keys) if creds else {},
+                        state_dir=Path(state_dir) if state_dir else Path(cfg.store.path).parent)
     driver = LorawanDriver(ctx)
     driver.store.path = None  # read the daemon's sessions and counters, never write them: the daemon owns the file
     heard: list[dict[str, Any]] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -24,7 +25,7 @@ class GatewayGroup(click.Group):
             self.add_command(_load(LAZY_COMMANDS[cmd_name]), cmd_name)
         return super().get_command(ctx, cmd_name)
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: click.Context) -> Any:  # click.Group.invoke returns the callback's result: Any
         from gateway.cli.common import DaemonRefused, Unreachable
         from gateway.control.client import DaemonUnavailable
         from gateway.errors import DeviceTimeout, GatewayError

@@ -11,13 +11,19 @@ import asyncio
 import os
 import sys
 import tomllib
-from typing import Any
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
 
 import click
 
 from gateway.cli import render
 from gateway.cli.common import EXIT_FAIL, DaemonRefused, Target, Unreachable, ask, json_option, target_options
 from gateway.control.client import DaemonUnavailable
+
+if TYPE_CHECKING:
+    from drivers.modbus.config import Order, RegisterType
+
+T = TypeVar("T")
 
 BAUDS = ["1200", "2400", "4800", "9600", "19200", "38400", "57600", "115200"]
 REG_TYPES = ["uint16", "int16", "uint32", "int32", "float32", "bool"]
@@ -26,6 +32,13 @@ STOP_HINT = "stop it first (sudo systemctl stop courtyard-gateway), or use `gate
 
 class PortBusy(Unreachable):
     """Another process (usually the daemon) holds the port."""
+
+
+class UnitMatch(TypedDict):
+    """One entry of `devices` / `missing` in `gateway modbus scan --json` (docs/CLI.md)."""
+
+    unit: int
+    device_id: str | None
 
 
 def link_target(port: str) -> str:
@@ -73,7 +86,7 @@ def ensure_port_free(target: Target, path: str) -> None:
             raise PortBusy(f"the gateway daemon holds {path} (port {p['port']}, {p['driver']}): {STOP_HINT}")
 
 
-def run_probe(coro: Any) -> Any:
+def run_probe(coro: Coroutine[Any, Any, T]) -> T:
     """Run one probe coroutine; the port-level failures become exit-3 messages."""
     from drivers.modbus.link import PortLost
 
@@ -135,8 +148,8 @@ def scan(target: Target, port: str, ids_text: str, baud: str, timeout_s: float, 
 
         run_probe(probe.scan(port, int(baud), ids, timeout_s, progress))
     known = configured_units(target, port)
-    matched = [{"unit": u, "device_id": known.get(u)} for u in found]
-    missing = [{"unit": u, "device_id": d} for u, d in sorted(known.items()) if u in ids and u not in found]
+    matched: list[UnitMatch] = [{"unit": u, "device_id": known.get(u)} for u in found]
+    missing: list[UnitMatch] = [{"unit": u, "device_id": d} for u, d in sorted(known.items()) if u in ids and u not in found]
     if as_json:
         render.emit_json({"port": port, "baud": int(baud), "tried": len(ids), "found": found, "devices": matched, "missing": missing})
     else:
@@ -149,13 +162,13 @@ def scan(target: Target, port: str, ids_text: str, baud: str, timeout_s: float, 
         raise SystemExit(EXIT_FAIL)
 
 
-def _decode_all(values: list, reg_type: str, address: int, count: int, byte_order: str, word_order: str) -> list[dict[str, Any]]:
+def _decode_all(values: Sequence[int], reg_type: RegisterType, address: int, count: int, byte_order: Order, word_order: Order) -> list[dict[str, Any]]:
     from drivers.modbus.config import WIDTH, ModbusProfile, RegisterSpec
     from drivers.modbus.registers import decode
     from gateway.errors import CodecError
 
     width = WIDTH[reg_type]
-    function = 1 if reg_type == "bool" else 3  # only selects bit vs register decoding here
+    function: Literal[1, 3] = 1 if reg_type == "bool" else 3  # only selects bit vs register decoding here
     profile = ModbusProfile(byte_order=byte_order, word_order=word_order, registers=[])
     rows = []
     for i in range(count):
@@ -183,8 +196,8 @@ def _decode_all(values: list, reg_type: str, address: int, count: int, byte_orde
 @_port_options
 @target_options
 @json_option
-def read(target: Target, port: str, slave: int, address: int, count: int, reg_type: str, function: str | None,
-         byte_order: str, word_order: str, baud: str, timeout_s: float, as_json: bool) -> None:
+def read(target: Target, port: str, slave: int, address: int, count: int, reg_type: RegisterType, function: str | None,
+         byte_order: Order, word_order: Order, baud: str, timeout_s: float, as_json: bool) -> None:
     """Read COUNT values of --type from SLAVE at ADDRESS (0-based protocol address)."""
     from drivers.modbus import probe
     from drivers.modbus.config import WIDTH
@@ -226,8 +239,8 @@ def _coil(text: str) -> int:
 @_port_options
 @target_options
 @json_option
-def write(target: Target, port: str, slave: int, address: int, values: tuple[str, ...], coil: bool, reg_type: str,
-          byte_order: str, word_order: str, baud: str, timeout_s: float, as_json: bool) -> None:
+def write(target: Target, port: str, slave: int, address: int, values: tuple[str, ...], coil: bool, reg_type: RegisterType,
+          byte_order: Order, word_order: Order, baud: str, timeout_s: float, as_json: bool) -> None:
     """Write VALUES to SLAVE at ADDRESS, e.g. `write PORT 10 0 on --coil` switches the sounder on."""
     from drivers.modbus import probe
     from drivers.modbus.registers import encode

@@ -9,7 +9,7 @@ import importlib
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,11 +17,14 @@ from gateway.cli import render
 from gateway.cli.common import EXIT_FAIL, Target, json_option, quiet_logs, target_options
 from gateway.cli.probes import ensure_port_free
 
+if TYPE_CHECKING:
+    from drivers.codecs import Decode
+
 
 def probe_function(module: str, name: str, what: str) -> Callable[..., Any]:
     """The driver package's installer probe, or a clear 'not available in this build'."""
     try:
-        fn = getattr(importlib.import_module(module), name)
+        fn: Callable[..., Any] = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):
         raise click.ClickException(f"{what} is not available in this build ({module}.{name} is missing)") from None
     return fn
@@ -45,7 +48,7 @@ class ListenContext:
     def __init__(self, target: Target, port: str) -> None:
         self.names: dict[int, str] = {}
         self.keys: dict[int, bytes | None] = {}
-        self.codecs: dict[int, Any] = {}
+        self.codecs: dict[int, Decode | None] = {}
         self.note = ""
         try:
             self._load(target, port)
@@ -88,8 +91,8 @@ class ListenContext:
 
         addr = frame.get("address")
         out = dict(frame)
-        out["name"] = self.names.get(addr, "")
-        decode = self.codecs.get(addr)
+        out["name"] = self.names.get(addr, "") if isinstance(addr, int) else ""
+        decode = self.codecs.get(addr) if isinstance(addr, int) else None
         if decode is None or not frame.get("payload") or frame.get("type") != "report":
             return out
         try:

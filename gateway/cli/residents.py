@@ -51,7 +51,7 @@ def residents(ctx: click.Context, target: Target, as_json: bool) -> None:
 
 
 def _set(target: Target, flat: str, until: float, as_json: bool) -> dict[str, Any]:
-    result = ask(target, "resident_away", {"flat": flat, "until_wall_s": until, "by": operator()})
+    result: dict[str, Any] = ask(target, "resident_away", {"flat": flat, "until_wall_s": until, "by": operator()})
     if as_json:
         render.emit_json(result)
     return result

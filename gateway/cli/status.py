@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import click
 
 from gateway.cli import render
 from gateway.cli.common import EXIT_UNAVAILABLE, Target, ask, json_option, target_options
 from gateway.control.client import DaemonUnavailable
+
+if TYPE_CHECKING:
+    from gateway.store.record import OutboxStats
 
 CLASSES = ("alarm", "event", "status", "telemetry")
 DOWN_NOTE = "daemon not running: showing the stored state"
@@ -27,7 +31,16 @@ def down_note(exc: Exception) -> str:
 GROUP_HINT = "the daemon may well be running: add yourself to its group (sudo usermod -aG courtyard $USER, then log in again) or use sudo"
 
 
-def disk_facts(store_path: str) -> dict[str, Any] | None:
+class DiskFacts(TypedDict):
+    """`disk` in `gateway status --json` (docs/CLI.md)."""
+
+    path: str
+    total_bytes: int
+    free_bytes: int
+    used_pct: float
+
+
+def disk_facts(store_path: str) -> DiskFacts | None:
     """Usage of the filesystem holding the store (the SD card on a Pi)."""
     directory = Path(store_path).parent
     try:
@@ -39,6 +52,7 @@ def disk_facts(store_path: str) -> dict[str, Any] | None:
 
 def stored_state(store_path: str) -> dict[str, Any]:
     """The outbox statistics read straight from the file, read-only (never blocks the writer)."""
+    open_readonly: Callable[[str], OutboxStats] | None
     try:
         from gateway.store.readonly import open_readonly  # the store's own reader knows its schema
     except ImportError:
@@ -51,7 +65,8 @@ def stored_state(store_path: str) -> dict[str, Any]:
     import msgspec
 
     try:
-        return msgspec.to_builtins(open_readonly(store_path))
+        stats: dict[str, Any] = msgspec.to_builtins(open_readonly(store_path))
+        return stats
     except Exception as exc:  # noqa: BLE001 - any failure of the fallback is reported, never a traceback
         return {"error": f"cannot read {store_path}: {exc}"}
 
@@ -67,12 +82,12 @@ def status(target: Target, as_json: bool) -> None:
     try:
         st = ask(target, "status")
     except DaemonUnavailable as exc:
-        out = {"source": "store", "note": down_note(exc), "reason": str(exc), "store": stored_state(target.store_path), "disk": disk}
+        note, stored = down_note(exc), stored_state(target.store_path)
         if as_json:
-            render.emit_json(out)
+            render.emit_json({"source": "store", "note": note, "reason": str(exc), "store": stored, "disk": disk})
         else:
-            click.echo(f"{out['note']} ({exc})" + (f"; {GROUP_HINT}" if out["note"] == NO_ACCESS_NOTE else ""), err=True)
-            click.echo(_human_store(out["store"], target.store_path, disk))
+            click.echo(f"{note} ({exc})" + (f"; {GROUP_HINT}" if note == NO_ACCESS_NOTE else ""), err=True)
+            click.echo(_human_store(stored, target.store_path, disk))
         raise SystemExit(EXIT_UNAVAILABLE) from None
     out = {"source": "daemon", **st, "disk": disk}
     if as_json:
@@ -172,7 +187,7 @@ def _store_line(store: dict[str, Any]) -> str:
     return line
 
 
-def _disk_line(disk: dict[str, Any] | None) -> str:
+def _disk_line(disk: DiskFacts | None) -> str:
     if disk is None:
         return "unknown (store directory missing)"
     return f"{disk['path']}: {render.size(disk['free_bytes'])} free of {render.size(disk['total_bytes'])} ({disk['used_pct']}% used)"
@@ -219,7 +234,7 @@ def human(st: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _human_store(store: dict[str, Any], path: str, disk: dict[str, Any] | None) -> str:
+def _human_store(store: dict[str, Any], path: str, disk: DiskFacts | None) -> str:
     if "error" in store:
         return f"store    {store['error']}\ndisk     {_disk_line(disk)}"
     lines = [f"store    {path}"]

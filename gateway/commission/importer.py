@@ -77,9 +77,9 @@ def _profiles_and_ports(config_path: Path, raw: dict[str, Any]) -> tuple[dict[st
     profiles = load_profiles((config_path.parent / str(pdir)).resolve(), errors)
     if errors:
         raise ConfigError(errors)
-    prof = {name: (str(p.type), p.protocol, bool((p.lora or {}).get("keyed", True))) for name, p in profiles.items()}
+    prof: dict[str, tuple[str, str, bool]] = {name: (str(p.type), p.protocol, bool((p.lora or {}).get("keyed", True))) for name, p in profiles.items()}
     ports = {name: str(sec.get("driver", "")) for name, sec in (raw.get("ports") or {}).items() if isinstance(sec, dict)}
-    drivers = {name: spec.protocol for name, spec in DRIVERS.items()}
+    drivers: dict[str, str] = {name: spec.protocol for name, spec in DRIVERS.items()}
     return prof, ports, drivers
 
 

@@ -151,7 +151,7 @@ class ControlApi:
     # ---- alarm commands -------------------------------------------------------------------------
     def resolve_alarm(self, given: str) -> str:
         """An active alarm's id from its unique prefix (the CLI shows 16 hex digits; people type 6)."""
-        ids = [a.id for a in self.d.rules.active()]
+        ids: list[str] = [a.id for a in self.d.rules.active()]
         if given in ids:
             return given
         matches = [i for i in ids if i.startswith(given)]
@@ -188,7 +188,8 @@ class ControlApi:
 
     # ---- store, devices, actuators --------------------------------------------------------------
     async def queue(self, args: Args) -> dict[str, Any]:
-        return msgspec.to_builtins(self.d.outbox.stats())
+        stats: dict[str, Any] = msgspec.to_builtins(self.d.outbox.stats())
+        return stats
 
     async def queue_purge(self, args: Args) -> dict[str, Any]:
         older_than_s = _num_arg(args, "older_than_s", 7 * 86400, 0, 10 * 365 * 86400)

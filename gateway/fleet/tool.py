@@ -11,8 +11,14 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.platform.signing import sign_command
+
+
+class BrokerRefused(ConnectionError):
+    """The broker answered CONNACK with a failure (bad username or password, not authorised...)."""
 
 
 class MqttTransport:
@@ -31,11 +37,24 @@ class MqttTransport:
             self.c.username_pw_set(username, password)
         self.c.on_message = self._on_message
         connected = threading.Event()
-        self.c.on_connect = lambda c, u, f, rc, p: (c.subscribe("cg/v1/+/reply", qos=1), connected.set())
+        refused: list[str] = []
+
+        def on_connect(c: mqtt.Client, u: Any, f: mqtt.ConnectFlags, rc: ReasonCode, p: Properties | None) -> None:
+            # A refusal (bad credentials, not authorised) is the operator's to fix now: waiting for replies
+            # that can never come would report every gateway of a wave as unanswered instead.
+            if rc.is_failure:
+                refused.append(f"{rc.getName()} (0x{rc.value:02X})")
+            else:
+                c.subscribe("cg/v1/+/reply", qos=1)
+            connected.set()
+
+        self.c.on_connect = on_connect
         self.c.connect(url.hostname or "127.0.0.1", url.port or (8883 if url.scheme == "mqtts" else 1883), 30)
         self.c.loop_start()
-        if not connected.wait(10):
+        if not connected.wait(10) or refused:
             self.close()
+            if refused:
+                raise BrokerRefused(f"{broker_url} refused the connection: {refused[0]}")
             raise ConnectionError(f"no connection to {broker_url} within 10 s")
 
     def _on_message(self, c: Any, u: Any, msg: Any) -> None:

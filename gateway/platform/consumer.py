@@ -92,7 +92,7 @@ class PlatformConsumer:
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self, wait_s: float = 10.0) -> None:
         """Connect (persistent session: nothing missed across our own restarts) and start paho's thread."""
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho-mqtt 2.2: Properties.__init__ is unannotated
         props.SessionExpiryInterval = self.session_expiry_s
         self.c.connect(self.host, self.port, keepalive=30, clean_start=False, properties=props)
         self.c.loop_start()
@@ -161,10 +161,13 @@ class PlatformConsumer:
 
     def _deliver(self, fresh: list[Record], dups: list[Record]) -> None:
         # Outside the lock: a slow consumer callback must not block status updates.
-        for rec in fresh if self.on_record is not None else ():
-            self.on_record(rec)
-        for rec in dups if self.on_duplicate is not None else ():
-            self.on_duplicate(rec)
+        on_record, on_duplicate = self.on_record, self.on_duplicate
+        if on_record is not None:
+            for rec in fresh:
+                on_record(rec)
+        if on_duplicate is not None:
+            for rec in dups:
+                on_duplicate(rec)
 
     # ---- v2 stream tables ----------------------------------------------------------------------
     def _park(self, gateway_id: str, h: str, doc: dict[str, Any]) -> None:

@@ -47,9 +47,10 @@ class LowBatteryShutdown:
         self.steps_done: list[str] = []  # for health and tests: what ran, in order, and how it ended
 
     async def run(self, ups_return: Step | None = None) -> None:
+        announce = self.announce
         steps: list[tuple[str, Step | None]] = [
             ("flush", self.flush),
-            ("announce", (lambda: self.announce("power")) if self.announce else None),
+            ("announce", (lambda: announce("power")) if announce else None),
             ("ups_return", ups_return),
             ("power_off", self.power_off),
         ]

@@ -90,7 +90,7 @@ class PowerState:
         self.unreadable_reason = reason
         if self.failures < fault_after:
             return []
-        wanted = {c: why for c, why in self.active.items() if c != Condition.BACKUP_FAULT}
+        wanted: dict[Condition, str] = {c: why for c, why in self.active.items() if c != Condition.BACKUP_FAULT}
         wanted[Condition.BACKUP_FAULT] = f"ups_unreadable: {reason}"
         return self._apply(wanted, stamp)
 

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from gateway.config.schema import Credentials
 from gateway.errors import ConfigError
 
+if TYPE_CHECKING:
+    from gateway.provision import ProvisionReport
+
 EXIT_FAIL = 1  # README "Exit codes"
 EXIT_USAGE = 2
 
 
-def _print_report(report, show_csr: bool) -> None:
+def _print_report(report: ProvisionReport, show_csr: bool) -> None:
     for path in report.written:
         click.echo(f"wrote      {path}")
     for path in report.unchanged:
@@ -50,7 +54,8 @@ def _password(password_file: str | None) -> str:
 @click.option("--new-key", is_flag=True, help="replace the TLS key (the old certificate stops matching)")
 @click.option("--root", default="/", show_default=True, type=click.Path(file_okay=False), help="staging root (image builds, tests)")
 @click.option("--etc-dir", default="/etc/courtyard-gateway", show_default=True, help="config directory as seen on the gateway")
-def command(gateway_id, broker_url, ca_file, community, courtyard, mqtt_username, password_file, from_file, cert_file, new_key, root, etc_dir) -> None:
+def command(gateway_id: str | None, broker_url: str | None, ca_file: str | None, community: str, courtyard: str, mqtt_username: str,
+            password_file: str | None, from_file: str | None, cert_file: str | None, new_key: bool, root: str, etc_dir: str) -> None:
     """Give this gateway its identity, broker, credentials and TLS key; print what to send where.
 
     \b

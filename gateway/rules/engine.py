@@ -16,6 +16,7 @@ from gateway.actions.escalation import Escalation, NoticeKey
 from gateway.actions.schema import Notify
 from gateway.actions.sounder import SounderControl
 from gateway.actions.tasks import ActionTasks
+from gateway.clock import Clock
 from gateway.errors import StoreError
 from gateway.model import Alarm, AlarmState, Device, Event, EventKind, Item, RecordClass
 from gateway.rules import alarm_sql, kinds
@@ -39,7 +40,7 @@ def rule_kind(rule: Any) -> str:
 
 class RuleEngine:
     def __init__(
-        self, rules: tuple[Any, ...], devices: dict[str, Device], outbox: Any, ctx: Any, clock: Any, log: Any,
+        self, rules: tuple[Any, ...], devices: dict[str, Device], outbox: Any, ctx: Any, clock: Clock, log: Any,
         notify: Notify | None = None, contacts: tuple[Any, ...] = (), identity: Any = None,
     ) -> None:
         self.rules = {r.id: r for r in rules}
@@ -59,7 +60,7 @@ class RuleEngine:
         self.evaluators = kinds.build(rules, devices, clock.monotonic(), clock)
         self._by_device = kinds.index(self.evaluators, devices)
         self._recent: deque[Alarm] = deque(maxlen=HISTORY_MAX)
-        self._committer_task: asyncio.Task | None = None
+        self._committer_task: asyncio.Task[None] | None = None
         self._bad_value_seen: set[tuple[str, str]] = set()
         self.restore_pending = False  # the store was down at start: stored alarms not yet merged
         self.counters = {"items": 0, "unknown_device": 0, "bad_value": 0, "button_presses": 0}

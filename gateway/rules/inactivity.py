@@ -16,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.clock import Clock
 from gateway.model import Device, Event, EventKind, Item, Reading, replay_suspect
 from gateway.rules.match import Signal, number, selects
 from gateway.rules.schema import InactivityRule, Source
@@ -81,7 +82,7 @@ class _Flat:
 
 
 class InactivityEvaluator:
-    def __init__(self, rule: InactivityRule, devices: list[Device], now: float, clock: Any = None) -> None:
+    def __init__(self, rule: InactivityRule, devices: list[Device], now: float, clock: Clock | None = None) -> None:
         self.rule = rule
         self.clock = clock
         self.tz = zoneinfo.ZoneInfo(rule.timezone)
@@ -163,8 +164,9 @@ class InactivityEvaluator:
         if now - self._checked < CHECK_PERIOD_S:
             return []
         self._checked = now
-        wall = self.clock.wall() if self.clock is not None else None
-        synced = wall is not None and self.clock.synced()
+        clock = self.clock
+        wall = clock.wall() if clock is not None else None
+        synced = clock is not None and clock.synced()
         out: list[Signal] = []
         for flat in self.flats.values():
             if flat.active:
@@ -177,13 +179,13 @@ class InactivityEvaluator:
                 self.counters["held_offline"] += 1
                 continue
             since = wall - (now - flat.last_activity) if wall is not None else None
-            if since is not None and synced:
+            if since is not None and wall is not None and synced:
                 quiet_s = active_seconds(since, wall, self.active_hours, self.tz)
             else:
                 quiet_s = now - flat.last_activity
             if quiet_s < self.rule.window_h * 3600:
                 continue
-            if synced and self.quiet_hours is not None and in_hours(wall, self.quiet_hours, self.tz):
+            if synced and wall is not None and self.quiet_hours is not None and in_hours(wall, self.quiet_hours, self.tz):
                 self.counters["held_quiet"] += 1
                 continue
             flat.active = True

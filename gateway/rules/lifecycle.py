@@ -10,12 +10,16 @@ from __future__ import annotations
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from gateway.errors import CommandRejected
 from gateway.model import Alarm, AlarmState, Severity, Stamp
+
+if TYPE_CHECKING:
+    from gateway.rules.schema import Rule
 
 Key = tuple[str, str]  # (rule id, device id)
 
@@ -67,7 +71,7 @@ class AlarmBook:
         act.alarm.updated = stamp
         return Transition(kind, msgspec.structs.replace(act.alarm), by, stamp, detail or {})
 
-    def raise_(self, rule: Any, device_id: str, stamp: Stamp, now: float, detail: dict[str, Any], sounds: bool) -> Transition:
+    def raise_(self, rule: Rule, device_id: str, stamp: Stamp, now: float, detail: dict[str, Any], sounds: bool) -> Transition:
         """Raise, or count a repeat of the active alarm (a repeat also cancels a held clear)."""
         key = (rule.id, device_id)
         act = self.by_key.get(key)
@@ -89,11 +93,11 @@ class AlarmBook:
         self.counters["raised"] += 1
         return self._transition("raised", act, "", stamp, detail)
 
-    def flapping(self, rule: Any, key: Key, now: float) -> bool:
-        raises = self._raises.get(key, ())
-        return len(raises) >= rule.flap_max and now - raises[0] <= rule.flap_window_s
+    def flapping(self, rule: Rule, key: Key, now: float) -> bool:
+        raises = self._raises.get(key)
+        return raises is not None and len(raises) >= rule.flap_max and now - raises[0] <= rule.flap_window_s
 
-    def auto_clear(self, rule: Any, device_id: str, stamp: Stamp, now: float, detail: dict[str, Any]) -> Transition | None:
+    def auto_clear(self, rule: Rule, device_id: str, stamp: Stamp, now: float, detail: dict[str, Any]) -> Transition | None:
         """The condition ended. None when nothing is active or the clear is held (flapping)."""
         key = (rule.id, device_id)
         act = self.by_key.get(key)
@@ -106,7 +110,7 @@ class AlarmBook:
             return None
         return self._end(act, "auto", stamp, detail)
 
-    def held_clears_due(self, rules: dict[str, Any], stamp: Stamp, now: float) -> list[tuple[Transition, Active]]:
+    def held_clears_due(self, rules: Mapping[str, Rule], stamp: Stamp, now: float) -> list[tuple[Transition, Active]]:
         out = []
         for act in list(self.by_key.values()):
             rule = rules.get(act.alarm.rule)

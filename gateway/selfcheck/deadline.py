@@ -10,26 +10,30 @@ deadline_s + the trouble monitor's check_period_s.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from gateway.model import RecordClass
+from gateway.model import RecordClass, Stamp
+
+if TYPE_CHECKING:
+    from gateway.clock import Clock
+    from gateway.store.record import Record
 
 DEADLINE_S = 10.0
 LABELS = {"gb26875": "fire centre", "mqtt": "platform"}
 
 
 class PendingReader(Protocol):
-    def fetch(self, consumer: str, limit: int, exclude: Iterable[int] = (), classes: Iterable[RecordClass] | None = None) -> list[Any]: ...
+    def fetch(self, consumer: str, limit: int, exclude: Iterable[int] = (), classes: Iterable[RecordClass] | None = None) -> list[Record]: ...
 
 
 class ReportDeadline:
-    def __init__(self, outbox: PendingReader, clock: Any, consumers: Iterable[str], deadline_s: float = DEADLINE_S) -> None:
+    def __init__(self, outbox: PendingReader, clock: Clock, consumers: Iterable[str], deadline_s: float = DEADLINE_S) -> None:
         self.outbox = outbox
         self.clock = clock
         self.consumers = tuple(consumers)
         self.deadline_s = deadline_s
 
-    def age_s(self, stamp: Any) -> float:
+    def age_s(self, stamp: Stamp) -> float:
         if stamp.boot_id == self.clock.boot_id:
             return (self.clock.monotonic_ns() - stamp.mono_ns) / 1e9
         return self.clock.wall() - stamp.wall_s  # from an earlier boot: the wall clock is all we have

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.errors import CommandRejected
-from gateway.model import Device, DeviceType, Event, EventKind, Item, RecordClass
+from gateway.model import Device, DeviceType, Event, EventKind, Item, RecordClass, Value
 from gateway.power.records import RecordSink
 from gateway.power.state import Condition, PowerEvent
 from gateway.selfcheck.config import SelfCheckSection
@@ -44,7 +44,7 @@ class Inspections:
     async def fire_test(self, device_id: str | None, by: str) -> dict[str, Any]:
         device = self._fire_device(device_id)
         code = FIRE_CODES[device.type]
-        detail = {"test": True, "by": by}
+        detail: dict[str, Value] = {"test": True, "by": by}
         self.emit(Event(device.id, EventKind.ALARM, self.clock.now(), code=code, detail=detail, via="test"))
         task = asyncio.get_running_loop().create_task(self._clear_later(device.id, code, detail))
         self._tasks.add(task)
@@ -68,7 +68,7 @@ class Inspections:
                 return device
         raise CommandRejected("no_fire_device", "no smoke or gas detector is configured")
 
-    async def _clear_later(self, device_id: str, code: str, detail: dict[str, Any]) -> None:
+    async def _clear_later(self, device_id: str, code: str, detail: dict[str, Value]) -> None:
         await asyncio.sleep(self.cfg.fire_test_clear_after_s)
         self.emit(Event(device_id, EventKind.ALARM_CLEARED, self.clock.now(), code=code, detail=detail, via="test"))
 

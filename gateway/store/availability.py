@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -26,7 +27,13 @@ from gateway.store.writer import Writer
 from gateway.supervise import Backoff
 
 if TYPE_CHECKING:
-    from gateway.store.outbox import Outbox
+    from structlog.typing import FilteringBoundLogger
+
+    from gateway.clock import Clock
+    from gateway.config.schema import Store
+    from gateway.store.behind import WriteBehind
+    from gateway.store.outbox import WearMeter
+    from gateway.store.seqs import SeqAlloc
 
 RETRY_BASE_S = 1.0  # first reopen attempt after ~0.5-1 s, doubling ...
 RETRY_CAP_S = 30.0  # ... to at most 30 s: a remounted or freed card is used again within half a minute
@@ -36,7 +43,25 @@ OpenCallback = Callable[[], Awaitable[None] | None]
 
 
 class Availability:
-    def __init__(self: Outbox) -> None:
+    # What this mixin uses of the Outbox it is mixed into (set by Outbox.__init__ before ours).
+    cfg: Store
+    clock: Clock
+    log: FilteringBoundLogger
+    consumers: dict[str, set[RecordClass]]
+    store_id: str
+    alloc: SeqAlloc
+    behind: WriteBehind
+    wear: WearMeter
+    _writer: Writer
+    _reader: Reader | None
+    _loop: asyncio.AbstractEventLoop | None
+
+    if TYPE_CHECKING:  # Outbox's own methods, called from here
+        def _submit(self, job: Job) -> asyncio.Future[Any]: ...
+        def wake(self, cls_min: RecordClass = RecordClass.TELEMETRY) -> None: ...
+        def _committed(self, cls_min: int) -> None: ...
+
+    def __init__(self) -> None:
         self.state = "down"  # "up" | "down"; health() adds "degraded" (up, on the ballast or after I/O errors)
         self.reason = "not_open"
         self.since_wall_s = self.clock.wall()
@@ -53,12 +78,12 @@ class Availability:
         self._journal_logged = False
 
     # ---- public ------------------------------------------------------------------------------
-    def on_open(self: Outbox, callback: OpenCallback) -> None:
+    def on_open(self, callback: OpenCallback) -> None:
         """callback() (sync or async) runs each time the store comes UP after being DOWN, once the
         journal is committed (the rule engine restores its active alarms then). Not for the first open()."""
         self._open_callbacks.append(callback)
 
-    async def run(self: Outbox) -> None:
+    async def run(self) -> None:
         """Supervised task: while DOWN, reopen with capped jittered backoff (gateway.supervise.Backoff)."""
         while True:
             await self._down.wait()
@@ -67,7 +92,7 @@ class Availability:
                 self.counters["reopen_attempts"] += 1
                 await self._try_open()
 
-    def health(self: Outbox) -> dict[str, Any]:
+    def health(self) -> dict[str, Any]:
         state = self.state
         fault = self._writer.stats.fault if state == "up" else ""
         if fault:
@@ -83,11 +108,11 @@ class Availability:
         }
 
     # ---- going down ---------------------------------------------------------------------------
-    def _next_arrival(self: Outbox) -> int:
+    def _next_arrival(self) -> int:
         self._arrival += 1
         return self._arrival
 
-    def _journal_add(self: Outbox, entry: Entry) -> None:
+    def _journal_add(self, entry: Entry) -> None:
         given_up = self.journal.add(entry)
         if given_up is not None:
             level = self.log.error if given_up.cls == RecordClass.ALARM else self.log.warning
@@ -96,11 +121,11 @@ class Availability:
             self._journal_logged = True
             self.log.warning("store_journalling", reason=self.reason, kind=entry.kind)
 
-    def _require_up(self: Outbox) -> None:
+    def _require_up(self) -> None:
         if self.state != "up":
             raise StoreUnavailable(self.reason, "records wait in the in-memory journal")
 
-    def _writer_fault(self: Outbox, exc: StoreUnavailable) -> None:
+    def _writer_fault(self, exc: StoreUnavailable) -> None:
         # Writer thread: hop to the loop.
         if self._loop is not None:
             try:
@@ -108,7 +133,7 @@ class Availability:
             except RuntimeError:
                 pass
 
-    def _go_down(self: Outbox, reason: str, error: str) -> None:
+    def _go_down(self, reason: str, error: str) -> None:
         self.last_error = error[:300]
         if self.state == "down":
             self.reason = reason
@@ -123,7 +148,7 @@ class Availability:
         self._retiring = asyncio.get_running_loop().create_task(self._retire(self._writer))
         self._down.set()
 
-    async def _retire(self: Outbox, writer: Writer) -> None:
+    async def _retire(self, writer: Writer) -> None:
         """Stop a failed writer; readings it still held go to the front of the buffer (oldest first)."""
         if writer.alive():
             try:
@@ -140,14 +165,14 @@ class Availability:
             self.journal.readings = merged
 
     # ---- coming up ----------------------------------------------------------------------------
-    async def _open_first(self: Outbox) -> None:
+    async def _open_first(self) -> None:
         try:
             await self._try_open()
         finally:  # also when the daemon gives up waiting on a hung card (cancelled): run() retries
             if self.state != "up":
                 self._down.set()
 
-    async def _try_open(self: Outbox) -> bool:
+    async def _try_open(self) -> bool:
         """Start a writer on the file, commit the journal, then UP. False (still DOWN) on failure."""
         if self._retiring is not None:
             await self._retiring
@@ -178,7 +203,7 @@ class Availability:
         self._come_up(committed)
         return True
 
-    async def _start_writer(self: Outbox) -> Writer | None:
+    async def _start_writer(self) -> Writer | None:
         old = self._writer
         writer = Writer(self.cfg, self.clock, self.log, self.consumers, self.alloc)
         writer.stats.dropped, writer.stats.failures = old.stats.dropped, old.stats.failures
@@ -197,7 +222,7 @@ class Availability:
             return None
         return writer
 
-    def _move_aside(self: Outbox, error: str) -> bool:
+    def _move_aside(self, error: str) -> bool:
         try:
             self.moved_to = faults.move_aside(self.cfg.path, self.clock.wall())
         except OSError as exc:
@@ -212,19 +237,22 @@ class Availability:
         self.journal.records.appendleft(Entry(RecordClass.EVENT, "event.fault", "", self.clock.now(), body, 0))
         return True
 
-    async def _commit_journal(self: Outbox, writer: Writer) -> int:
+    async def _commit_journal(self, writer: Writer) -> int:
         committed = 0
         records = self.journal.records
         while records:
             batch = [records[i] for i in range(min(JOURNAL_CHUNK, len(records)))]
-            fns = [lambda conn, e=e: writer.add_record(conn, e.cls, e.kind, e.device, e.stamp, e.body) for e in batch]
-            await self._submit(Job(PUT, lambda conn: [fn(conn) for fn in fns], durable=True))
+
+            def put_batch(conn: sqlite3.Connection, batch: list[Entry] = batch) -> list[int]:
+                return [writer.add_record(conn, e.cls, e.kind, e.device, e.stamp, e.body) for e in batch]
+
+            await self._submit(Job(PUT, put_batch, durable=True))
             for _ in batch:  # only now: a failed commit leaves the journal whole
                 records.popleft()
             committed += len(batch)
         return committed
 
-    def _fail_reopen(self: Outbox, writer: Writer, exc: BaseException) -> None:
+    def _fail_reopen(self, writer: Writer, exc: BaseException) -> None:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -232,7 +260,7 @@ class Availability:
         self.log.debug("store_reopen_failed", reason=self.reason, error=self.last_error)
         self._retiring = asyncio.get_running_loop().create_task(self._retire(writer))
 
-    def _come_up(self: Outbox, committed: int) -> None:
+    def _come_up(self, committed: int) -> None:
         was = self.reason
         down_s = self.clock.wall() - self.since_wall_s
         self.state, self.reason, self.since_wall_s = "up", "", self.clock.wall()
@@ -264,7 +292,7 @@ class Availability:
                 self._cb_tasks.add(task)
                 task.add_done_callback(self._cb_tasks.discard)
 
-    async def _close_availability(self: Outbox) -> None:
+    async def _close_availability(self) -> None:
         if self.state == "down" and (len(self.journal) or self.journal.readings):
             await self._try_open()  # one last chance for what the journal holds
         if self.state == "down":

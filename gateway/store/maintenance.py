@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gateway.errors import StoreError
@@ -59,7 +60,7 @@ class Maintenance:
         self._guarded(lambda: self.checkpoint(truncate=final, routine=not final))
         self._ballast()
 
-    def _guarded(self, fn) -> None:
+    def _guarded(self, fn: Callable[[], object]) -> None:
         try:
             fn()
         except (sqlite3.Error, StoreError) as exc:

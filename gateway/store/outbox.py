@@ -24,7 +24,7 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.errors import StoreError, StoreUnavailable
 from gateway.model import Reading, RecordClass, Stamp
@@ -36,6 +36,12 @@ from gateway.store.record import OutboxStats, Record
 from gateway.store.jobs import ACK, CALL, PUT, STOP, TRANSACT, Job
 from gateway.store.seqs import SeqAlloc
 from gateway.store.writer import Writer
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+    from gateway.clock import Clock
+    from gateway.config.schema import Store
 
 __all__ = ["Outbox", "OutboxStats", "Record"]
 
@@ -87,7 +93,7 @@ class WearMeter:
 
 
 class Outbox(Availability):
-    def __init__(self, cfg: Any, clock: Any, log: Any, consumers: dict[str, set[RecordClass]]) -> None:
+    def __init__(self, cfg: Store, clock: Clock, log: FilteringBoundLogger, consumers: dict[str, set[RecordClass]]) -> None:
         """cfg: gateway.config.schema.Store. consumers: name -> classes it wants, e.g. {"mqtt": set(RecordClass)}."""
         self.cfg, self.clock, self.log = cfg, clock, log
         self.consumers = {name: set(classes) for name, classes in consumers.items()}
@@ -162,6 +168,11 @@ class Outbox(Availability):
         self._writer.submit(job)
         return fut
 
+    def _submit_fn(self, kind: int, fn: Callable[[sqlite3.Connection], T], durable: bool = False) -> asyncio.Future[T]:
+        """_submit for a job whose result the caller wants: the writer replies with fn(conn)'s."""
+        fut: asyncio.Future[T] = self._submit(Job(kind, fn, durable=durable))
+        return fut
+
     async def put(self, cls: RecordClass, kind: str, device: str, stamp: Stamp, body: dict[str, Any]) -> int:
         """Durably commit one alarm/event/status record (synchronous=FULL transaction) and return its seq.
         Returns only after the commit. When the store is DOWN (or goes down on this commit) the record goes
@@ -174,7 +185,7 @@ class Outbox(Availability):
             return 0
         w = self._writer
         try:
-            return await self._submit(Job(PUT, lambda conn: w.add_record(conn, cls, kind, device, stamp, body), durable=True))
+            return await self._submit_fn(PUT, lambda conn: w.add_record(conn, cls, kind, device, stamp, body), durable=True)
         except StoreUnavailable:
             self._journal_add(entry)  # the writer's fault callback has taken the store DOWN
             return 0
@@ -209,7 +220,7 @@ class Outbox(Availability):
         Raises StoreUnavailable while the store is DOWN: the caller keeps its work and retries (the rules'
         committer does); `on_open` tells it when the store is back."""
         self._require_up()
-        return await self._submit(Job(TRANSACT, fn, durable=durable))
+        return await self._submit_fn(TRANSACT, fn, durable=durable)
 
     def add_record(self, conn: sqlite3.Connection, cls: RecordClass, kind: str, device: str, stamp: Stamp, body: dict[str, Any]) -> int:
         """Inside `transact`: insert a record, assign and return its seq."""
@@ -238,7 +249,7 @@ class Outbox(Availability):
 
         self._require_up()
         await self.behind.tick(None)  # readings held in memory are waiting too
-        return await self._submit(Job(CALL, purge))
+        return await self._submit_fn(CALL, purge)
 
     async def maintain(self) -> None:
         """Run the periodic upkeep now (TTL, checkpoint, ballast recovery) instead of at harden_interval_s."""
@@ -258,7 +269,7 @@ class Outbox(Availability):
         The writer does this by itself within ~1 s of the clock syncing; this finishes it at once."""
         if self.state != "up":
             return 0
-        return await self._submit(Job(CALL, lambda conn: self._writer.maint.rebase_now()))
+        return await self._submit_fn(CALL, lambda conn: self._writer.maint.rebase_now())
 
     # ---- reading ------------------------------------------------------------------------------
     def _bit(self, consumer: str) -> int:
@@ -284,7 +295,8 @@ class Outbox(Availability):
     def stats(self) -> OutboxStats:
         """Cheap snapshot for status and the CLI."""
         s = self._writer.stats
-        depth, oldest = ({}, {})
+        depth: dict[str, int] = {}
+        oldest: dict[str, float] = {}
         if self._reader is not None and self.state == "up":
             try:
                 depth, oldest = self._reader.depth_and_age()

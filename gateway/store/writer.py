@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.errors import StoreError, StoreFull, StoreUnavailable
 from gateway.model import RecordClass
@@ -27,18 +27,26 @@ from gateway.store.jobs import BATCHED, CALL, STOP, WAKE, Counters, Job, Tx
 from gateway.store.maintenance import Maintenance
 from gateway.store.seqs import SeqAlloc
 
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+    from gateway.clock import Clock
+    from gateway.config.schema import Store
+    from gateway.model import Reading
+
 SQLITE_IOERR, SQLITE_FULL = faults.SQLITE_IOERR, faults.SQLITE_FULL
 DURABLE_RETRIES = 5  # an alarm commit is retried this often (20 ms .. 320 ms apart) before put() raises
 DISK_FULL_WAL_BYTES = 256 * 1024  # with the disk full, recycle the WAL past this (alarms live on the ballast)
 COUNTERS_PERSIST_S = 300.0  # tele_rows/evicted to meta at most this often (recounted after a crash)
 TELE = int(RecordClass.TELEMETRY)
+T = TypeVar("T")
 
 class Writer:
-    def __init__(self, cfg: Any, clock: Any, log: Any, consumers: dict[str, set[RecordClass]], alloc: SeqAlloc | None = None) -> None:
+    def __init__(self, cfg: Store, clock: Clock, log: FilteringBoundLogger, consumers: dict[str, set[RecordClass]], alloc: SeqAlloc | None = None) -> None:
         self.cfg, self.clock, self.log, self.consumers = cfg, clock, log, consumers
         self.path: str = cfg.path
         self.jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
-        self.readings: collections.deque = collections.deque()  # only what a failed writer hands back
+        self.readings: collections.deque[Reading] = collections.deque()  # only what a failed writer hands back
         self.alloc = alloc or SeqAlloc()
         self.crash_gap: int | None = None  # seq_reserved of a store that was not closed cleanly
         self._persisted = (-1, -1)
@@ -199,8 +207,16 @@ class Writer:
                 self._call(group[0])
                 continue
             fns = [j.fn for j in group]
+
+            def run_group(conn: sqlite3.Connection) -> list[Any]:
+                out = []
+                for fn in fns:
+                    assert fn is not None, "PUT/ACK/TRANSACT jobs carry their fn"
+                    out.append(fn(conn))
+                return out
+
             try:
-                results = self.transaction(lambda conn: [fn(conn) for fn in fns], durable=group[0].durable)
+                results = self.transaction(run_group, durable=group[0].durable)
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
                 for j in group:
                     j.reply(None, exc)
@@ -225,7 +241,7 @@ class Writer:
             self.conn.execute(f"PRAGMA synchronous={mode}")
             self._sync = mode
 
-    def transaction(self, body: Callable[[sqlite3.Connection], Any], durable: bool, sync_full: bool | None = None) -> Any:
+    def transaction(self, body: Callable[[sqlite3.Connection], T], durable: bool, sync_full: bool | None = None) -> T:
         """Run body in one BEGIN IMMEDIATE .. COMMIT; retry a durable one on SQLITE_FULL / IOERR.
 
         sync_full (default: durable) picks synchronous=FULL for this commit: one WAL fsync."""
@@ -256,7 +272,7 @@ class Writer:
                 time.sleep(0.02 * 2**attempt)
                 attempt += 1
 
-    def _transaction_once(self, body: Callable[[sqlite3.Connection], Any], durable: bool) -> Any:
+    def _transaction_once(self, body: Callable[[sqlite3.Connection], T], durable: bool) -> T:
         conn = self.conn
         assert conn is not None
         self._set_sync(durable)

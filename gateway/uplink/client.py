@@ -290,7 +290,8 @@ class Uplink:
         status = asyncio.create_task(self._status_loop())
         closed = asyncio.ensure_future(session.closed)
         try:
-            await asyncio.wait([drain, closed], return_when=asyncio.FIRST_COMPLETED)
+            waiting: list[asyncio.Future[None] | asyncio.Future[int]] = [drain, closed]
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         finally:
             # On cancellation the session stays open: _stop() still publishes "offline" through it.
             for t in (drain, status):
@@ -302,8 +303,9 @@ class Uplink:
         self.own.session_lost()
         self._phase(ConnState.PROBING, faults.CONNECTION_LOST, f"rc {session.closed.result()}")
         self.log.warning("uplink_disconnected", rc=session.closed.result())
-        if not drain.cancelled() and drain.exception() is not None:
-            raise drain.exception()  # type: ignore[misc]  # a store failure: the supervisor restarts us
+        failed = None if drain.cancelled() else drain.exception()
+        if failed is not None:
+            raise failed  # a store failure: the supervisor restarts us
 
     async def _stop(self) -> None:
         session, self._session = self._session, None

@@ -21,6 +21,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.errors import ConfigError, UplinkError
 from gateway.uplink import faults
@@ -37,6 +38,8 @@ MOVED_REASON_CODES = frozenset({0x9C, 0x9D})
 
 class ConnectRefused(UplinkError):
     """The broker answered CONNACK with a failure reason code (auth=True: credentials/ACL/ban)."""
+
+    rc: int  # always a CONNACK reason code here (UplinkError's rc may be None)
 
     def __init__(self, reason: str, rc: int, server_reference: str = "") -> None:
         super().__init__(reason, rc)
@@ -59,6 +62,11 @@ class HostUnresolvable(UplinkError):
     """DNS could not resolve the broker's host name."""
 
     reason_word = faults.HOST_UNRESOLVABLE
+
+
+def _properties(packet_type: int) -> Properties:
+    # paho-mqtt 2.2 ships py.typed, but Properties.__init__(self, packetType) has no annotations.
+    return Properties(packet_type)  # type: ignore[no-untyped-call]
 
 
 def broker_address(url: str) -> tuple[str, int, bool]:
@@ -98,7 +106,7 @@ class Session:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_publish = lambda _c, _u, mid, rc, _p: self._on_publish_cb(mid, rc.value)
-        c.on_message = lambda _c, _u, msg: self._on_message_cb(msg.topic, msg.payload)
+        c.on_message = lambda _c, _u, msg: self._on_message_cb(msg.topic, bytes(msg.payload))  # paho hands a bytearray slice
         c.on_socket_open = lambda _c, _u, sock: self._in_loop(self._add_reader, sock)
         c.on_socket_close = lambda _c, _u, sock: self._in_loop(self._forget, sock)
         c.on_socket_register_write = lambda _c, _u, sock: self._in_loop(self._add_writer, sock)
@@ -173,7 +181,7 @@ class Session:
     # ---- public --------------------------------------------------------------------------------
     async def connect(self, host: str, port: int, timeout_s: float) -> None:
         """TCP (+TLS) connect in an executor, then wait for CONNACK. Raises ConnectRefused, TlsRefused, UplinkError."""
-        props = Properties(PacketTypes.CONNECT)
+        props = _properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.session_expiry_s  # MQTT v5 §3.1.2.11.2: queued cmds survive short outages
         try:  # asyncio.timeout, not wait_for: wait_for can swallow a cancellation on 3.11 (gh-86296)
             async with asyncio.timeout(timeout_s):
@@ -197,7 +205,7 @@ class Session:
             raise UplinkError(f"no CONNACK from {host}:{port} within {timeout_s:g} s") from None
         if rc >= 0x80:
             self.abort()
-            raise ConnectRefused(f"broker refused the connection: {mqtt.ReasonCode(PacketTypes.CONNACK, identifier=rc)}", rc, self.server_reference)
+            raise ConnectRefused(f"broker refused the connection: {ReasonCode(PacketTypes.CONNACK, identifier=rc)}", rc, self.server_reference)
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> int:
         """QoS 1 PUBLISH; returns the mid. Only while connected: paho never queues for us offline."""
@@ -206,7 +214,7 @@ class Session:
         alias = self._aliases.get(topic)
         props = None
         if alias is not None or len(self._aliases) < self.topic_alias_max:
-            props = Properties(PacketTypes.PUBLISH)
+            props = _properties(PacketTypes.PUBLISH)
             if alias is None:  # first use: topic and the alias it binds
                 alias = self._aliases[topic] = len(self._aliases) + 1
             else:
