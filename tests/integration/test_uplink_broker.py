@@ -288,3 +288,50 @@ def test_topic_aliases_replace_the_topic_after_the_first_publish_and_subscribers
     platform.close()
     assert alias_max == 10 and aliases == {f"cg/v1/{GW}/telemetry": 1, f"cg/v1/{GW}/event": 2} and acked == [0, 0, 0, 0]
     assert got == [(f"cg/v1/{GW}/telemetry", b'{"n":%d}' % i) for i in range(3)] + [(f"cg/v1/{GW}/event", b'{"n":9}')]
+
+
+def test_one_readable_turn_reads_a_bounded_number_of_packets(broker):
+    """paho's loop_read reads one packet per message in flight (its max_packets is ignored), so a flood of
+    commands arriving while our PUBLISHes are in flight was read dozens at a time, holding the alarm path's
+    loop for tens of ms. Session._readable reads at most READ_PACKETS_PER_TURN and yields; every message
+    still arrives. Relies on paho's packet reader: an upgrade without it fails here, not silently."""
+    import paho.mqtt.client as mqtt
+
+    from gateway.uplink.session import READ_PACKETS_PER_TURN, Session
+
+    assert hasattr(mqtt.Client, "_packet_read") and hasattr(mqtt.Client, "_loop_rc_handle")
+    got: list[bytes] = []
+    per_turn: list[int] = []
+    n = 60
+
+    async def main():
+        s = Session("gw-reads", 30, 0, 100, lambda mid, rc: None, lambda t, p: got.append(p))
+        original = s._readable
+
+        def counted(sock):
+            before = len(got)
+            original(sock)
+            per_turn.append(len(got) - before)
+
+        s._readable = counted  # add_reader takes the attribute at registration (connect)
+        await s.connect("127.0.0.1", broker.port, 10)
+        try:
+            subscribed = []
+            s.client.on_subscribe = lambda *a: subscribed.append(1)
+            s.client.subscribe("cg/v1/gw-reads/cmd", qos=1)
+            await async_wait_for(lambda: subscribed, what="SUBACK")
+            flood = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="flood", protocol=mqtt.MQTTv5)
+            flood.connect("127.0.0.1", broker.port)
+            flood.loop_start()
+            for i in range(n):  # with our own PUBLISHes in flight meanwhile
+                s.publish("cg/v1/gw-reads/telemetry", b"x" * 200)
+                flood.publish("cg/v1/gw-reads/cmd", b"%d" % i + b"y" * 4000, qos=1)
+            await async_wait_for(lambda: len(got) == n, 30, what="every command")
+            flood.loop_stop()
+            flood.disconnect()
+        finally:
+            await s.disconnect()
+
+    asyncio.run(main())
+    assert sorted(int(p[: p.index(b"y")]) for p in got) == list(range(n))
+    assert max(per_turn) <= READ_PACKETS_PER_TURN, per_turn
