@@ -69,14 +69,16 @@ class Pollable(Driver, Protocol):
 
 @runtime_checkable
 class SmsSender(Driver, Protocol):
-    async def send_sms(self, number: str, text: str) -> None:
-        """Send one text; raise ModemUnavailable / ModemError with the reason."""
+    async def send_sms(self, number: str, text: str, urgent: bool = False) -> None:
+        """Send one text; raise ModemUnavailable / ModemError with the reason. `urgent` (a fire or gas
+        alarm's): goes before queued non-urgent work and ends a preemptible call in progress."""
 
 
 class CallOutcome(msgspec.Struct, frozen=True):
     """How one phone call ended (issue 22). `result`: "acknowledged" (the callee pressed the ack key),
     "answered" (heard the message, pressed nothing), "no_answer", "busy", "rejected" (declined or hung up
-    before answering), "failed" (the network refused the call)."""
+    before answering), "failed" (the network refused the call), "preempted" (hung up by the gateway for an
+    urgent SMS: the contact is owed the call again)."""
 
     result: str
     key: str = ""  # the DTMF key that acknowledged, e.g. "1"
@@ -86,9 +88,10 @@ class CallOutcome(msgspec.Struct, frozen=True):
 
 @runtime_checkable
 class Caller(Driver, Protocol):
-    async def call(self, number: str, text: str, ring_timeout_s: float, key_wait_s: float) -> CallOutcome:
+    async def call(self, number: str, text: str, ring_timeout_s: float, key_wait_s: float, preemptible: bool = False) -> CallOutcome:
         """Dial, speak `text` (module TTS) on answer, wait key_wait_s for the ack key, hang up. One call at
-        a time per module; raise ModemUnavailable / ModemError when the call could not be placed."""
+        a time per module; raise ModemUnavailable / ModemError when the call could not be placed.
+        `preemptible`: an urgent SMS may end it (outcome "preempted") instead of waiting up to ~75 s."""
 
 
 @runtime_checkable

@@ -97,18 +97,18 @@ class DaemonActions:
     async def actuate(self, command: Any) -> None:
         await self.d.actuate(command)
 
-    async def send_sms(self, number: str, text: str) -> None:
+    async def send_sms(self, number: str, text: str, urgent: bool = False) -> None:
         sender = next((drv for drv in self.d.drivers.values() if isinstance(drv, SmsSender)), None)
         if sender is None:
             raise ModemUnavailable("no SMS modem configured (add a [ports.*] with driver = \"sms_ec200\")")
-        await sender.send_sms(number, text)
+        await sender.send_sms(number, text, urgent=urgent)
 
-    async def call(self, number: str, text: str, ring_timeout_s: float, key_wait_s: float) -> CallOutcome:
+    async def call(self, number: str, text: str, ring_timeout_s: float, key_wait_s: float, preemptible: bool = False) -> CallOutcome:
         """Phone a contact through the Cat-1 module and speak `text` (issue 22); key 1 acknowledges."""
         caller = next((drv for drv in self.d.drivers.values() if isinstance(drv, Caller)), None)
         if caller is None:
             raise ModemUnavailable("no module that can call (add a [ports.*] with driver = \"sms_ec200\")")
-        return await caller.call(number, text, ring_timeout_s, key_wait_s)
+        return await caller.call(number, text, ring_timeout_s, key_wait_s, preemptible=preemptible)
 
     def uplink_down_for_s(self) -> float:
         # No uplink (not configured, or its construction failed) counts as down forever, so "SMS only

@@ -82,7 +82,7 @@ class Ctx:
             self.sounder_on_ns.append(time.monotonic_ns())
             self.sounder_on.set()
 
-    async def send_sms(self, number: str, text: str) -> None:
+    async def send_sms(self, number: str, text: str, urgent: bool = False) -> None:
         return None
 
     def uplink_down_for_s(self) -> float:

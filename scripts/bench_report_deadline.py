@@ -67,7 +67,7 @@ class Ctx:
     async def actuate(self, command) -> None:
         return None
 
-    async def send_sms(self, number: str, text: str) -> None:
+    async def send_sms(self, number: str, text: str, urgent: bool = False) -> None:
         return None
 
     def uplink_down_for_s(self) -> float:

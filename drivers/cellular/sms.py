@@ -7,11 +7,15 @@ Callers that must not wait (the rule engine) run it in their own task, as gatewa
 `submit_sms` returns the future instead. Most operators carry no SMS on NB-IoT (protocols.md §1.5).
 `await call(...)` (issue 22, the Caller capability) queues a voice call behind the SMS already waiting:
 one job at a time on the module, so never two calls and never an SMS interleaved with a call (voice.py).
+An urgent SMS (a fire or gas alarm's) goes before every non-urgent job waiting and ends a preemptible
+call in progress (a welfare call, not an SOS one): it waits about a second for the module, not the ~75 s
+a call can last; the caller is told "preempted" and calls that contact again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections import Counter, deque
 from typing import Any, NamedTuple
@@ -33,6 +37,7 @@ class _Job(NamedTuple):
     text: str
     parts: list[pdu.Pdu]
     done: asyncio.Future[None]
+    urgent: bool = False
 
 
 class _CallJob(NamedTuple):
@@ -43,6 +48,10 @@ class _CallJob(NamedTuple):
     ring_timeout_s: float
     key_wait_s: float
     done: asyncio.Future[CallOutcome]
+    preemptible: bool = False
+
+
+URGENT, NORMAL = 0, 1  # queue ranks: an urgent SMS first, then everything else in arrival order
 
 
 class SmsDriver:
@@ -55,7 +64,10 @@ class SmsDriver:
         self.counters: Counter[str] = Counter()
         self.state = DriverState.STARTING
         self.last_ok: Stamp | None = None
-        self._queue: asyncio.Queue[_Job | _CallJob] | None = None
+        # (rank, arrival number, job): urgent SMS first, FIFO within a rank (the number breaks ties).
+        self._queue: asyncio.PriorityQueue[tuple[int, int, _Job | _CallJob]] | None = None
+        self._arrivals = itertools.count()
+        self._urgent_queued = 0  # urgent SMS in the queue
         self._sent_at: dict[str, deque[float]] = {}  # per recipient: monotonic send times, last hour
         self._global: deque[float] = deque()  # all sends, last minute
         self._reference = random.randrange(256)  # 23.040 concatenation reference, per message
@@ -64,39 +76,44 @@ class SmsDriver:
         self._unavailable = "modem not started yet"
         self._reopen = Reopen(self.log, self.cfg.reopen_cap_s)  # modem reopen backoff and its warn-once report
         self._session: voice.CallSession | None = None  # the call in progress, fed our URCs
+        self._session_preemptible = False
 
     # ---- the action's API ----------------------------------------------------------------------
 
-    async def send_sms(self, number: str, text: str) -> None:
+    async def send_sms(self, number: str, text: str, urgent: bool = False) -> None:
         """Queue one SMS and wait until the module accepted it. Raises ModemUnavailable (absent, SIM,
         not registered), CommandRejected (bad number, rate limit, queue full), ModemError, DeviceTimeout."""
-        await self.submit_sms(number, text)
+        await self.submit_sms(number, text, urgent)
 
-    def submit_sms(self, number: str, text: str) -> asyncio.Future[None]:
+    def submit_sms(self, number: str, text: str, urgent: bool = False) -> asyncio.Future[None]:
         if self._unavailable:
             raise ModemUnavailable(self._unavailable)
         assert self._queue is not None
         self._check_rate(number)
         self._reference = (self._reference + 1) & 0xFF
         parts = pdu.encode_submit(number, text, pdu.vp_relative(self.cfg.validity_h), self._reference)
-        job = _Job(number, text, parts, asyncio.get_running_loop().create_future())
+        job = _Job(number, text, parts, asyncio.get_running_loop().create_future(), urgent)
         try:
-            self._queue.put_nowait(job)
+            self._queue.put_nowait((URGENT if urgent else NORMAL, next(self._arrivals), job))
         except asyncio.QueueFull:
             raise CommandRejected("queue_full", f"{self.cfg.queue_max} SMS already waiting for the module") from None
         self._note_send(number)  # counted when queued, so a burst cannot overshoot the limits
         self.counters["queued"] += 1
+        self._urgent_queued += urgent
+        if urgent and self._session is not None and self._session_preemptible and not self._session.preempted:
+            self.log.warning("call_preempted", number=_mask(self._session.number), reason="urgent_sms")  # counted as its outcome
+            self._session.preempt()
         return job.done
 
-    async def call(self, number: str, text: str, ring_timeout_s: float, key_wait_s: float) -> CallOutcome:
+    async def call(self, number: str, text: str, ring_timeout_s: float, key_wait_s: float, preemptible: bool = False) -> CallOutcome:
         """Queue one voice call behind the SMS already waiting and wait for its outcome (Caller capability).
         Raises ModemUnavailable / CommandRejected("queue_full") at once, ModemError / DeviceTimeout later."""
         if self._unavailable:
             raise ModemUnavailable(self._unavailable)
         assert self._queue is not None
-        job = _CallJob(number, text, ring_timeout_s, key_wait_s, asyncio.get_running_loop().create_future())
+        job = _CallJob(number, text, ring_timeout_s, key_wait_s, asyncio.get_running_loop().create_future(), preemptible)
         try:
-            self._queue.put_nowait(job)
+            self._queue.put_nowait((NORMAL, next(self._arrivals), job))
         except asyncio.QueueFull:
             raise CommandRejected("queue_full", f"{self.cfg.queue_max} jobs already waiting for the module") from None
         self.counters["calls_queued"] += 1
@@ -106,6 +123,9 @@ class SmsDriver:
         """Place one call; SMS queued meanwhile wait in the queue (never lost, never interleaved)."""
         self._session = voice.CallSession(job.number, job.text, job.ring_timeout_s, job.key_wait_s,
                                           self.log.bind(number=_mask(job.number)))
+        self._session_preemptible = job.preemptible
+        if job.preemptible and self._urgent_queued:
+            self._session.preempt()  # an urgent SMS came while this call was being taken from the queue
         try:
             outcome = await self._session.run(ch)
         except (ModemError, DeviceTimeout, ModemUnavailable) as exc:
@@ -118,6 +138,7 @@ class SmsDriver:
             return
         finally:
             self._session = None
+            self._session_preemptible = False
         self.counters[f"calls_{outcome.result}"] += 1
         self.log.info("call_ended", number=_mask(job.number), result=outcome.result, ring_s=outcome.ring_s)
         if not job.done.done():
@@ -126,7 +147,7 @@ class SmsDriver:
     # ---- driver boundary -----------------------------------------------------------------------
 
     async def run(self, emit: Emit) -> None:
-        self._queue = asyncio.Queue(self.cfg.queue_max)
+        self._queue = asyncio.PriorityQueue(self.cfg.queue_max)
         while True:
             ch = AtChannel(self.log, self.cfg.timeouts, self._on_urc, self._on_reboot, None)
             self._channel = ch
@@ -192,7 +213,8 @@ class SmsDriver:
                 raise ModemUnavailable(self._unavailable or "serial port lost")
             try:
                 async with asyncio.timeout(1.0):  # not wait_for: it can lose a cancel on 3.11 (gh-86296)
-                    job = await self._queue.get()
+                    rank, _, job = await self._queue.get()
+                self._urgent_queued -= rank == URGENT
             except TimeoutError:
                 if loop.time() >= next_status:
                     await self._refresh(ch)
@@ -279,7 +301,8 @@ class SmsDriver:
 
     def _fail_queued(self, exc: Exception) -> None:
         while self._queue is not None and not self._queue.empty():
-            job = self._queue.get_nowait()
+            rank, _, job = self._queue.get_nowait()
+            self._urgent_queued -= rank == URGENT
             if not job.done.done():
                 job.done.set_exception(exc)
 

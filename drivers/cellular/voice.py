@@ -42,6 +42,7 @@ class CallSession:
         self._ended = ""  # the call progress word that ended the call
         self._key = ""
         self._aborted = ""
+        self.preempted = False  # an urgent SMS asked for the module: end the call at the next wait
         self.dropped_urcs = 0
 
     # ---- fed by the driver -----------------------------------------------------------------------
@@ -51,6 +52,13 @@ class CallSession:
                 self._urcs.put_nowait(urc)
             except asyncio.QueueFull:
                 self.dropped_urcs += 1
+
+    def preempt(self) -> None:
+        """Hang up at the next wait (at most POLL_S while ringing; the TTS command returns at once) so the
+        module can send an urgent SMS; run() returns CallOutcome("preempted")."""
+        self.preempted = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self._urcs.put_nowait(None)
 
     def abort(self, reason: str) -> None:
         self._aborted = reason
@@ -68,14 +76,18 @@ class CallSession:
         try:
             if not await self._until_answered(ch, start):
                 return CallOutcome("no_answer", ring_s=round(loop.time() - start, 1))  # hung up below
+            if self.preempted:
+                return CallOutcome("preempted", ring_s=round(loop.time() - start, 1))
             if self._ended:
                 return CallOutcome(ENDED_BEFORE_ANSWER.get(self._ended, "failed"), ring_s=round(loop.time() - start, 1), detail=self._ended)
             ring_s = round(loop.time() - start, 1)
             self.log.info("call_answered", ring_s=ring_s)
             await ch.command(f'AT+QTTS=1,"{ucs2_hex(self.text)}"')
             await self._wait(lambda u: u.prefix == "+QTTS", len(self.text) * TTS_S_PER_CHAR + 5)
-            if not self._key and not self._ended:
+            if not self._key and not self._ended and not self.preempted:
                 await self._wait(lambda u: False, self.key_wait_s)
+            if self.preempted and not self._key:
+                return CallOutcome("preempted", ring_s=ring_s, detail="answered")
             result = "acknowledged" if self._key == ACK_KEY else "answered"
             return CallOutcome(result, key=self._key if result == "acknowledged" else "", ring_s=ring_s, detail=self._ended)
         finally:
@@ -91,7 +103,7 @@ class CallSession:
                 return True
             if state is None and not self._ended:
                 self._ended = "NO CARRIER"  # the call is gone without a word: declined or dropped
-            if self._ended:
+            if self._ended or self.preempted:
                 return True
             await self._wait(lambda u: False, POLL_S)
         return False
@@ -111,7 +123,7 @@ class CallSession:
         """Take URCs until `done(urc)`, the ack key, the call's end or the timeout."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_s
-        while not self._key and not self._ended:
+        while not self._key and not self._ended and not self.preempted:
             if self._aborted:
                 raise ModemUnavailable(self._aborted)
             left = end - loop.time()

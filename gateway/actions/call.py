@@ -17,7 +17,7 @@ from gateway.actions.schema import Notify
 from gateway.actions.sms import RateLimiter, policy_allows, recipients, render
 from gateway.actions.tasks import ActionTasks
 from gateway.errors import CommandRejected
-from gateway.model import Alarm, AlarmState, Device
+from gateway.model import Alarm, AlarmState, Device, Severity
 
 Ack = Callable[[str, str], Awaitable[str]]  # (alarm id, by) -> outcome word, e.g. RuleEngine.ack
 CALL_PREFIX = "call:"  # notice keys and the acknowledging `by`: "call:<contact id>"
@@ -25,8 +25,9 @@ CALL_PREFIX = "call:"  # notice keys and the acknowledging `by`: "call:<contact 
 
 @runtime_checkable
 class CallContext(Protocol):
-    async def call(self, number: str, text: str, ring_timeout_s: float, key_wait_s: float) -> CallOutcome:
-        """Place one call through the Cat-1 module; raise ModemUnavailable when it cannot now."""
+    async def call(self, number: str, text: str, ring_timeout_s: float, key_wait_s: float, preemptible: bool = False) -> CallOutcome:
+        """Place one call through the Cat-1 module; raise ModemUnavailable when it cannot now.
+        preemptible: a critical alarm's SMS may hang it up (outcome "preempted")."""
 
 
 def spoken_text(notify: Notify, alarm: Alarm, device: Device | None, identity: Any, minutes_ago: float) -> str:
@@ -55,7 +56,7 @@ class CallEscalation:
         self._failing = False
         self._unsupported_logged = False
         self.counters = {"calls_placed": 0, "calls_acknowledged": 0, "calls_unanswered": 0, "calls_failed": 0,
-                         "calls_deferred": 0, "calls_rate_limited": 0}
+                         "calls_deferred": 0, "calls_rate_limited": 0, "calls_preempted": 0}
 
     def pump(self, actives: list[Any], now: float) -> None:
         """Start the next call owed for each unacknowledged alarm (never blocks)."""
@@ -79,7 +80,9 @@ class CallEscalation:
                 key, contact = nxt
                 text = spoken_text(self.notify, alarm, self.devices.get(alarm.device_id), self.identity, (now - act.since_mono) / 60)
                 self._busy.add(alarm.id)
-                self.tasks.spawn("call", alarm.device_id, self._call(key, contact, text, now))
+                # Only a critical alarm's call (an SOS) holds the module against a critical alarm's SMS.
+                preemptible = alarm.severity != Severity.CRITICAL
+                self.tasks.spawn("call", alarm.device_id, self._call(key, contact, text, now, preemptible))
 
     def _next(self, alarm: Alarm, reached: int, tiers: list[int], now: float) -> tuple[NoticeKey, Any] | None:
         """The first contact of a reached calling tier not yet called (rate limits applied here)."""
@@ -101,10 +104,11 @@ class CallEscalation:
                 self.tasks.spawn("call", alarm.device_id, self._save(key, "call_rate_limited"))
         return None
 
-    async def _call(self, key: NoticeKey, contact: Any, text: str, now: float) -> None:
+    async def _call(self, key: NoticeKey, contact: Any, text: str, now: float, preemptible: bool = False) -> None:
         alarm_id = key[0]
         try:
-            outcome = await self.ctx.call(contact.phone, text, self.notify.call.ring_timeout_s, self.notify.call.key_wait_s)
+            outcome = await self.ctx.call(contact.phone, text, self.notify.call.ring_timeout_s, self.notify.call.key_wait_s,
+                                          preemptible=preemptible)
         except Exception:
             self.counters["calls_failed"] += 1
             self.limiter.release(contact.phone, now)
@@ -117,6 +121,14 @@ class CallEscalation:
         finally:
             self._busy.discard(alarm_id)
         self._failing = False
+        if outcome.result == "preempted":
+            # Hung up for a fire or gas alarm's SMS: this contact is still owed the call, at the next pump
+            # (after that SMS: the module takes it first). Not a notice, not counted against the limiter.
+            self.limiter.release(contact.phone, now)
+            self._retry_at.pop(key, None)
+            self.counters["calls_preempted"] += 1
+            self.log.info("call_preempted", alarm_id=alarm_id, tier=key[1], contact=contact.id)
+            return
         self.done.add(key)
         self._retry_at.pop(key, None)
         self.counters["calls_placed"] += 1

@@ -17,7 +17,7 @@ from gateway.actions.context import ActionContext
 from gateway.actions.schema import Notify
 from gateway.actions.sms import RateLimiter, policy_allows, recipients, render
 from gateway.actions.tasks import ActionTasks
-from gateway.model import AlarmState, Device
+from gateway.model import AlarmState, Device, Severity
 
 NoticeKey = tuple[str, int, str]  # (alarm id, tier, contact id)
 SaveNotice = Callable[[NoticeKey, str], Awaitable[None]]
@@ -85,11 +85,13 @@ class Escalation:
                     if act.detail.get("test"):
                         text = "【测试】" + text  # a simulated fire test (`gateway test fire`), never mistaken
                     self._inflight.add(key)
-                    self.tasks.spawn("sms", alarm.device_id, self._send(key, contact, text, now))
+                    # A critical alarm's (fire, gas) text never waits behind a lower alarm's phone call.
+                    urgent = alarm.severity == Severity.CRITICAL
+                    self.tasks.spawn("sms", alarm.device_id, self._send(key, contact, text, now, urgent))
 
-    async def _send(self, key: NoticeKey, contact: Any, text: str, now: float) -> None:
+    async def _send(self, key: NoticeKey, contact: Any, text: str, now: float, urgent: bool = False) -> None:
         try:
-            await self.ctx.send_sms(contact.phone, text)
+            await self.ctx.send_sms(contact.phone, text, urgent=urgent)
         except Exception:
             self.counters["sms_failed"] += 1
             self.limiter.release(contact.phone, now)

@@ -28,11 +28,11 @@ class DriverContext(FakeContext):
         super().__init__()
         self.driver = driver
 
-    async def send_sms(self, number: str, text: str) -> None:
-        await self.driver.send_sms(number, text)
+    async def send_sms(self, number: str, text: str, urgent: bool = False) -> None:
+        await self.driver.send_sms(number, text, urgent=urgent)
 
-    async def call(self, number: str, text: str, ring_timeout_s: float, key_wait_s: float) -> CallOutcome:
-        return await self.driver.call(number, text, ring_timeout_s, key_wait_s)
+    async def call(self, number: str, text: str, ring_timeout_s: float, key_wait_s: float, preemptible: bool = False) -> CallOutcome:
+        return await self.driver.call(number, text, ring_timeout_s, key_wait_s, preemptible=preemptible)
 
 
 NOTIFY = Notify(sounder=Sounder(device="guard-relay"), sms=Sms(retry_s=1.0, min_interval_s=0),

@@ -82,6 +82,7 @@ class FakeContext:
     def __init__(self) -> None:
         self.commands: list[Command] = []
         self.sms: list[tuple[str, str]] = []
+        self.urgent_sms: list[str] = []  # numbers texted with urgent=True (a critical alarm's)
         self.down_s = 0.0
         self.actuate_error: GatewayError | None = None
         self.modem_absent = False
@@ -92,10 +93,12 @@ class FakeContext:
             raise self.actuate_error
         self.commands.append(command)
 
-    async def send_sms(self, number: str, text: str) -> None:
+    async def send_sms(self, number: str, text: str, urgent: bool = False) -> None:
         if self.modem_absent:
             raise ModemUnavailable("no SIM")
         self.sms.append((number, text))
+        if urgent:
+            self.urgent_sms.append(number)
 
     def uplink_down_for_s(self) -> float:
         return self.down_s

@@ -31,13 +31,16 @@ class CallingContext(FakeContext):
         self.calls: list[tuple[str, str]] = []
         self.script: dict[str, str] = {}
         self.fail_calls = 0  # the next N calls raise ModemUnavailable
+        self.preemptible: list[bool] = []  # what each call was placed with
+        self.once: dict[str, str] = {}  # number -> the outcome of its next call only (before `script`)
 
-    async def call(self, number: str, text: str, ring_timeout_s: float, key_wait_s: float) -> CallOutcome:
+    async def call(self, number: str, text: str, ring_timeout_s: float, key_wait_s: float, preemptible: bool = False) -> CallOutcome:
         if self.fail_calls:
             self.fail_calls -= 1
             raise ModemUnavailable("module rebooted (RDY)")
         self.calls.append((number, text))
-        result = self.script.get(number, "no_answer")
+        self.preemptible.append(preemptible)
+        result = self.once.pop(number, None) or self.script.get(number, "no_answer")
         return CallOutcome(result, key="1" if result == "acknowledged" else "")
 
 
@@ -210,3 +213,33 @@ async def test_a_key_press_after_the_alarm_was_cleared_is_no_fault(crig):
     await crig.engine.calls._call((alarm.id, 0, "call:wang-son"), CONTACTS_BY_ID["wang-son"], "text", 0.0)
     assert crig.engine.calls.counters["calls_acknowledged"] >= 1
     assert not [b for _, _, _, b in crig.outbox.records("event.") if b.get("code") == "call_failed"]
+
+
+async def test_a_call_hung_up_for_a_fire_sms_is_placed_again_and_critical_texts_are_urgent(crig):
+    """A preempted call (the module hung it up for a critical alarm's SMS) is owed again: the same contact
+    is called at the next pump, nothing is recorded as answered. A critical alarm's own calls are not
+    preemptible and its SMS are urgent (tests/integration/test_call_preemption.py: the driver's side)."""
+    crig.ctx.once[SON] = "preempted"
+    crig.ctx.script[SON] = "acknowledged"
+    await _raise_smoke(crig)
+    await _calls_settle(crig)
+    (alarm,) = crig.engine.active()
+    assert alarm.acknowledged_by == "call:wang-son"
+    assert [n for n, _ in crig.ctx.calls] == [SON, SON]  # called again, nobody skipped
+    assert crig.engine.calls.counters["calls_preempted"] == 1
+    assert set(crig.ctx.preemptible) == {False}  # smoke is critical: its calls hold the module
+    assert set(crig.ctx.urgent_sms) == {SON, GUARD, GRID}  # and its texts go first
+
+
+async def test_a_lower_alarms_calls_are_preemptible_and_its_texts_are_not_urgent(tmp_path):
+    rig = Rig(tmp_path, rule_dicts=({**SMOKE, "severity": "major"},), notify=_notify(*TIERS_CALL_FIRST), ctx=CallingContext())
+    rig.ctx.down_s = 3600.0  # the uplink is down: a major alarm's SMS policy texts then
+    await rig.engine.start()
+    try:
+        await _raise_smoke(rig)
+        await _calls_settle(rig)
+        assert rig.ctx.calls and set(rig.ctx.preemptible) == {True}
+        assert rig.ctx.sms and rig.ctx.urgent_sms == []
+    finally:
+        await rig.engine.stop()
+        rig.outbox.close()

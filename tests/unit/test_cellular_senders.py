@@ -28,7 +28,7 @@ NUMBER = "+8613800000005"
 def sms_driver(clock: ManualClock, **port) -> SmsDriver:
     cfg = SmsPort(path="/dev/null-modem", **port)
     drv = SmsDriver(DriverContext("sms", cfg, (), {}, clock, structlog.get_logger("test")))
-    drv._queue = asyncio.Queue(cfg.queue_max)  # what run() sets up before the first session
+    drv._queue = asyncio.PriorityQueue(cfg.queue_max)  # what run() sets up before the first session
     drv._unavailable = ""  # as after a successful bring-up
     return drv
 
@@ -46,7 +46,7 @@ async def test_a_queued_message_is_encoded_with_the_configured_validity():
     drv = sms_driver(ManualClock(), validity_h=24)
     drv.submit_sms(NUMBER, "火" * 71)
     drv.submit_sms("+8613800000006", "警")
-    first, second = drv._queue.get_nowait(), drv._queue.get_nowait()
+    (_, _, first), (_, _, second) = drv._queue.get_nowait(), drv._queue.get_nowait()
     decoded = [decode_submit(p.hex) for p in first.parts]
     assert [d.concat[1:] for d in decoded] == [(2, 1), (2, 2)] and decoded[0].validity == 167  # 24 h (23.040 §9.2.3.12.1)
     assert decode_submit(second.parts[0].hex).concat is None
