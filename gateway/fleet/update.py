@@ -34,13 +34,12 @@ from gateway.fleet.install import release_name
 from gateway.fleet.launch import ReleasePending, ReleaseSwitch
 from gateway.fleet.release import ReleaseManifest, check_release, download, load_release_key, release_version, verify_manifest
 from gateway.fleet.runner import RUNTIME
-from gateway.fleet.updater import HEALTH, UpdateRequest, bundle_path
+from gateway.fleet.updater import DEADLINE_RANGE_S, HEALTH, UpdateRequest, bundle_path
 
 if TYPE_CHECKING:
     from gateway.daemon import Daemon
     from gateway.fleet.api import FleetApi
 
-DEADLINE_RANGE_S = (10.0, 900.0)
 DEFAULT_DEADLINE_S = 180.0  # a Pi 3 starts the daemon in 10-20 s; the uplink may take a reconnect backoff
 RATE_RANGE_BPS = (8_000.0, 10_000_000.0)
 DEFAULT_RATE_BPS = 256_000.0  # ~2 Mbit/s: an LTE modem shared with the alarm backlog
@@ -202,13 +201,13 @@ def _watch(sw: ReleaseSwitch, p: ReleasePending, config_path: str, socket: str, 
     health = release_dir(cfg.store.path) / HEALTH
     why = ["daemon never answered on its control socket"]
     said: tuple[float, list[str]] | None = None
-    log = logsetup.get(component="fleet")
+    log = logsetup.get_lazy(component="fleet")  # this thread starts before the daemon configures logging
     while not stopping.is_set():
         cur = sw.pending()
         if cur is None or cur.new != p.new:
             st = sw.state()
             if st.get("committed_version") == p.version and not st.get("last_update_error"):
-                logsetup.get(component="fleet").info("release_committed", version=p.version, release=p.new)
+                log.info("release_committed", version=p.version, release=p.new)
             return  # resolved by the root updater (or at a start)
         try:
             reply = call(socket, "status", timeout_s=2.0)

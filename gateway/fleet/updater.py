@@ -35,7 +35,7 @@ from gateway.fleet.release import CHUNK, ReleaseManifest, check_release, load_re
 
 POLL_S = 0.5
 MAX_REQUEST_BYTES = 64 * 1024
-DEADLINE_RANGE_S = (10.0, 900.0)  # as the `update` command (update.py): a forged request gets no other
+DEADLINE_RANGE_S = (10.0, 900.0)  # the `update` command checks against it too (update.py): a forged request gets no other
 HEALTH = "health.json"
 
 
