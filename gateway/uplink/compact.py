@@ -52,10 +52,12 @@ def decimals(v: Any) -> int | None:
 def widen(e: int | None, v: Any) -> int:
     """A key's exponent after seeing `v`: a float makes a new key scaled (e >= 1), widening only grows e,
     anything that does not fit makes the key literal (0) for the table's life. Monotone: no churn."""
+    if e == 0:
+        return 0  # literal for good: no need to look at v
     d = decimals(v)
     if e is None:  # a new key
         return max(1, d) if d is not None and isinstance(v, float) else 0
-    if e == 0 or d is None:
+    if d is None:
         return 0
     return max(e, d)
 
@@ -149,12 +151,14 @@ class CompactBatcher:
             if rec.cls != RecordClass.TELEMETRY or rec.stamp.boot_id != boot_id or rec.stamp.clock_synced != synced:
                 break  # one boot_id and one clock_synced per batch (both are in the header)
             picked.append(rec)
+        values = [reading_values(r.body) for r in picked]  # once per reading: the plan and the rows use them
         while True:
-            table = self.book.plan([(r.device, reading_values(r.body)) for r in picked])
-            payload = self._encode(picked, table)
+            table = self.book.plan([(r.device, v) for r, v in zip(picked, values)])
+            payload = self._encode(picked, values, table)
             if len(payload) <= self.max_bytes or len(picked) == 1:
                 break
             picked = picked[: max(1, len(picked) * 3 // 4)]  # rare (a backlog of wide readings): cut and redo
+            values = values[: len(picked)]
         self.book.adopt(table)
         if table.h not in self.book.announced:
             self.book.announced.add(table.h)
@@ -163,7 +167,7 @@ class CompactBatcher:
             self._table_msg = Message(self.env.topics.table, _ENC.encode(doc), retain=True)
         return Message(self.env.topics.telemetry, payload, tuple(r.seq for r in picked), RecordClass.TELEMETRY)
 
-    def _encode(self, picked: list[Any], table: StreamTable) -> bytes:
+    def _encode(self, picked: list[Any], values_of: list[dict[str, Any]], table: StreamTable) -> bytes:
         first = picked[0]
         seq, ts = first.seq - 1, wall_ms(first.stamp)
         doc = self.env.head(first.stamp.boot_id)
@@ -171,8 +175,7 @@ class CompactBatcher:
         if table.h not in self.book.announced:
             doc["tab"] = table.doc
         rows = []
-        for rec in picked:
-            values = reading_values(rec.body)
+        for rec, values in zip(picked, values_of):
             names = tuple(sorted(values))
             t = wall_ms(rec.stamp)
             row: list[Any] = [rec.seq - seq - 1, table.index[(rec.device, names)], t - ts]
