@@ -37,7 +37,6 @@ class _Job(NamedTuple):
     text: str
     parts: list[pdu.Pdu]
     done: asyncio.Future[None]
-    urgent: bool = False
 
 
 class _CallJob(NamedTuple):
@@ -92,7 +91,7 @@ class SmsDriver:
         self._check_rate(number)
         self._reference = (self._reference + 1) & 0xFF
         parts = pdu.encode_submit(number, text, pdu.vp_relative(self.cfg.validity_h), self._reference)
-        job = _Job(number, text, parts, asyncio.get_running_loop().create_future(), urgent)
+        job = _Job(number, text, parts, asyncio.get_running_loop().create_future())
         try:
             self._queue.put_nowait((URGENT if urgent else NORMAL, next(self._arrivals), job))
         except asyncio.QueueFull:

@@ -45,10 +45,13 @@ class ListenWindow:
             return  # late (the end timer has not run yet): outside the window
         self.heard += 1
         self.counts[heard.verdict] = self.counts.get(heard.verdict, 0) + 1
+        if len(self.frames) >= MAX_FRAMES:  # at the cap (a flood): counted, not listed, not even encoded
+            self.not_listed += 1
+            return
         row = {"t_s": round(now - self.started_mono, 3), **msgspec.structs.asdict(heard)}
         size = len(msgspec.json.encode(row)) + 1
-        if len(self.frames) >= MAX_FRAMES or self.frames_bytes + size > MAX_FRAMES_BYTES:
-            self.not_listed += 1  # at the cap: counted, not listed (`truncated`)
+        if self.frames_bytes + size > MAX_FRAMES_BYTES:
+            self.not_listed += 1  # at the byte cap: counted, not listed (`truncated`)
             return
         self.frames.append(row)
         self.frames_bytes += size
