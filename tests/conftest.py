@@ -3,6 +3,7 @@ dies with the run (tests/support/reaper.py)."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -25,6 +26,22 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     left = reaper.finish()
     if left:  # a fixture that does not stop what it started: fix it there
         print(f"\nreaper: killed {len(left)} process(es) the tests left running:", *left, sep="\n  ", file=sys.stderr)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@pytest.fixture(autouse=True)
+def _process_state_kept():
+    """A test (or the code under it) must give the process back as it found it: a umask left behind by one
+    test is every later test's umask, and every browser's and daemon's that test process starts (a leaked
+    0117 made each later Chromium abort on its 0700 check of its own temp directory)."""
+    umask, cwd = _umask(), os.getcwd()
+    yield
+    assert (_umask(), os.getcwd()) == (umask, cwd), "the test left the process's umask or working directory changed"
 
 
 @pytest.fixture

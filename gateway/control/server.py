@@ -17,6 +17,7 @@ import grp
 import os
 import socket
 import struct
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from gateway.errors import CommandRejected, GatewayError
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 MAX_CONNECTIONS = 32  # the CLI uses one per command; the web panel one or two
+SOCKET_MODE = 0o660  # the service's group may connect; nobody else (the first gate)
 IDLE_TIMEOUT_S = 60.0  # between requests on one connection (the panel's live view polls every second)
 
 
@@ -51,6 +53,38 @@ def socket_answers(path: Path) -> bool:
         return False
     finally:
         probe.close()
+
+
+def bind_private(path: Path, mode: int, gid: int = -1) -> socket.socket:
+    """A unix socket bound at `path` with `mode` (and group `gid`) from the first instant it can be reached.
+
+    Bound inside a fresh 0700 directory beside `path` (the same filesystem), given its mode and group there,
+    then renamed into place: nobody can connect before the mode is right, and the process's umask is never
+    touched. Setting the umask around the bind did that before, and the umask belongs to the whole process,
+    not to one coroutine: every file and directory that another task or thread created meanwhile got it (a
+    directory without its owner's x bit), and two servers starting on one loop, each saving the other's
+    setting across the bind's await, left 0117 in place for good (20 fleet stand-ins in one test process did;
+    every Chromium started from that process afterwards died on its own 0700 check of a mkdtemp directory).
+    """
+    staging = Path(tempfile.mkdtemp(prefix=".", dir=path.parent))  # ".xxxxxxxx": 12 bytes beside the name
+    tmp = staging / "s"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        try:
+            sock.bind(str(tmp))
+        except OSError as e:  # "AF_UNIX path too long": say which path, not the staging one
+            raise OSError(e.errno, f"cannot bind a unix socket beside {path}: {e}") from e
+        os.chmod(tmp, mode)
+        if gid != -1:
+            os.chown(tmp, -1, gid)
+        os.replace(tmp, path)
+    except BaseException:
+        sock.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        staging.rmdir()
+    return sock
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
@@ -78,14 +112,9 @@ class ControlServer:
             self.path.unlink()  # a stale socket from a killed daemon: nothing answers on it
         except FileNotFoundError:
             pass
-        old = os.umask(0o117)  # create the socket 0660 atomically: no window where others could connect
-        try:
-            self._server = await asyncio.start_unix_server(self._serve, path=str(self.path), limit=MAX_LINE_BYTES)
-        finally:
-            os.umask(old)
-        os.chmod(self.path, 0o660)
-        if self.group:
-            os.chown(self.path, -1, grp.getgrnam(self.group).gr_gid)
+        gid = grp.getgrnam(self.group).gr_gid if self.group else -1
+        self._server = await asyncio.start_unix_server(self._serve, sock=bind_private(self.path, SOCKET_MODE, gid),
+                                                       limit=MAX_LINE_BYTES)
         self.log.info("control_listening", path=str(self.path))
         try:
             await asyncio.Event().wait()

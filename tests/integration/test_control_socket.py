@@ -59,6 +59,49 @@ async def test_socket_mode_is_0660_and_requests_are_answered(tmp_path):
     assert not path.exists()
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+async def test_servers_starting_together_leave_the_umask_and_others_files_alone(tmp_path):
+    """The socket's mode never comes from the process-wide umask: twenty servers starting on one loop (the
+    fleet stand-ins do) once left 0117 behind for good, and a directory another task made meanwhile lost its
+    owner's x bit."""
+    logsetup.setup("critical")
+    before = _umask()
+    made: list[int] = []
+
+    async def mkdirs() -> None:  # another task creating directories while the servers start
+        for i in range(40):
+            d = tmp_path / f"made{i}"
+            d.mkdir()
+            made.append(stat.S_IMODE(os.stat(d).st_mode))
+            await asyncio.sleep(0)
+
+    async def status(args):
+        return {}
+
+    paths = [tmp_path / f"run{i}" / "control.sock" for i in range(20)]
+    tasks = [asyncio.create_task(ControlServer(str(p), {"status": status}, set(), logsetup.get()).run()) for p in paths]
+    await mkdirs()
+    await async_wait_for(lambda: all(p.exists() for p in paths), what="20 control sockets")
+    try:
+        assert _umask() == before
+        assert set(made) == {0o777 & ~before}
+        assert {stat.S_IMODE(os.stat(p).st_mode) for p in paths} == {0o660}
+        assert all(stat.S_ISSOCK(os.stat(p).st_mode) for p in paths)
+        assert [x.name for x in paths[0].parent.iterdir()] == ["control.sock"]  # no staging directory left
+        [r] = await _ask(paths[7], b'{"id": 1, "cmd": "status"}\n')
+        assert r["ok"]
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert not any(p.exists() for p in paths)
+
+
 async def test_malformed_unknown_and_bad_args_get_error_replies_and_the_server_lives(tmp_path):
     srv, task, path, calls = await _start(tmp_path)
     replies = await _ask(

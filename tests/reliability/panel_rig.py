@@ -96,9 +96,10 @@ def browser(shots: Path) -> webdriver.Chrome:
                 "--lang=zh-CN", "--disable-gpu", f"--user-data-dir={shots / 'profile'}"):
         opts.add_argument(arg)
     os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not fetch a browser or driver
-    # Chromium now and then exits while starting under load ("session not created: Chrome instance exited",
-    # its zygote on a broken pipe; an immediate second launch failed the same way): chromedriver's verbose
-    # log, Chromium's stderr included, stays in shots/ for the cause.
+    # chromedriver's verbose log, Chromium's stderr included, stays in shots/. "Chrome instance exited" at
+    # start-up was Chromium's CHECK that its mkdtemp directory is 0700 (its minidumps in ~/.config/chromium/
+    # Crash Reports), failing under the umask 0117 the control server used to leave in this process; the
+    # umask is no longer touched, and tests/conftest.py fails any test that leaves it changed.
     service = Service(CHROMEDRIVER, service_args=["--verbose"], log_output=str(shots / "chromedriver.log"))
     return webdriver.Chrome(options=opts, service=service)
 
