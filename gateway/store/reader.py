@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 
 from gateway.clock import Clock
 from gateway.model import RecordClass, Stamp
@@ -70,8 +70,8 @@ class Reader:
     def close(self) -> None:
         self.conn.close()
 
-    def fetch(self, consumer: str, bit: int, limit: int, exclude: Iterable[int], classes: Iterable[RecordClass] | None) -> list[Record]:
-        skip = set(exclude)
+    def fetch(self, consumer: str, bit: int, limit: int, skip: Container[int], classes: Iterable[RecordClass] | None,
+              after: int = 0) -> list[Record]:
         want = set(RecordClass) if classes is None else set(classes)
         rebase = self.clock.synced()  # one check per fetch, not per record
         out: list[Record] = []
@@ -90,12 +90,14 @@ class Reader:
                         break
                 cur.close()
             if RecordClass.TELEMETRY in want and len(out) < limit:
-                self._fetch_telemetry(consumer, bit, limit, skip, rebase, out)
+                self._fetch_telemetry(consumer, bit, limit, skip, rebase, out, after)
         return out
 
-    def _fetch_telemetry(self, consumer: str, bit: int, limit: int, skip: set[int], rebase: bool, out: list[Record]) -> None:
-        cur = self.conn.execute("SELECT seq, body FROM telemetry WHERE seq >= ? AND pending & ? ORDER BY seq",
-                                (self._floors.get(consumer, 0), bit))
+    def _fetch_telemetry(self, consumer: str, bit: int, limit: int, skip: Container[int], rebase: bool, out: list[Record],
+                         after: int) -> None:
+        floor = self._floors.get(consumer, 0)
+        start = max(floor, after + 1)  # past the caller's cursor, the rows between floor and it may still be owed
+        cur = self.conn.execute("SELECT seq, body FROM telemetry WHERE seq >= ? AND pending & ? ORDER BY seq", (start, bit))
         first = None
         for seq, body in cur:
             if first is None:
@@ -107,7 +109,7 @@ class Reader:
             if len(out) >= limit:
                 break
         cur.close()
-        if first is not None:
+        if first is not None and start == floor:
             self._floors[consumer] = first
 
     def record_seqs(self, seqs: list[int]) -> set[int]:

@@ -71,6 +71,28 @@ async def test_fetch_orders_by_class_then_seq_and_keeps_fifo_within_a_class(tmp_
     await ob.close()
 
 
+async def test_fetch_after_a_cursor_steps_over_lower_readings_only_and_keeps_the_floor(tmp_path):
+    """The drain's cursor: readings above `after` only (committed and still in memory alike), alarms and
+    events whatever their seq; the consumer's floor is moved by a fetch from the floor, never by one after a
+    cursor (the rows between are still owed)."""
+    clock = ManualClock()
+    ob = make_outbox(tmp_path / "o.db", clock)
+    await ob.open()
+    await put_readings(ob, clock, 6)                                   # seq 1..6, committed
+    await ob.put(A, "alarm.raised", "s1", clock.now(), {"n": 1})       # 7
+    ob.put_reading(reading(clock, i=8))                                # 8, in memory (write-behind)
+    ob.behind.assign()
+    assert [(r.cls, r.seq) for r in ob.fetch("mqtt", 100, after=4)] == [(A, 7), (T, 5), (T, 6), (T, 8)]
+    assert [r.seq for r in ob.fetch("mqtt", 100, after=6)] == [7, 8]
+    assert [r.seq for r in ob.fetch("mqtt", 100, exclude=[7], after=8)] == []
+    assert [r.seq for r in ob.fetch("mqtt", 2, exclude=[1, 2], classes=[T])] == [3, 4]  # from the floor
+    assert [r.seq for r in ob.fetch("mqtt", 100, classes=[T])] == [1, 2, 3, 4, 5, 6, 8]  # 1-2 still owed
+    await ob.ack("mqtt", [1, 2])
+    assert [r.seq for r in ob.fetch("mqtt", 100, classes=[T], after=3)] == [4, 5, 6, 8]
+    assert [r.seq for r in ob.fetch("mqtt", 100, classes=[T])] == [3, 4, 5, 6, 8]  # acks awaiting their delete skipped
+    await ob.close()
+
+
 async def test_identical_readings_are_never_merged(tmp_path):
     clock = ManualClock()
     ob = make_outbox(tmp_path / "o.db", clock)
