@@ -28,6 +28,7 @@ SAFE_INT = 2**53  # beyond this a JSON number is not an exact integer in every p
 TABLE_MAX_BYTES = 8192  # ~270 streams; a table that would grow past this starts afresh from the current batch's streams
 HISTORY = 32  # recent tables kept for the `table` command (a platform that missed one asks by hash)
 _ENC = msgspec.json.Encoder()
+POW10 = tuple(10**e for e in range(MAX_EXP + 1))
 
 Stream = tuple[str, tuple[str, ...]]  # (device, value keys in row order: sorted)
 
@@ -54,6 +55,11 @@ def widen(e: int | None, v: Any) -> int:
     anything that does not fit makes the key literal (0) for the table's life. Monotone: no churn."""
     if e == 0:
         return 0  # literal for good: no need to look at v
+    if e is not None and type(v) is float and abs(v) < SAFE_INT:  # the common case: v fits the key's exponent
+        # (abs() < SAFE_INT is False for nan and inf, and keeps v x 10**6 far from overflowing to inf)
+        m = round(v * POW10[e])
+        if abs(m) < SAFE_INT and m / POW10[e] == v:
+            return e  # then decimals(v) <= e, and max(e, decimals(v)) is e
     d = decimals(v)
     if e is None:  # a new key
         return max(1, d) if d is not None and isinstance(v, float) else 0

@@ -6,6 +6,8 @@ import random
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.model import Stamp
 from gateway.platform.consumer import PlatformConsumer
@@ -57,6 +59,16 @@ def test_round_trip_is_exact_for_every_value_type_seq_gap_and_time_order():
     assert [r["ts_ms"] for r in out] == [round(r.stamp.wall_s * 1000) for r in recs]
     assert [r["values"] for r in out] == [r.body["values"] for r in recs]  # floats bit-exact
     assert all(r["clock_synced"] is True for r in out)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.integers(min_value=1, max_value=6),
+       st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(min_value=-1e4, max_value=1e4).map(lambda x: round(x, 3)),
+                 st.integers(min_value=-(2**60), max_value=2**60), st.booleans()))
+def test_widen_of_a_scaled_key_is_its_definition(e, v):
+    """widen's fast path for a value that fits the key's exponent changes nothing: max(e, decimals(v)), or 0."""
+    d = decimals(v)
+    assert widen(e, v) == (0 if d is None else max(e, d))
 
 
 def test_decimal_exponents_are_exact_and_only_widen():
