@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -28,6 +29,10 @@ NOT_AUTHORIZED_RC = 0x87  # MQTT v5 §2.4 reason code 135
 # A PUBLISH without PUBACK for this long means a half-open link: drop the session now rather than
 # wait for keepalive (1.5 x 30 s) while an alarm sits in flight. Generous for 20 x 16 KiB on a slow link.
 PUBACK_TIMEOUT_S = 15.0
+# A drain streaming through a backlog with its cursor still looks from the outbox's floor at least this
+# often: the bound on how long a reading the cursor passed by mistake could wait (a floor fetch steps over
+# the whole in-flight window and the acks awaiting their delete, ~10-50 ms once a minute).
+CURSOR_TRUST_S = 60.0
 
 
 class TokenBucket:
@@ -75,6 +80,16 @@ class Counters(msgspec.Struct):
     tables_refused: int = 0  # PUBACK >= 0x80 on cg/v1/<gw>/table: the broker ACL predates telemetry v2
 
 
+def passed(records: list[Any], sent: Sequence[int]) -> int:
+    """The highest telemetry seq the cursor may move to after `sent` went out of the fetched `records`:
+    every fetched reading at or below it was sent. Fetches come in seq order and a batch takes a prefix,
+    so that is max(sent); were a reading left out below it, the cursor stops just under that reading."""
+    top = max(sent, default=0)
+    taken = set(sent)
+    missed = [r.seq for r in records if r.cls == RecordClass.TELEMETRY and r.seq < top and r.seq not in taken]
+    return min(missed) - 1 if missed else top
+
+
 class Drainer:
     """Owns in-flight tracking (mid -> seqs) for the current session; survives across sessions."""
 
@@ -92,6 +107,14 @@ class Drainer:
         self.inflight: dict[int, Message] = {}  # mid -> message (its seqs)
         self.sent_mono: dict[int, float] = {}  # mid -> when it was handed to paho
         self.acking: set[int] = set()  # seqs PUBACKed, outbox.ack not yet committed: never re-fetch them
+        # Telemetry cursor (docs/uplink.md "Drain cursor"): every reading at or below it that the outbox still
+        # owes us is in flight or being acked. 0 = fetch from the outbox's floor. Back to 0 whenever that may
+        # no longer hold: a new session, a refused PUBACK, a failed ack, another store (its seqs start
+        # anew), and whenever the drain is idle, so a rewind this code missed could only delay a reading
+        # until the drain next caught up, never lose it.
+        self.cursor = 0
+        self.cursor_store = ""
+        self.floor_fetched = 0.0  # monotonic time of the last fetch from the floor
         self.table_mids: set[int] = set()  # v2 stream table PUBLISHes awaiting their PUBACK
         self.wake = asyncio.Event()  # new records committed, window opened, or pause over
         self.urgent = False  # an alarm/event/status record committed since the last fetch
@@ -122,6 +145,7 @@ class Drainer:
         if msg is None:
             return  # a status or reply message: nothing to ack in the outbox
         if rc >= 0x80:
+            self.cursor = 0  # its rows stay owed
             self._refused(msg, rc)
             return
         self.acking.update(msg.seqs)
@@ -167,6 +191,7 @@ class Drainer:
             self.counters.records_acked += len(msg.seqs)
         except StoreError as exc:
             # Not deleted: the rows will be sent again (a keyed duplicate), never lost.
+            self.cursor = 0
             self.counters.ack_store_errors += 1
             self.log.warning("uplink_ack_failed", error=str(exc), seqs=len(msg.seqs))
         finally:
@@ -177,6 +202,7 @@ class Drainer:
         self.inflight.clear()
         self.sent_mono.clear()
         self.table_mids.clear()
+        self.cursor = 0
 
     def stalled(self) -> bool:
         """True when the oldest un-PUBACKed message is older than PUBACK_TIMEOUT_S."""
@@ -193,6 +219,7 @@ class Drainer:
         """Publish until the session closes or stalls (returns), or the task is cancelled."""
         self.bucket.reset()
         self.batcher.session_start()
+        self.cursor = 0  # session_lost did it too; a new session never trusts the last one's window
         while session.connected:
             if self.stalled():
                 self.counters.puback_timeouts += 1
@@ -204,7 +231,14 @@ class Drainer:
                 continue
             await self._maybe_rebase()
             self.urgent = False
-            records = self.outbox.fetch(CONSUMER, self.cfg.batch_max_readings, exclude=self.held())
+            now = self.clock.monotonic()
+            if self.outbox.store_id != self.cursor_store or now - self.floor_fetched > CURSOR_TRUST_S:
+                self.cursor, self.cursor_store = 0, self.outbox.store_id
+            if not self.cursor:
+                self.floor_fetched = now
+            records = self.outbox.fetch(CONSUMER, self.cfg.batch_max_readings, exclude=self.held(), after=self.cursor)
+            if not records and not self.inflight and not self.acking:
+                self.cursor = 0  # idle: the next fetch looks from the floor again (cheap now: nothing to step over)
             if not records:
                 await self._sleep(IDLE_WAIT_S)
                 continue
@@ -225,7 +259,8 @@ class Drainer:
             table = self.batcher.pop_table()
             if table is not None:  # v2: retained before the first batch of this session that uses it
                 self._send_table(session, table)
-            self._send(session, msg)
+            if self._send(session, msg):
+                self.cursor = max(self.cursor, passed(records, msg.seqs))
 
     async def _linger(self, records: list[Any]) -> bool:
         """Wait until the batch is full or batch_linger_ms after its first reading; True if it waited."""
@@ -265,17 +300,18 @@ class Drainer:
             r = self._rebased(rec)
             self._send(session, self.env.record(r.seq, r.cls, r.kind, r.device, r.stamp, r.body))
 
-    def _send(self, session: Any, msg: Message) -> None:
+    def _send(self, session: Any, msg: Message) -> bool:
         try:
             mid = session.publish(msg.topic, msg.payload)
         except UplinkError as exc:
             self.log.debug("uplink_publish_skipped", reason=str(exc))
-            return
+            return False
         self.inflight[mid] = msg
         self.sent_mono[mid] = self.clock.monotonic()
         self.counters.messages_published += 1
         self.counters.records_published += len(msg.seqs)
         self.counters.bytes_published += len(msg.payload)
+        return True
 
     def _send_table(self, session: Any, msg: Message) -> None:
         # Not an outbox record: its PUBACK finds no inflight entry and is ignored. If it is lost, the batch

@@ -2,17 +2,20 @@
 
 import asyncio
 import json
+import random
 
 import msgspec
 
 from gateway import log as logsetup
 from gateway.clock import ManualClock
 from gateway.config.schema import Uplink as UplinkCfg
+from gateway.errors import StoreError
 from gateway.model import RecordClass
+from gateway.uplink import drain
 from gateway.uplink.drain import Drainer, TokenBucket
 from gateway.uplink.wire import Envelope
 from tests.support.wait import async_wait_for
-from tests.unit.uplink_fakes import FakeOutbox
+from tests.unit.uplink_fakes import FakeOutbox, reading_record
 
 
 class FakeSession:
@@ -194,3 +197,134 @@ def test_a_refused_table_publish_is_counted_and_never_holds_or_fails_records():
         await async_wait_for(lambda: not outbox.rows, what="batch acknowledged")
         assert d.counters.tables_refused == 1 and d.fault == "" and d.counters.puback_failures == 0
     asyncio.run(main())
+
+
+def _checked_fetch(outbox, violations, afters):
+    """Wrap the fake outbox's fetch to check the cursor's invariant on every call: each reading still owed
+    at or below `after` is one the drain holds (in flight or being acked)."""
+    orig = outbox.fetch
+
+    def fetch(consumer, limit, exclude=(), classes=None, after=0):
+        held = set(exclude)
+        owed = [q for q, r in outbox.rows.items() if r.cls == RecordClass.TELEMETRY and q <= after and q not in held]
+        if owed:
+            violations.append((after, owed[:5]))
+        afters.append(after)
+        return orig(consumer, limit, exclude, classes, after)
+
+    outbox.fetch = fetch
+
+
+def _backlog(n: int, batch: int, window: int):
+    """A drainer over n readings, uncapped, no linger, its fetches checked by _checked_fetch."""
+    clock, outbox, d, s = _setup(batch_max_readings=batch, max_inflight=window, drain_readings_per_s=1e9, batch_linger_ms=0)
+    for i in range(n):
+        _reading(outbox, clock, i)
+    violations: list = []
+    afters: list[int] = []
+    _checked_fetch(outbox, violations, afters)
+    return clock, outbox, d, s, violations, afters
+
+
+async def _chaos(seed: int) -> tuple[list, list, dict[str, int]]:
+    rng = random.Random(seed)
+    clock, outbox, d, s, violations, afters = _backlog(1500, batch=25, window=5)
+    ack = outbox.ack
+    fail_acks = [0]
+
+    async def flaky_ack(consumer, seqs):
+        if fail_acks[0]:
+            fail_acks[0] -= 1
+            raise StoreError("injected: the ack's transaction failed")
+        await ack(consumer, seqs)
+
+    outbox.ack = flaky_ack
+    task = asyncio.create_task(d.run(s))
+    faults = {"drops": 0, "refused": 0, "failed_acks": 0}
+    try:
+        for _ in range(100_000):
+            if not outbox.rows:
+                break
+            await asyncio.sleep(0)
+            clock.advance(0.01)
+            if rng.random() < 0.01:  # an alarm meanwhile: it goes first and never moves the cursor
+                outbox.add(RecordClass.ALARM, "alarm.raised", "smoke-1", clock.now(), {})
+            if not d.inflight:
+                d.wake.set()
+                continue
+            mid = rng.choice(list(d.inflight))
+            x = rng.random()
+            if x < 0.02:  # the connection drops with its window in flight
+                faults["drops"] += 1
+                s.connected = False
+                d.wake.set()
+                await asyncio.wait_for(task, 5)
+                d.session_lost()
+                s = FakeSession()
+                task = asyncio.create_task(d.run(s))
+            elif x < 0.05:  # PUBACK >= 0x80: not delivered, publishing pauses
+                faults["refused"] += 1
+                d.on_publish(mid, 0x80)
+                clock.advance(max(0.0, d.paused_until - clock.monotonic()) + 0.01)
+            else:
+                if rng.random() < 0.03:
+                    faults["failed_acks"] += 1
+                    fail_acks[0] = 1
+                d.on_publish(mid, 0)
+        assert not outbox.rows, f"seed {seed}: {len(outbox.rows)} rows never acknowledged"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    return violations, afters, faults
+
+
+def test_the_cursor_only_ever_passes_readings_the_drain_holds():
+    """Checked on every fetch while a broker stand-in PUBACKs in any order, refuses, fails the store's ack and
+    drops sessions at random: no reading the outbox still owes lies at or below the cursor unless it is in
+    flight or being acked, and everything is delivered."""
+    seen = {"drops": 0, "refused": 0, "failed_acks": 0}
+    for seed in range(8):
+        violations, afters, faults = asyncio.run(_chaos(seed))
+        assert violations == [], f"seed {seed}"
+        assert sum(1 for a in afters if a) > len(afters) // 2  # the cursor did the stepping, not the floor
+        seen = {k: n + faults[k] for k, n in seen.items()}
+    assert all(seen.values()), seen  # every kind of fault happened, more than once in all
+
+
+def test_the_cursor_goes_back_to_the_floor_for_another_store_when_idle_and_once_a_minute():
+    async def main():
+        clock, outbox, d, s, violations, afters = _backlog(100, batch=10, window=2)
+        task = asyncio.create_task(d.run(s))
+        try:
+            # The drain bucket starts empty each session: let the manual clock earn the tokens.
+            await async_wait_for(lambda: clock.advance(0.001) or (len(s.sent) == 2 and d.cursor == 20), what="window full, cursor at 20")
+            d.cursor = 15  # as if a rewind had been missed: 16-20 are held, so the invariant holds still
+            d.floor_fetched -= drain.CURSOR_TRUST_S + 1  # a minute on the cursor (the clock itself would stall the window)
+            d.on_publish(s.sent[0][0], 0)
+            await async_wait_for(lambda: clock.advance(0.001) or len(s.sent) == 3, what="the next batch")
+            assert 0 in afters[-3:]  # a minute on the cursor: one fetch from the floor
+            outbox.store_id = "another-store"
+            n = len(afters)
+            d.on_publish(s.sent[1][0], 0)
+            await async_wait_for(lambda: clock.advance(0.001) or len(s.sent) == 4, what="the batch after")
+            assert afters[n] == 0  # another store's seqs start anew
+
+            def ack_all() -> bool:
+                clock.advance(0.001)
+                for mid in list(d.inflight):
+                    d.on_publish(mid, 0)
+                return not outbox.rows and not d.inflight and not d.acking and d.cursor == 0
+
+            await async_wait_for(ack_all, what="everything acknowledged, the drain idle, its cursor back at the floor")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert violations == []
+    asyncio.run(main())
+
+
+def test_the_cursor_stops_below_a_reading_a_batch_left_out():
+    recs = [reading_record(q, "h", ManualClock().now(), {"p": 1}) for q in (5, 6, 7, 9)]
+    assert drain.passed(recs, (5, 6, 7, 9)) == 9
+    assert drain.passed(recs, (5, 6)) == 6  # a prefix: 7 and 9 stay above the cursor
+    assert drain.passed(recs, (5, 7, 9)) == 5  # 6 left out: the cursor stops under it

@@ -39,9 +39,10 @@ class FakeOutbox:
             cb(cls)
         return self.last_seq
 
-    def fetch(self, consumer: str, limit: int, exclude: Any = (), classes: Any = None) -> list[Record]:
+    def fetch(self, consumer: str, limit: int, exclude: Any = (), classes: Any = None, after: int = 0) -> list[Record]:
         skip = set(exclude)
-        rows = sorted((r for s, r in self.rows.items() if s not in skip), key=lambda r: (r.cls, r.seq))
+        rows = sorted((r for s, r in self.rows.items() if s not in skip and (r.cls != RecordClass.TELEMETRY or s > after)),
+                      key=lambda r: (r.cls, r.seq))
         return rows[:limit]
 
     async def ack(self, consumer: str, seqs: Any) -> None:
