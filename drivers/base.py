@@ -113,6 +113,8 @@ class Heard(msgspec.Struct, frozen=True):
     fcnt: int | None = None
     rssi_dbm: float | None = None  # E22 RSSI byte (REG3 b7) / GWMP rxpk rssi
     snr_db: float | None = None  # GWMP rxpk lsnr; the E22 UART gives none
+    freq_mhz: float | None = None  # GWMP rxpk freq; an E22 listens on its one configured channel
+    datr: str = ""  # GWMP rxpk datr, e.g. "SF9BW125"
 
 
 RadioObserver = Callable[[Heard], None]

@@ -76,7 +76,6 @@ class LorawanDriver:
         self.ns = NetworkServer(self.cfg, self.region, provisioned, self.store)
         self.forwarders = Forwarders(self.cfg.forwarder_timeout_s, self.clock.monotonic(), self.cfg.gateway_euis)
         self.counters: dict[str, int] = {"datagrams": 0, "uplinks": 0, "joins": 0, "duplicate_copies": 0, "downlinks": 0}
-        self.observer: Callable[[gwmp.RxPk, Verdict], None] | None = None  # `gateway lorawan listen`
         self.tap = Tap(self.log)  # lora_listen (issue 20): told of every rxpk after it was handled
         self._transport: asyncio.DatagramTransport | None = None
         self._emit: Emit | None = None
@@ -233,7 +232,7 @@ class LorawanDriver:
         if self.tap:  # after the items went out: a listener never delays an alarm
             kind, source = mac.source_of(rx.data)
             self.tap.notify(Heard(self.ctx.port_name, source, v.device_id, verdict, len(rx.data), kind,
-                                  v.fcnt if v.fcnt >= 0 else None, rx.rssi_dbm, rx.lsnr_db))
+                                  v.fcnt if v.fcnt >= 0 else None, rx.rssi_dbm, rx.lsnr_db, rx.freq_mhz, rx.datr))
 
     def _judge(self, rx: gwmp.RxPk, eui: str) -> tuple[str, Verdict]:
         """Run the network server on one rxpk and act on its verdict; returns ("accepted" or the counted
@@ -241,8 +240,6 @@ class LorawanDriver:
         self.counters["uplinks"] += 1
         stamp = self.clock.now()
         v = self.ns.uplink(rx, self.clock.monotonic(), stamp.wall_s)
-        if self.observer is not None:
-            self.observer(rx, v)
         if v.kind == "duplicate":
             self.counters["duplicate_copies"] += 1
             return "duplicate", v

@@ -5,7 +5,6 @@ server on the GWMP port and print every frame as it arrives, for the installer's
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
@@ -82,7 +81,7 @@ def listen(target: Target, port_name: str | None, seconds: float, state_dir: str
     import msgspec
     import structlog
 
-    from drivers.base import DriverContext
+    from drivers.base import DriverContext, Heard
     from drivers.lorawan.driver import LorawanDriver
     from gateway.clock import Clock
     from gateway.config import load_config, load_credentials
@@ -101,23 +100,22 @@ def listen(target: Target, port_name: str | None, seconds: float, state_dir: str
                         state_dir=Path(state_dir) if state_dir else Path(cfg.store.path).parent)
     driver = LorawanDriver(ctx)
     driver.store.path = None  # read the daemon's sessions and counters, never write them: the daemon owns the file
-    heard: list[dict[str, Any]] = []
+    heard: list[Heard] = []
 
-    def observe(rx: Any, v: Any) -> None:
-        row = {"device_id": v.device_id or None, "kind": v.kind, "reason": v.reason or None, "fcnt": v.fcnt if v.fcnt >= 0 else None,
-               "rssi_dbm": rx.rssi_dbm, "snr_db": rx.lsnr_db, "freq_mhz": rx.freq_mhz, "datr": rx.datr}
-        heard.append(row)
+    def observe(h: Heard) -> None:
+        """The driver's radio tap, as the daemon's `lora_listen` reads it: one shape and one vocabulary for both."""
+        heard.append(h)
         if as_json:
-            click.echo(json.dumps(row, ensure_ascii=False, default=str))  # one JSON line per frame: a stream
+            click.echo(msgspec.json.encode(h).decode())  # one JSON line per frame: a stream
         else:
-            click.echo(f"{time.strftime('%H:%M:%S')}  {row['device_id'] or '?':<16} {v.kind:<9} fcnt {row['fcnt']}  "
-                       f"rssi {rx.rssi_dbm} snr {rx.lsnr_db}  {rx.freq_mhz} MHz {rx.datr}{'  ' + v.reason if v.reason else ''}")
+            click.echo(f"{time.strftime('%H:%M:%S')}  {h.device_id or '(not in config)':<16} {h.source or '?':<16} {h.verdict:<15} "
+                       f"{h.kind:<14} fcnt {h.fcnt}  rssi {h.rssi_dbm} snr {h.snr_db}  {h.freq_mhz} MHz {h.datr}")
 
     def emit(item: Any) -> None:
         if not as_json:
             click.echo(f"          {render.values(msgspec.to_builtins(item).get('values') or {'event': f'{item.kind}/{item.code}'}, 8)}")
 
-    driver.observer = observe
+    driver.add_observer(observe)
 
     async def main() -> None:
         try:
