@@ -72,8 +72,9 @@ def bind_private(path: Path, mode: int, gid: int = -1) -> socket.socket:
     try:
         try:
             sock.bind(str(tmp))
-        except OSError as e:  # "AF_UNIX path too long": say which path, not the staging one
-            raise OSError(e.errno, f"cannot bind a unix socket beside {path}: {e}") from e
+        except OSError as e:  # "AF_UNIX path too long" (no errno): say which path, not the staging one
+            why = f"cannot bind a unix socket beside {path}: {e.strerror or e}"
+            raise (OSError(e.errno, why) if e.errno else OSError(why)) from e
         os.chmod(tmp, mode)
         if gid != -1:
             os.chown(tmp, -1, gid)
