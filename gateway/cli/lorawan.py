@@ -68,6 +68,27 @@ def devices(target: Target, as_json: bool) -> None:
             click.echo(f"  state: {state['error']}")
 
 
+# `gateway lorawan listen --json` kept its first keys' meaning (installers' walk-test scripts read them):
+# kind join/data/duplicate/rejected and the reason; the tap's own words came in beside them (docs/CLI.md).
+_DATA_VERDICTS = frozenset({"accepted", "replay_suspect", "retransmission", "codec_error"})
+
+
+def listen_row(h: Any) -> dict[str, Any]:
+    """One `lorawan listen --json` line: the tap's frame (as in a `lora_listen` report: source, verdict,
+    frame type as `frame`, length, port, freq_mhz, datr) with the original keys on top."""
+    import msgspec
+
+    row = msgspec.structs.asdict(h)
+    frame = row.pop("kind")
+    if h.verdict in _DATA_VERDICTS:
+        kind = "join" if frame == "join" else "data"
+    else:
+        kind = "duplicate" if h.verdict == "duplicate" else "rejected"
+    row.update(device_id=h.device_id or None, kind=kind, reason=None if h.verdict in ("accepted", "duplicate") else h.verdict,
+               frame=frame)
+    return row
+
+
 @lorawan.command()
 @click.option("--port", "port_name", help="the [ports.X] name (default: the first lorawan_gwmp port)")
 @click.option("--seconds", type=click.FloatRange(1, 3600), default=60, show_default=True, help="how long to listen")
@@ -103,10 +124,10 @@ def listen(target: Target, port_name: str | None, seconds: float, state_dir: str
     heard: list[Heard] = []
 
     def observe(h: Heard) -> None:
-        """The driver's radio tap, as the daemon's `lora_listen` reads it: one shape and one vocabulary for both."""
+        """The driver's radio tap, as the daemon's `lora_listen` reads it."""
         heard.append(h)
-        if as_json:
-            click.echo(msgspec.json.encode(h).decode())  # one JSON line per frame: a stream
+        if as_json:  # one JSON line per frame: a stream
+            click.echo(msgspec.json.encode(listen_row(h)).decode())
         else:
             click.echo(f"{time.strftime('%H:%M:%S')}  {h.device_id or '(not in config)':<16} {h.source or '?':<16} {h.verdict:<15} "
                        f"{h.kind:<14} fcnt {h.fcnt}  rssi {h.rssi_dbm} snr {h.snr_db}  {h.freq_mhz} MHz {h.datr}")

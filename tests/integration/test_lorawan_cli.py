@@ -115,7 +115,7 @@ def test_listen_prints_each_frame_with_fcnt_and_rssi(tmp_path):
                 out.extend(os.read(proc.stdout.fileno(), 65536))
             except BlockingIOError:
                 pass
-            return any(r.get("verdict") == "accepted" and r.get("kind", "").endswith("_up") for r in lines())
+            return any(r.get("kind") == "data" for r in lines())
 
         async def drive() -> None:
             sim = LorawanSimulator(("127.0.0.1", port), keepalive_s=0.5)
@@ -129,7 +129,9 @@ def test_listen_prints_each_frame_with_fcnt_and_rssi(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
-    row = next(r for r in lines() if r["verdict"] == "accepted" and r["kind"].endswith("_up"))
-    assert row["device_id"] == "smoke-2-401" and row["rssi_dbm"] == -95 and row["fcnt"] is not None
-    assert row["freq_mhz"] and row["datr"].startswith("SF") and len(row["source"]) == 8  # as the daemon's lora_listen reports it
+    row = next(r for r in lines() if r["kind"] == "data")
+    assert row["device_id"] == "smoke-2-401" and row["rssi_dbm"] == -95 and row["fcnt"] is not None and row["reason"] is None
+    # Beside the original keys, the frame as the daemon's lora_listen reports it (additive):
+    assert row["verdict"] == "accepted" and row["frame"].endswith("_up") and len(row["source"]) == 8
+    assert row["freq_mhz"] and row["datr"].startswith("SF")
     wait_for(lambda: proc.poll() is not None)
