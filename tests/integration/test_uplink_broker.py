@@ -3,6 +3,7 @@ alarms first, ACL denial keeps rows, Last Will on a dropped link, every message 
 
 import asyncio
 import json
+import signal
 import subprocess
 import time
 
@@ -201,6 +202,54 @@ def test_acl_denial_keeps_rows_raises_fault_and_reports_not_authorized(tmp_path)
         broker.stop()
     assert health["state"] == "not_authorized" and health["fault"] == "puback_135"
     assert health["records_acked"] == 0 and depth.get("alarm") == 1 and fetched == [seq]
+
+
+def test_acl_tightened_mid_drain_keeps_rows_and_all_arrive_once_it_is_restored(tmp_path):
+    """R5 at run time: the platform engineer's ACL change (mosquitto re-reads acl_file on SIGHUP) refuses the
+    drain's PUBLISHes mid-backlog (PUBACK 135); the rows stay, the state says not_authorized, and once the
+    ACL is put back every reading arrives (the drain's cursor went back to the floor for the refused ones)."""
+    allow = "topic readwrite cg/v1/#\n"
+    acl = tmp_path / "acl"
+    acl.write_text(allow)
+    broker = Broker(tmp_path / "mosq", extra_conf=f"acl_file {acl}\n").start()
+    platform = Platform(broker.port)
+    n = 3000
+    try:
+        async def main():
+            clock = Clock("assume_synced")
+            outbox = await open_outbox(tmp_path, clock)
+            for i in range(n):
+                outbox.put_reading(reading(clock, f"hydrant-{i % 7}", i))
+            await outbox.flush()
+            up = make_uplink(broker.url, outbox, clock, drain_readings_per_s=1000.0, batch_max_readings=100, max_inflight=5,
+                             reconnect_base_s=0.2, reconnect_cap_s=1.0)
+            task = asyncio.create_task(up.run())
+            try:
+                await async_wait_for(lambda: up.health()["records_acked"] >= n // 3, what="a third of the backlog acknowledged")
+                acl.write_text(f"topic readwrite cg/v1/{GW}/status\ntopic read cg/v1/{GW}/cmd\ntopic read cg/v1/{GW}/relay\n"
+                               "topic read cg/v1/#\n")
+                broker.proc.send_signal(signal.SIGHUP)
+                await async_wait_for(lambda: up.health()["puback_failures"] >= 1, what="PUBACK 135 after the ACL change")
+                denied = up.health()
+                left = outbox.stats().depth.get("telemetry", 0)
+                acl.write_text(allow)
+                broker.proc.send_signal(signal.SIGHUP)
+                await _drained(outbox, timeout_s=30)
+                return denied, left, up.health()
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                await outbox.close()
+
+        denied, left, final = asyncio.run(main())
+        wait_for(lambda: len({q for _c, q in platform.seqs()}) >= n, timeout_s=20, what="every reading at the platform")
+        _check_seq_report(platform, range(1, n + 1))
+    finally:
+        platform.close()
+        broker.stop()
+    assert denied["state"] == "not_authorized" and denied["fault"] == "puback_135"
+    assert 0 < left < n  # refused mid-drain: part delivered, the rest kept
+    assert final["records_acked"] == n and final["fault"] == ""
 
 
 def test_refused_credentials_go_to_the_cap_and_a_new_alarm_retries_at_once(tmp_path):
