@@ -23,15 +23,17 @@ class ConfigError(GatewayError):
 class FrameError(GatewayError):
     """Bytes from a serial line, a radio or the network do not form a valid frame."""
 
-    def __init__(self, reason: str, data: bytes = b"") -> None:
-        self.reason = reason
+    def __init__(self, reason: str, data: bytes = b"", detail: str = "") -> None:
+        self.reason = reason  # a word from a fixed vocabulary: it names a counter, whatever the bytes said
         self.data = bytes(data[:64])
+        self.detail = detail[:80]  # what varies with the input (a version byte, a parser's message): logs only
         super().__init__(reason)
 
     def __str__(self) -> str:
+        text = f"{self.reason}: {self.detail}" if self.detail else self.reason
         if self.data:
-            return f"{self.reason} (first bytes {self.data.hex(' ')})"
-        return self.reason
+            return f"{text} (first bytes {self.data.hex(' ')})"
+        return text
 
 
 class CodecError(GatewayError):

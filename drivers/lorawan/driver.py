@@ -31,6 +31,8 @@ RCVBUF_BYTES = 1 << 20
 BRIDGE_RETRY_S = 30.0
 MAX_PENDING_RX2 = 64
 RX2_RETRY_ERRORS = ("TOO_LATE", "COLLISION_PACKET")  # PROTOCOL.md TX_ACK errors that RX2 can still fix
+TX_ACK_ERRORS = frozenset({"TOO_LATE", "TOO_EARLY", "COLLISION_PACKET", "COLLISION_BEACON", "TX_FREQ", "TX_POWER",
+                           "GPS_UNLOCKED"})  # sx1302_hal PROTOCOL.md §6, txpk_ack.error
 
 
 class _Proto(asyncio.DatagramProtocol):
@@ -177,7 +179,7 @@ class LorawanDriver:
         try:
             pkt = gwmp.parse(data)
         except FrameError as exc:
-            self._reject_datagram(exc.reason, data)
+            self._reject_datagram(exc.reason, data, exc.detail)
             return
         if self.bridge is not None and pkt.ident in (gwmp.Ident.PUSH_DATA, gwmp.Ident.PULL_DATA, gwmp.Ident.TX_ACK):
             self.bridge.to_upstream(data)  # verbatim: the upstream sees the forwarder's own EUI and tokens
@@ -190,11 +192,11 @@ class LorawanDriver:
     def _packet(self, pkt: gwmp.Packet, addr: tuple[str, int]) -> None:
         I = gwmp.Ident  # noqa: E741 - short alias for the GWMP identifiers compared below
         if pkt.ident in (I.PUSH_DATA, I.PULL_DATA):
-            fwd = self.forwarders.admit(pkt.eui)
-            if fwd is None:
-                self._reject_datagram("unknown_gateway_eui", pkt.eui)
-                return
             now = self.clock.monotonic()
+            fwd, refused = self.forwarders.admit(pkt.eui, now)
+            if fwd is None:
+                self._reject_datagram(refused, pkt.eui)
+                return
             fwd.version = pkt.version
             ack_ident = I.PUSH_ACK if pkt.ident is I.PUSH_DATA else I.PULL_ACK
             self._send(gwmp.ack(pkt.version, pkt.token, ack_ident), addr)
@@ -213,7 +215,8 @@ class LorawanDriver:
             for rx in pkt.rxpk:
                 self._uplink(rx, fwd.eui)
         elif pkt.ident is I.TX_ACK:
-            self._bump(f"tx_ack_{pkt.tx_error.lower() or 'ok'}")
+            # Counted by name only for the errors PROTOCOL.md lists: the string comes from the datagram.
+            self._bump(f"tx_ack_{pkt.tx_error.lower() if pkt.tx_error in TX_ACK_ERRORS else 'other' if pkt.tx_error else 'ok'}")
             rx2 = self._rx2.pop(pkt.token, None)
             if pkt.tx_error in RX2_RETRY_ERRORS and rx2 is not None:
                 self._bump("downlinks_rx2")  # RX1 missed (a busy Pi, a collision): the same frame in RX2
@@ -340,7 +343,8 @@ class LorawanDriver:
     def _bump(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
 
-    def _reject_datagram(self, reason: str, data: bytes) -> None:
+    def _reject_datagram(self, reason: str, data: bytes, detail: str = "") -> None:
         first = f"reject_{reason}" not in self.counters
         self._bump(f"reject_{reason}")
-        (self.log.warning if first else self.log.debug)("datagram_rejected", reason=reason, data=data[:32].hex())
+        (self.log.warning if first else self.log.debug)("datagram_rejected", reason=reason, detail=detail or None,
+                                                        data=data[:32].hex())

@@ -32,6 +32,12 @@ class Forwarder:
                 "silent": self.silent, "stat": dict(self.stat)}
 
 
+# A courtyard has one concentrator, two at most. With `gateway_euis` empty (any forwarder, the default) every
+# new EUI in a PUSH_DATA or PULL_DATA got an entry, kept for good: a flood of datagrams with random EUIs grew
+# the table (and the driver's health, and the retained status) without bound and the 1 s tick with it.
+MAX_FORWARDERS = 8
+
+
 class Forwarders:
     def __init__(self, timeout_s: float, started_mono: float, allowed: list[str]) -> None:
         self.timeout_s = timeout_s
@@ -39,15 +45,23 @@ class Forwarders:
         self.allowed = {e.lower() for e in allowed}
         self.by_eui: dict[str, Forwarder] = {}
 
-    def admit(self, eui: bytes) -> Forwarder | None:
-        """The forwarder with this EUI, or None when gateway_euis is set and does not list it."""
+    def admit(self, eui: bytes, now: float) -> tuple[Forwarder | None, str]:
+        """(the forwarder with this EUI, "") or (None, why not): `unknown_gateway_eui` when gateway_euis is set
+        and does not list it; `forwarder_table_full` when MAX_FORWARDERS are known and every one of them was
+        heard within the timeout (a silent one makes room: the longest silent goes). A forwarder already
+        known is never pushed out by new EUIs, however many arrive."""
         key = eui.hex()
         if self.allowed and key not in self.allowed:
-            return None
+            return None, "unknown_gateway_eui"
         fwd = self.by_eui.get(key)
         if fwd is None:
+            if len(self.by_eui) >= MAX_FORWARDERS:
+                silent = [f for f in self.by_eui.values() if now - (f.last_heard() or self.started) > self.timeout_s]
+                if not silent:
+                    return None, "forwarder_table_full"
+                del self.by_eui[min(silent, key=lambda f: f.last_heard() or self.started).eui]
             fwd = self.by_eui[key] = Forwarder(key)
-        return fwd
+        return fwd, ""
 
     def down_reason(self, now: float) -> str:
         """"" while some forwarder was heard within the timeout, else why the radio side is down."""

@@ -24,6 +24,10 @@ HEADER_BYTES = 4  # version | token (2) | identifier
 EUI_BYTES = 8
 MAX_DATAGRAM_BYTES = 65507  # a UDP payload cannot be larger; the forwarder's own buffer is 4096 bytes
 MAX_PHY_BYTES = 255
+# Why an rxpk entry was skipped, as counted (reject_rxpk_<reason>): a closed vocabulary, so a hostile
+# datagram cannot mint counter names (they reach health, the retained status and the panel).
+RXPK_REASONS = frozenset({"not_an_object", "crc_failed", "crc_absent", "not_lora", "data_not_string", "data_not_base64",
+                          "bad_size", "size_mismatch", "tmst_not_a_number", "freq_not_a_number"})
 _DECODER = msgspec.json.Decoder()  # a LoRa packet carries at most 255 bytes (SX1302 datasheet)
 
 
@@ -72,32 +76,32 @@ def _json(body: bytes) -> dict[str, Any]:
         # would poison comparisons). msgspec bounds nesting depth, so a hostile datagram cannot recurse deep.
         obj = _DECODER.decode(body)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise FrameError(f"bad_json: {str(exc)[:60]}", body) from None
+        raise FrameError("bad_json", body, str(exc)) from None
     if not isinstance(obj, dict):
-        raise FrameError("bad_json: not an object", body)
+        raise FrameError("bad_json", body, "not an object")
     return obj
 
 
 def b64decode(text: Any) -> bytes:
     """The spec says padded base64; some forwarders leave the padding out: accept both."""
     if not isinstance(text, str):
-        raise ValueError("data is not a string")
+        raise ValueError("data_not_string")
     try:
         return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
-        raise ValueError("data is not base64") from None
+        raise ValueError("data_not_base64") from None
 
 
 def _num(obj: dict[str, Any], key: str, kind: type = float) -> Any:
     v = obj.get(key)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not math.isfinite(v)):
-        raise ValueError(f"{key} is missing or not a number")
+        raise ValueError(f"{key}_not_a_number")  # key: one of this module's literals, never the datagram's
     return kind(v)
 
 
 def _rxpk(obj: Any) -> RxPk:
     if not isinstance(obj, dict):
-        raise ValueError("rxpk entry is not an object")
+        raise ValueError("not_an_object")
     stat = obj.get("stat", 1)
     if stat != 1:  # -1 CRC failed, 0 no CRC: the forwarder forwards these only when configured to
         raise ValueError(f"crc_{'failed' if stat == -1 else 'absent'}")
@@ -129,11 +133,11 @@ def parse(datagram: bytes) -> Packet:
         raise FrameError("short_datagram", datagram)
     version, token, raw_ident = datagram[0], int.from_bytes(datagram[1:3], "big"), datagram[3]
     if version not in VERSIONS:
-        raise FrameError(f"bad_version_{version}", datagram)
+        raise FrameError("bad_version", datagram, f"version {version}")
     try:
         ident = Ident(raw_ident)
     except ValueError:
-        raise FrameError(f"unknown_ident_{raw_ident:#04x}", datagram) from None
+        raise FrameError("unknown_ident", datagram, f"identifier {raw_ident:#04x}") from None
     if ident in (Ident.PUSH_ACK, Ident.PULL_ACK):
         return Packet(version, token, ident)
     if ident is Ident.PULL_RESP:
@@ -158,7 +162,8 @@ def parse(datagram: bytes) -> Packet:
         try:
             packets.append(_rxpk(entry))
         except (ValueError, TypeError, OverflowError) as exc:
-            rejected.append(str(exc).split(":")[0] or "bad_rxpk")
+            reason = str(exc)  # counted as reject_rxpk_<reason>: only this module's own words, never a message
+            rejected.append(reason if isinstance(exc, ValueError) and reason in RXPK_REASONS else "bad_rxpk")
     stat = body.get("stat")
     return Packet(version, token, ident, eui, tuple(packets), stat if isinstance(stat, dict) else None, rejected=tuple(rejected))
 
