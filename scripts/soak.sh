@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Soak-length runs of the proof suite (issue 12; reliability.md §7). Not part of CI: about 35 minutes.
+# Soak-length runs of the proof suite (issue 12; reliability.md §7). Not part of CI: about 37 minutes.
 # Same tests as tests/reliability and tests/fuzz, scaled up by environment variables; loopback only,
 # each step bounded by its own timeout. Figures are printed by the tests (pytest -s) and collected in
 # one log for docs/RELIABILITY.md.
 #
 #   scripts/soak.sh                 # everything
-#   scripts/soak.sh r1 r6           # only some steps: r1 r6 powercut fuzz flood serialflood store fleet fleet700
+#   scripts/soak.sh r1 r6           # only some steps: r1 r6 powercut fuzz flood serialflood gwmpflood store fleet fleet700
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 LOG=${SOAK_LOG:-soak-$(date -u +%Y%m%dT%H%M%SZ).log}
-steps=${*:-"r1 r6 powercut fuzz flood serialflood store fleet fleet700"}
+steps=${*:-"r1 r6 powercut fuzz flood serialflood gwmpflood store fleet fleet700"}
 
 pytest_run() {  # name, timeout s, env..., -- test files
   local name=$1 limit=$2; shift 2
@@ -44,6 +44,8 @@ for step in $steps; do
     flood) pytest_run "F2 LoRa flood 1M" 600 F2_FRAMES=1000000 -- tests/reliability/test_flood_lora.py ;;
     # F2 serial: 1,000,000 malformed Modbus RTU frames and AT lines through the live drivers (~4 min).
     serialflood) pytest_run "F2 serial flood 1M" 900 F2_FRAMES=1000000 -- tests/reliability/test_flood_serial.py ;;
+    # R16: 5,000 hostile GWMP datagrams/s for 60 s at the LoRaWAN driver, genuine alarms interleaved (~1.5 min).
+    gwmpflood) pytest_run "R16 GWMP flood 60 s" 300 GWMP_FLOOD_S=60 -- tests/reliability/test_flood_gwmp.py ;;
     # Store-level crash / fsync / I/O error / disk-full tests, as in CI (they are already bounded).
     store) pytest_run "store R6-R9" 600 -- tests/reliability/test_store_crash.py tests/reliability/test_store_fsync.py \
              tests/reliability/test_store_ioerror.py tests/reliability/test_store_diskfull.py \
@@ -52,7 +54,7 @@ for step in $steps; do
     fleet) pytest_run "R19 fleet x100" 300 FLEET_N=100 -- tests/reliability/test_uplink_fleet.py ;;
     # Issue 21: 700 gateways (real Uplink + Outbox, 100 per process) through a broker restart (~3 min).
     fleet700) pytest_run "fleet sim x700" 1500 FLEET_SIM_N=700 -- tests/reliability/test_fleet_sim.py ;;
-    *) echo "unknown step $step (r1 r6 powercut fuzz flood serialflood store fleet fleet700)"; exit 2 ;;
+    *) echo "unknown step $step (r1 r6 powercut fuzz flood serialflood gwmpflood store fleet fleet700)"; exit 2 ;;
   esac
 done
 echo "log: $LOG; failed steps: $failed" | tee -a "$LOG"
