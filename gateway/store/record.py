@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable
+import itertools
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
 import msgspec
@@ -25,7 +26,7 @@ class AnyOf:
 
     __slots__ = ("sets",)
 
-    def __init__(self, sets: Iterable[Container[int]]) -> None:
+    def __init__(self, sets: Iterable[Collection[int]]) -> None:
         self.sets = tuple(sets)
 
     def __contains__(self, seq: object) -> bool:
@@ -33,6 +34,12 @@ class AnyOf:
             if seq in s:
                 return True
         return False
+
+    def __len__(self) -> int:  # an upper bound (the sets may overlap): enough to choose how to skip them
+        return sum(len(s) for s in self.sets)
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.chain.from_iterable(self.sets)
 
 
 class OutboxStats(msgspec.Struct):

@@ -90,6 +90,30 @@ async def test_fetch_after_a_cursor_steps_over_lower_readings_only_and_keeps_the
     await ob.ack("mqtt", [1, 2])
     assert [r.seq for r in ob.fetch("mqtt", 100, classes=[T], after=3)] == [4, 5, 6, 8]
     assert [r.seq for r in ob.fetch("mqtt", 100, classes=[T])] == [3, 4, 5, 6, 8]  # acks awaiting their delete skipped
+    assert ob._reader._floors["mqtt"] == 1  # acked, not yet deleted: still the first row with the bit
+    await ob.flush()  # the batched delete
+    ob.fetch("mqtt", 100, classes=[T], after=5)
+    assert ob._reader._floors["mqtt"] == 1  # a fetch past a cursor never moves the floor
+    assert [r.seq for r in ob.fetch("mqtt", 1, classes=[T])] == [3] and ob._reader._floors["mqtt"] == 3
+    await ob.close()
+
+
+async def test_a_floor_fetch_past_a_big_window_leaves_the_skipping_to_sqlite_with_the_same_answer(tmp_path, monkeypatch):
+    """Past SKIP_IN_SQL held seqs a fetch from the floor hands them to SQLite (NOT IN json_each) instead of
+    stepping over each in Python: same records, same floor (the first owed row, held or not)."""
+    from gateway.store import reader
+
+    clock = ManualClock()
+    ob = make_outbox(tmp_path / "o.db", clock)
+    await ob.open()
+    await put_readings(ob, clock, 5000)
+    held = set(range(1, 3001)) | {3003, 3005}
+    await ob.ack("mqtt", range(3100, 3200))  # acks awaiting their delete: skipped too
+    in_sql = [r.seq for r in ob.fetch("mqtt", 150, exclude=held, classes=[T])]
+    monkeypatch.setattr(reader, "SKIP_IN_SQL", 10**9)
+    in_python = [r.seq for r in ob.fetch("mqtt", 150, exclude=held, classes=[T])]
+    assert in_sql == in_python == [3001, 3002, 3004, *range(3006, 3100), *range(3200, 3253)]
+    assert [r.seq for r in ob.fetch("mqtt", 3, classes=[T])] == [1, 2, 3]  # the floor did not pass what was held
     await ob.close()
 
 
