@@ -29,10 +29,6 @@ NOT_AUTHORIZED_RC = 0x87  # MQTT v5 §2.4 reason code 135
 # A PUBLISH without PUBACK for this long means a half-open link: drop the session now rather than
 # wait for keepalive (1.5 x 30 s) while an alarm sits in flight. Generous for 20 x 16 KiB on a slow link.
 PUBACK_TIMEOUT_S = 15.0
-# A drain streaming through a backlog with its cursor still looks from the outbox's floor at least this
-# often: the bound on how long a reading the cursor passed by mistake could wait (a floor fetch steps over
-# the whole in-flight window and the acks awaiting their delete, ~10-50 ms once a minute).
-CURSOR_TRUST_S = 60.0
 
 
 class TokenBucket:
@@ -109,12 +105,11 @@ class Drainer:
         self.acking: set[int] = set()  # seqs PUBACKed, outbox.ack not yet committed: never re-fetch them
         # Telemetry cursor (docs/uplink.md "Drain cursor"): every reading at or below it that the outbox still
         # owes us is in flight or being acked. 0 = fetch from the outbox's floor. Back to 0 whenever that may
-        # no longer hold: a new session, a refused PUBACK, a failed ack, another store (its seqs start
-        # anew), and whenever the drain is idle, so a rewind this code missed could only delay a reading
-        # until the drain next caught up, never lose it.
+        # no longer hold: a new session, a refused PUBACK, an ack that did not complete (whatever stopped
+        # it), another store (its seqs start anew), and whenever the drain is idle, so even a rewind this
+        # code missed could only delay a reading until the drain next caught up, never lose it.
         self.cursor = 0
         self.cursor_store = ""
-        self.floor_fetched = 0.0  # monotonic time of the last fetch from the floor
         self.table_mids: set[int] = set()  # v2 stream table PUBLISHes awaiting their PUBACK
         self.wake = asyncio.Event()  # new records committed, window opened, or pause over
         self.urgent = False  # an alarm/event/status record committed since the last fetch
@@ -186,15 +181,18 @@ class Drainer:
             self.on_refused(rc)
 
     async def _ack(self, msg: Message) -> None:
+        acked = False
         try:
             await self.outbox.ack(CONSUMER, msg.seqs)
+            acked = True
             self.counters.records_acked += len(msg.seqs)
         except StoreError as exc:
             # Not deleted: the rows will be sent again (a keyed duplicate), never lost.
-            self.cursor = 0
             self.counters.ack_store_errors += 1
             self.log.warning("uplink_ack_failed", error=str(exc), seqs=len(msg.seqs))
         finally:
+            if not acked:  # failed, cancelled or our own bug: the rows are owed and no longer held
+                self.cursor = 0
             self.acking.difference_update(msg.seqs)
 
     def session_lost(self) -> None:
@@ -231,11 +229,8 @@ class Drainer:
                 continue
             await self._maybe_rebase()
             self.urgent = False
-            now = self.clock.monotonic()
-            if self.outbox.store_id != self.cursor_store or now - self.floor_fetched > CURSOR_TRUST_S:
+            if self.outbox.store_id != self.cursor_store:
                 self.cursor, self.cursor_store = 0, self.outbox.store_id
-            if not self.cursor:
-                self.floor_fetched = now
             records = self.outbox.fetch(CONSUMER, self.cfg.batch_max_readings, exclude=self.held(), after=self.cursor)
             if not records and not self.inflight and not self.acking:
                 self.cursor = 0  # idle: the next fetch looks from the floor again (cheap now: nothing to step over)
