@@ -75,7 +75,6 @@ class SmsDriver:
         self._unavailable = "modem not started yet"
         self._reopen = Reopen(self.log, self.cfg.reopen_cap_s)  # modem reopen backoff and its warn-once report
         self._session: voice.CallSession | None = None  # the call in progress, fed our URCs
-        self._session_preemptible = False
 
     # ---- the action's API ----------------------------------------------------------------------
 
@@ -99,9 +98,8 @@ class SmsDriver:
         self._note_send(number)  # counted when queued, so a burst cannot overshoot the limits
         self.counters["queued"] += 1
         self._urgent_queued += urgent
-        if urgent and self._session is not None and self._session_preemptible and not self._session.preempted:
+        if urgent and self._session is not None and self._session.preempt():
             self.log.warning("call_preempted", number=_mask(self._session.number), reason="urgent_sms")  # counted as its outcome
-            self._session.preempt()
         return job.done
 
     async def call(self, number: str, text: str, ring_timeout_s: float, key_wait_s: float, preemptible: bool = False) -> CallOutcome:
@@ -121,9 +119,8 @@ class SmsDriver:
     async def _call(self, ch: AtChannel, job: _CallJob) -> None:
         """Place one call; SMS queued meanwhile wait in the queue (never lost, never interleaved)."""
         self._session = voice.CallSession(job.number, job.text, job.ring_timeout_s, job.key_wait_s,
-                                          self.log.bind(number=_mask(job.number)))
-        self._session_preemptible = job.preemptible
-        if job.preemptible and self._urgent_queued:
+                                          self.log.bind(number=_mask(job.number)), job.preemptible)
+        if self._urgent_queued:
             self._session.preempt()  # an urgent SMS came while this call was being taken from the queue
         try:
             outcome = await self._session.run(ch)
@@ -137,7 +134,6 @@ class SmsDriver:
             return
         finally:
             self._session = None
-            self._session_preemptible = False
         self.counters[f"calls_{outcome.result}"] += 1
         self.log.info("call_ended", number=_mask(job.number), result=outcome.result, ring_s=outcome.ring_s)
         if not job.done.done():

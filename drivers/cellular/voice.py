@@ -34,8 +34,10 @@ def ucs2_hex(text: str) -> str:
 class CallSession:
     """Feed it the module's URCs (`on_urc`) while `run(ch)` places the call; `abort` when the module is gone."""
 
-    def __init__(self, number: str, text: str, ring_timeout_s: float, key_wait_s: float, log: FilteringBoundLogger) -> None:
+    def __init__(self, number: str, text: str, ring_timeout_s: float, key_wait_s: float, log: FilteringBoundLogger,
+                 preemptible: bool = False) -> None:
         self.number, self.text = number, text
+        self.preemptible = preemptible  # an urgent SMS may end it (a lower alarm's call; never an SOS)
         self.ring_timeout_s, self.key_wait_s = ring_timeout_s, key_wait_s
         self.log = log
         self._urcs: asyncio.Queue[Urc | None] = asyncio.Queue(URC_QUEUE_MAX)
@@ -53,12 +55,16 @@ class CallSession:
             except asyncio.QueueFull:
                 self.dropped_urcs += 1
 
-    def preempt(self) -> None:
+    def preempt(self) -> bool:
         """Hang up at the next wait (at most POLL_S while ringing; the TTS command returns at once) so the
-        module can send an urgent SMS; run() returns CallOutcome("preempted")."""
+        module can send an urgent SMS; run() returns CallOutcome("preempted"). True when this asked for it
+        now: False for a call that is not preemptible or was asked already."""
+        if not self.preemptible or self.preempted:
+            return False
         self.preempted = True
         with contextlib.suppress(asyncio.QueueFull):
             self._urcs.put_nowait(None)
+        return True
 
     def abort(self, reason: str) -> None:
         self._aborted = reason
