@@ -78,12 +78,14 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def rig(state_dir: Path | None, port: int | None = None, keepalive_s: float = 0.2, clock=None, **port_kw):
+async def rig(state_dir: Path | None, port: int | None = None, keepalive_s: float = 0.2, clock=None, items: list | None = None,
+              **port_kw):
     """Driver on a free loopback UDP port, simulator forwarder with the standard devices; the forwarder's
-    first PULL_DATA has been acknowledged when the body runs (its downlink path is known)."""
+    first PULL_DATA has been acknowledged when the body runs (its downlink path is known). `items`: where the
+    driver emits (a list of the caller's own kind, e.g. one that stamps arrival times)."""
     port = port or free_udp_port()
     driver = build_driver(port, state_dir, clock, **port_kw)
-    items: list = []
+    items = [] if items is None else items
     task = asyncio.create_task(driver.run(items.append))
     sim = LorawanSimulator(("127.0.0.1", port), keepalive_s=keepalive_s, seed=5)
     for d in sim_devices():

@@ -24,9 +24,8 @@ import pytest
 
 from drivers.base import DriverState
 from drivers.lorawan.forwarders import MAX_FORWARDERS
-from drivers.lorawan.simulator import LorawanSimulator
 from gateway.model import Event, EventKind
-from tests.integration.lorawan_rig import build_driver, free_udp_port, sim_devices
+from tests.integration.lorawan_rig import free_udp_port, rig
 from tests.reliability.matrix_rig import ROOT
 from tests.support.stats import pct
 from tests.support.wait import async_wait_for
@@ -99,35 +98,26 @@ class Timed(list):
 @pytest.mark.slow  # over 5 s (issue 16)
 async def test_a_gwmp_flood_is_counted_and_refused_while_every_genuine_alarm_arrives(tmp_path):
     port = free_udp_port()
-    driver = build_driver(port, tmp_path)
     items = Timed()
-    task = asyncio.create_task(driver.run(items.append))
-    sim = LorawanSimulator(("127.0.0.1", port), keepalive_s=1.0, seed=5)
-    for d in sim_devices():
-        sim.add(d)
     sender = None
-    try:
-        await async_wait_for(lambda: driver._transport is not None, what="driver bound")
-        await sim.start()
-        await async_wait_for(lambda: sim.acks_received["pull"] > 0, what="PULL_ACK")
+    async with rig(tmp_path, port, keepalive_s=1.0, items=items) as r:
+        driver, sim = r.driver, r.sim
         base = dict(driver.health().counters)
-        sender = subprocess.Popen([sys.executable, "-c", SENDER, str(port), str(RATE), str(SECONDS), sim.eui.hex()],
-                                  cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        sent_at: list[float] = []
-        while sender.poll() is None:  # genuine alarms all through the flood
-            sent_at.append(time.monotonic())
-            sim.report("smoke-2-401", "alarm")
-            await asyncio.sleep(ALARM_EVERY_S)
-        flood_out = sender.communicate(timeout=30)[0].split()
-        await async_wait_for(lambda: len(items.alarm_at) >= len(sent_at), timeout_s=15, what="every genuine alarm")
-        health = driver.health()
-    finally:
-        if sender is not None and sender.poll() is None:
-            sender.kill()
-            sender.wait(5)
-        await sim.stop()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        try:
+            sender = subprocess.Popen([sys.executable, "-c", SENDER, str(port), str(RATE), str(SECONDS), sim.eui.hex()],
+                                      cwd=ROOT, stdout=subprocess.PIPE, text=True)
+            sent_at: list[float] = []
+            while sender.poll() is None:  # genuine alarms all through the flood
+                sent_at.append(time.monotonic())
+                sim.report("smoke-2-401", "alarm")
+                await asyncio.sleep(ALARM_EVERY_S)
+            flood_out = sender.communicate(timeout=30)[0].split()
+            await async_wait_for(lambda: len(items.alarm_at) >= len(sent_at), timeout_s=15, what="every genuine alarm")
+            health = driver.health()
+        finally:
+            if sender is not None and sender.poll() is None:
+                sender.kill()
+                sender.wait(5)
     counters = {k: v - base.get(k, 0) for k, v in health.counters.items()}
     delays_ms = [1000 * (e - s) for s, e in zip(sent_at, items.alarm_at)]
     rejected = {k: v for k, v in counters.items() if k.startswith("reject_")}
