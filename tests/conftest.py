@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tests.support.broker import Broker
+from tests.support.procstate import current_umask
 from tests.support.pty import PtyLink
 from tests.support.reaper import Reaper
 
@@ -28,20 +29,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         print(f"\nreaper: killed {len(left)} process(es) the tests left running:", *left, sep="\n  ", file=sys.stderr)
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 @pytest.fixture(autouse=True)
 def _process_state_kept():
     """A test (or the code under it) must give the process back as it found it: a umask left behind by one
     test is every later test's umask, and every browser's and daemon's that test process starts (a leaked
     0117 made each later Chromium abort on its 0700 check of its own temp directory)."""
-    umask, cwd = _umask(), os.getcwd()
+    umask, cwd = current_umask(), os.getcwd()
     yield
-    assert (_umask(), os.getcwd()) == (umask, cwd), "the test left the process's umask or working directory changed"
+    assert (current_umask(), os.getcwd()) == (umask, cwd), "the test left the process's umask or working directory changed"
 
 
 @pytest.fixture

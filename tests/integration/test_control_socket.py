@@ -10,6 +10,7 @@ import sys
 from gateway import log as logsetup
 from gateway.control.server import ControlServer
 from gateway.errors import CommandRejected
+from tests.support.procstate import current_umask
 from tests.support.wait import async_wait_for
 
 
@@ -59,18 +60,12 @@ async def test_socket_mode_is_0660_and_requests_are_answered(tmp_path):
     assert not path.exists()
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 async def test_servers_starting_together_leave_the_umask_and_others_files_alone(tmp_path):
     """The socket's mode never comes from the process-wide umask: twenty servers starting on one loop (the
     fleet stand-ins do) once left 0117 behind for good, and a directory another task made meanwhile lost its
     owner's x bit."""
     logsetup.setup("critical")
-    before = _umask()
+    before = current_umask()
     made: list[int] = []
 
     async def mkdirs() -> None:  # another task creating directories while the servers start
@@ -88,7 +83,7 @@ async def test_servers_starting_together_leave_the_umask_and_others_files_alone(
     await mkdirs()
     await async_wait_for(lambda: all(p.exists() for p in paths), what="20 control sockets")
     try:
-        assert _umask() == before
+        assert current_umask() == before
         assert set(made) == {0o777 & ~before}
         assert {stat.S_IMODE(os.stat(p).st_mode) for p in paths} == {0o660}
         assert all(stat.S_ISSOCK(os.stat(p).st_mode) for p in paths)
